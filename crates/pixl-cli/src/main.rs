@@ -1,0 +1,88 @@
+//! The `pixl` command line: reads configuration, sets up logging and dispatches.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use pixl_core::config::{Settings, load_dotenv};
+use pixl_core::queues::WorkQueue;
+
+#[derive(Parser)]
+#[command(name = "pixl", version, about = "PIXL image extraction: populate cohorts and drive the pipeline")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Queue the studies of a cohort: an OMOP-ES extract directory or a CSV file.
+    Populate {
+        /// OMOP-ES extract directory (flat or batched parquet) or CSV cohort file.
+        path: PathBuf,
+        /// Queue to publish to: imaging-primary (VNA) or imaging-secondary (PACS).
+        #[arg(long, default_value = "imaging-primary", value_parser = parse_imaging_queue)]
+        queues: WorkQueue,
+        /// Message priority, 1 (lowest) to 5 (highest).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
+        priority: u8,
+    },
+    /// Check configuration, Postgres, RabbitMQ, project configs and the export directory.
+    CheckEnv,
+    /// Run `docker compose` for this pixl deployment, e.g. `pixl dc up -d`.
+    Dc {
+        /// Arguments passed to `docker compose`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn parse_imaging_queue(value: &str) -> Result<WorkQueue, String> {
+    match WorkQueue::from_base_name(value) {
+        Some(queue @ (WorkQueue::ImagingPrimary | WorkQueue::ImagingSecondary)) => Ok(queue),
+        _ => Err("expected imaging-primary or imaging-secondary".to_owned()),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    load_dotenv()?;
+    pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, "warn");
+    let settings = Settings::from_env()?;
+    let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+    match cli.command {
+        Command::Populate { path, queues, priority } => {
+            let options = pixl_cli::populate::PopulateOptions { path, queue: queues, priority, show_progress: true };
+            let summary = runtime.block_on(pixl_cli::populate::populate(&settings, &options))?;
+            println!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckEnv => {
+            let checks = runtime.block_on(pixl_cli::check_env::run(&settings));
+            print!("{}", pixl_cli::check_env::render(&checks));
+            let all_ok = checks.iter().all(|c| c.outcome.is_ok());
+            Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Dc { args } => {
+            let cwd = std::env::current_dir()?;
+            let root = pixl_cli::dc::find_root(&cwd, std::env::var_os("PIXL_ROOT").map(PathBuf::from))
+                .context("no docker-compose.yml here or above, and PIXL_ROOT does not point at one")?;
+            let status = std::process::Command::new("docker")
+                .args(pixl_cli::dc::compose_args(&root, &settings.env_name, &args))
+                .status()
+                .context("cannot run docker")?;
+            Ok(ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)))
+        }
+    }
+}

@@ -1,0 +1,231 @@
+//! Deployment configuration: read from the environment (and a `.env` file) once at start-up,
+//! validated, with secrets wrapped so that they never print.
+//!
+//! Variable names follow PIXL where PIXL has one. `.env.sample` at the repository root lists
+//! exactly the variables read here.
+
+use std::path::{Path, PathBuf};
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// A configuration value that is missing or malformed. Names the variable; never echoes a
+/// secret value.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{variable} is invalid: {problem}")]
+    Invalid { variable: &'static str, problem: String },
+    #[error("could not read {path}: {problem}")]
+    DotEnv { path: PathBuf, problem: String },
+}
+
+/// Loads `.env` from the working directory into the process environment, if the file
+/// exists. Variables already set in the environment win, as with docker compose.
+pub fn load_dotenv() -> Result<Option<PathBuf>, ConfigError> {
+    load_dotenv_from(Path::new(".env"))
+}
+
+/// As [`load_dotenv`], for an explicit file.
+pub fn load_dotenv_from(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    dotenvy::from_path(path).map_err(|error| ConfigError::DotEnv {
+        path: path.to_owned(),
+        // dotenvy's parse errors name the line and the offending text; that text may be a
+        // secret, so only the kind of error is kept.
+        problem: match error {
+            dotenvy::Error::LineParse(_, index) => format!("syntax error at character {index}"),
+            dotenvy::Error::Io(io) => io.to_string(),
+            _ => "cannot be parsed".to_owned(),
+        },
+    })?;
+    Ok(Some(path.to_owned()))
+}
+
+/// Connection settings for the pixl Postgres database.
+#[derive(Debug, Clone)]
+pub struct DatabaseSettings {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    /// Wrapped so that `Debug` prints a redaction.
+    pub password: SecretString,
+    /// Database name; created at start-up if the server has no database of that name.
+    pub name: String,
+}
+
+impl DatabaseSettings {
+    pub fn connect_options(&self) -> sqlx::postgres::PgConnectOptions {
+        self.connect_options_for(&self.name)
+    }
+
+    /// Options for another database on the same server (used to create ours).
+    pub fn connect_options_for(&self, database: &str) -> sqlx::postgres::PgConnectOptions {
+        let options = sqlx::postgres::PgConnectOptions::new()
+            .host(&self.host)
+            .port(self.port)
+            .username(&self.user)
+            .database(database)
+            .application_name("pixl");
+        let password = self.password.expose_secret();
+        if password.is_empty() { options } else { options.password(password) }
+    }
+}
+
+/// Connection settings for RabbitMQ.
+#[derive(Debug, Clone)]
+pub struct RabbitSettings {
+    pub host: String,
+    pub port: u16,
+    pub username: String,
+    /// Wrapped so that `Debug` prints a redaction.
+    pub password: SecretString,
+}
+
+impl RabbitSettings {
+    /// The AMQP URI. Contains the password: pass it to lapin, never print it.
+    pub fn amqp_uri(&self) -> SecretString {
+        let encode = |s: &str| {
+            s.bytes()
+                .map(|b| match b {
+                    b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+                    _ => format!("%{b:02X}"),
+                })
+                .collect::<String>()
+        };
+        SecretString::from(format!(
+            "amqp://{}:{}@{}:{}/%2f",
+            encode(&self.username),
+            encode(self.password.expose_secret()),
+            self.host,
+            self.port
+        ))
+    }
+}
+
+/// Everything a pixl binary needs to know about its deployment.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub database: DatabaseSettings,
+    pub rabbitmq: RabbitSettings,
+    /// Where `<slug>.yaml` project configs and their `tag-operations/` live.
+    pub project_configs_dir: PathBuf,
+    /// Root of the export tree: `<slug>/all_extracts/<extract-ts>/...`.
+    pub host_export_root_dir: PathBuf,
+    /// Upper bound on messages a consumer processes at once (RabbitMQ prefetch).
+    pub max_messages_in_flight: u16,
+    /// Prepended to every queue and exchange name. Empty in deployments; tests use a
+    /// unique prefix so that they can share one broker.
+    pub queue_prefix: String,
+    /// `ENV` of PIXL (dev, test, prod...): names the docker compose project.
+    pub env_name: String,
+}
+
+impl Settings {
+    /// Reads the process environment.
+    pub fn from_env() -> Result<Self, ConfigError> {
+        Self::from_lookup(|name| std::env::var(name).ok())
+    }
+
+    /// Reads settings through `lookup`, so that tests need not touch the process
+    /// environment. An empty value counts as unset.
+    pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let text = |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
+        let number = |name: &'static str, default: u16, min: u16| -> Result<u16, ConfigError> {
+            match get(name) {
+                None => Ok(default),
+                Some(raw) => match raw.trim().parse::<u16>() {
+                    Ok(value) if value >= min => Ok(value),
+                    Ok(_) => Err(ConfigError::Invalid { variable: name, problem: format!("must be at least {min}") }),
+                    Err(_) => Err(ConfigError::Invalid { variable: name, problem: format!("{raw:?} is not a whole number from {min} to 65535") }),
+                },
+            }
+        };
+
+        let queue_prefix = text("PIXL_QUEUE_PREFIX", "");
+        if !queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            return Err(ConfigError::Invalid {
+                variable: "PIXL_QUEUE_PREFIX",
+                problem: "only letters, digits, '-', '_' and '.' are allowed".to_owned(),
+            });
+        }
+
+        Ok(Self {
+            database: DatabaseSettings {
+                host: text("PIXL_DB_HOST", "127.0.0.1"),
+                port: number("PIXL_DB_PORT", 5432, 1)?,
+                user: text("PIXL_DB_USER", "postgres"),
+                password: SecretString::from(get("PIXL_DB_PASSWORD").unwrap_or_default()),
+                name: text("PIXL_DB_NAME", "pixl"),
+            },
+            rabbitmq: RabbitSettings {
+                host: text("RABBITMQ_HOST", "127.0.0.1"),
+                port: number("RABBITMQ_PORT", 5672, 1)?,
+                username: text("RABBITMQ_USERNAME", "guest"),
+                password: SecretString::from(text("RABBITMQ_PASSWORD", "guest")),
+            },
+            project_configs_dir: PathBuf::from(text("PROJECT_CONFIGS_DIR", "projects/configs")),
+            host_export_root_dir: PathBuf::from(text("HOST_EXPORT_ROOT_DIR", "exports")),
+            max_messages_in_flight: number("PIXL_MAX_MESSAGES_IN_FLIGHT", 5, 1)?,
+            queue_prefix,
+            env_name: text("ENV", "dev"),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use super::*;
+
+    fn settings(pairs: &[(&str, &str)]) -> Result<Settings, ConfigError> {
+        let map: HashMap<String, String> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Settings::from_lookup(|name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn defaults_suit_a_local_machine() {
+        let s = settings(&[]).unwrap();
+        assert_eq!(s.database.host, "127.0.0.1");
+        assert_eq!(s.database.port, 5432);
+        assert_eq!(s.database.name, "pixl");
+        assert_eq!(s.rabbitmq.port, 5672);
+        assert_eq!(s.max_messages_in_flight, 5);
+        assert_eq!(s.project_configs_dir, PathBuf::from("projects/configs"));
+    }
+
+    #[test]
+    fn bad_numbers_name_the_variable() {
+        let err = settings(&[("PIXL_DB_PORT", "five")]).unwrap_err().to_string();
+        assert!(err.starts_with("PIXL_DB_PORT is invalid"), "{err}");
+        let err = settings(&[("PIXL_MAX_MESSAGES_IN_FLIGHT", "0")]).unwrap_err().to_string();
+        assert!(err.contains("PIXL_MAX_MESSAGES_IN_FLIGHT"), "{err}");
+        let err = settings(&[("PIXL_QUEUE_PREFIX", "a b")]).unwrap_err().to_string();
+        assert!(err.contains("PIXL_QUEUE_PREFIX"), "{err}");
+    }
+
+    #[test]
+    fn secrets_do_not_print() {
+        let s = settings(&[("PIXL_DB_PASSWORD", "hunter2-db"), ("RABBITMQ_PASSWORD", "hunter2-mq")]).unwrap();
+        let printed = format!("{s:?}");
+        assert!(!printed.contains("hunter2"), "{printed}");
+    }
+
+    #[test]
+    fn amqp_uri_percent_encodes_credentials() {
+        let s = settings(&[("RABBITMQ_USERNAME", "us er"), ("RABBITMQ_PASSWORD", "p@ss/word")]).unwrap();
+        assert_eq!(s.rabbitmq.amqp_uri().expose_secret(), "amqp://us%20er:p%40ss%2Fword@127.0.0.1:5672/%2f");
+    }
+
+    #[test]
+    fn malformed_dotenv_is_reported_without_its_text() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".env");
+        std::fs::write(&path, "GOOD=1\nBAD LINE secret-value\n").unwrap();
+        let err = load_dotenv_from(&path).unwrap_err().to_string();
+        assert!(err.contains(".env"), "{err}");
+        assert!(!err.contains("secret-value"), "{err}");
+    }
+}

@@ -1,0 +1,20 @@
+//! Shared foundation of every pixl binary: configuration, identifier newtypes, the project
+//! config model, the queue topology and its wire messages, the database and its outbox,
+//! telemetry, HTTP health/metrics plumbing and graceful shutdown.
+//!
+//! Nothing in here knows about DICOM networking or de-identification; those live in the
+//! service crates. The only serializable wire types of the system are in [`messages`].
+
+pub mod config;
+pub mod db;
+pub mod http;
+pub mod ids;
+pub mod messages;
+pub mod outbox;
+pub mod project_config;
+pub mod queues;
+pub mod shutdown;
+pub mod telemetry;
+
+#[cfg(feature = "test-support")]
+pub mod testing;

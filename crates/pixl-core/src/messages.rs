@@ -1,0 +1,116 @@
+//! The wire types: every message that crosses RabbitMQ, as one closed, versioned enum.
+//!
+//! Messages carry database keys and pseudonymous identifiers only, never an MRN, an
+//! accession number or an original UID: a message that ends in a dead-letter queue, or is
+//! read by someone with broker access, identifies nobody. Consumers look the raw values up
+//! in Postgres, inside the identifiable zone.
+
+use serde::{Deserialize, Serialize};
+
+use crate::ids::{ProjectSlug, PseudoStudyUid, StudyId};
+
+/// Every message on every pixl queue. The `type` tag carries the version, so a consumer
+/// meeting a newer message it does not know dead-letters it instead of misreading it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type")]
+pub enum QueueMessage {
+    /// Retrieve a study from the archive (queues `imaging-primary`, `imaging-secondary`).
+    #[serde(rename = "imaging.v1")]
+    ImagingV1(StudyRef),
+    /// De-identify a retrieved study (queue `anonymise`).
+    #[serde(rename = "anonymise.v1")]
+    AnonymiseV1(StudyRef),
+    /// Upload a de-identified study (queue `export`).
+    #[serde(rename = "export.v1")]
+    ExportV1(ExportRequest),
+}
+
+/// A study of a project, by database key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyRef {
+    pub study_id: StudyId,
+    pub project: ProjectSlug,
+}
+
+/// A de-identified study ready for upload; everything in it is safe to export.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportRequest {
+    pub study_id: StudyId,
+    pub project: ProjectSlug,
+    pub pseudo_study_uid: PseudoStudyUid,
+}
+
+/// A message body that is not a pixl message. Carries serde's description (which names
+/// the field and position, not the value).
+#[derive(Debug, thiserror::Error)]
+#[error("message is not a valid pixl message: {0}")]
+pub struct DecodeError(#[from] serde_json::Error);
+
+impl QueueMessage {
+    pub fn encode(&self) -> Vec<u8> {
+        // Serializing these plain structs to a Vec cannot fail.
+        serde_json::to_vec(self).expect("queue messages always serialize")
+    }
+
+    pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
+        Ok(serde_json::from_slice(body)?)
+    }
+
+    /// The study this message is about.
+    pub fn study_id(&self) -> StudyId {
+        match self {
+            Self::ImagingV1(r) | Self::AnonymiseV1(r) => r.study_id,
+            Self::ExportV1(r) => r.study_id,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn slug() -> ProjectSlug {
+        ProjectSlug::parse("test-extract-uclh-omop-cdm").unwrap()
+    }
+
+    #[test]
+    fn wire_format_is_stable() {
+        let cases = [
+            (
+                QueueMessage::ImagingV1(StudyRef { study_id: StudyId(7), project: slug() }),
+                r#"{"type":"imaging.v1","study_id":7,"project":"test-extract-uclh-omop-cdm"}"#,
+            ),
+            (
+                QueueMessage::AnonymiseV1(StudyRef { study_id: StudyId(8), project: slug() }),
+                r#"{"type":"anonymise.v1","study_id":8,"project":"test-extract-uclh-omop-cdm"}"#,
+            ),
+            (
+                QueueMessage::ExportV1(ExportRequest {
+                    study_id: StudyId(9),
+                    project: slug(),
+                    pseudo_study_uid: PseudoStudyUid::parse("2.25.1234").unwrap(),
+                }),
+                r#"{"type":"export.v1","study_id":9,"project":"test-extract-uclh-omop-cdm","pseudo_study_uid":"2.25.1234"}"#,
+            ),
+        ];
+        for (message, json) in cases {
+            assert_eq!(String::from_utf8(message.encode()).unwrap(), json);
+            assert_eq!(QueueMessage::decode(json.as_bytes()).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn unknown_versions_and_bad_fields_are_rejected() {
+        for body in [
+            r#"{"type":"imaging.v2","study_id":7,"project":"p"}"#,
+            r#"{"type":"imaging.v1","study_id":"x","project":"p"}"#,
+            r#"{"type":"imaging.v1","study_id":7,"project":"../etc"}"#,
+            r#"{"type":"imaging.v1","study_id":7,"project":"p","mrn":"123"}"#,
+            "not json",
+        ] {
+            assert!(QueueMessage::decode(body.as_bytes()).is_err(), "{body}");
+        }
+    }
+}
