@@ -30,11 +30,26 @@ enum Command {
     },
     /// Check configuration, Postgres, RabbitMQ, project configs and the export directory.
     CheckEnv,
+    /// Generate benchmark inputs (see docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(BenchCommand),
     /// Run `docker compose` for this pixl deployment, e.g. `pixl dc up -d`.
     Dc {
         /// Arguments passed to `docker compose`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Write a synthetic OMOP-ES extract (batched layout) of ROWS procedures to OUT.
+    GenerateOmop {
+        #[arg(long)]
+        rows: u64,
+        #[arg(long, default_value = "Bench Extract")]
+        project_name: String,
+        out: PathBuf,
     },
 }
 
@@ -58,7 +73,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     load_dotenv()?;
-    pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, "warn");
+    pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, "warn,sqlx=error");
     let settings = Settings::from_env()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
@@ -74,9 +89,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let all_ok = checks.iter().all(|c| c.outcome.is_ok());
             Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
+        Command::Bench(BenchCommand::GenerateOmop { rows, project_name, out }) => {
+            pixl_cli::bench::generate_omop(&out, rows, &project_name)
+                .with_context(|| format!("cannot write the extract to {}", out.display()))?;
+            println!("wrote {rows} procedures to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Dc { args } => {
             let cwd = std::env::current_dir()?;
-            let root = pixl_cli::dc::find_root(&cwd, std::env::var_os("PIXL_ROOT").map(PathBuf::from))
+            let root = pixl_cli::dc::find_root(&cwd, std::env::var_os("PIXL_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
                 .context("no docker-compose.yml here or above, and PIXL_ROOT does not point at one")?;
             let status = std::process::Command::new("docker")
                 .args(pixl_cli::dc::compose_args(&root, &settings.env_name, &args))

@@ -150,6 +150,7 @@ pub async fn populate(settings: &Settings, options: &PopulateOptions) -> Result<
     let cohort = std::sync::Arc::new(cohort);
     let stats = stage(&mut tx, cohort.clone(), settings.project_configs_dir.clone(), read_bar.clone()).await?;
     read_bar.finish_and_clear();
+    tracing::debug!(elapsed = ?started.elapsed(), "staged");
 
     let mut unmatched_links = 0;
     if let Cohort::Omop(extract) = cohort.as_ref() {
@@ -159,6 +160,7 @@ pub async fn populate(settings: &Settings, options: &PopulateOptions) -> Result<
     let saving = bar(options.show_progress, None, "saving studies");
     let (duplicates_merged, projects) = insert_studies(&mut tx, options).await.map_err(sql("inserting studies"))?;
     saving.finish_and_clear();
+    tracing::debug!(elapsed = ?started.elapsed(), "studies inserted");
     if projects.is_empty() {
         return Err(PopulateError::Empty { path: options.path.clone() });
     }
@@ -169,10 +171,11 @@ pub async fn populate(settings: &Settings, options: &PopulateOptions) -> Result<
         public_copy = Some(target);
     }
     tx.commit().await.map_err(sql("committing"))?;
+    tracing::debug!(elapsed = ?started.elapsed(), "committed");
 
     let pending = outbox::pending(&pool).await.map_err(sql("counting pending messages"))?;
     let publish_bar = bar(options.show_progress, Some(pending as u64), "publishing");
-    let published = outbox::relay(&pool, &broker, 2000, |n| publish_bar.inc(n)).await;
+    let published = outbox::relay(&pool, &broker, 10_000, |n| publish_bar.inc(n)).await;
     publish_bar.finish_and_clear();
     let published = match published {
         Ok(count) => count,

@@ -8,6 +8,28 @@ use std::path::{Path, PathBuf};
 
 use secrecy::{ExposeSecret, SecretString};
 
+/// Every environment variable pixl reads, in the order of `.env.sample` (a test keeps the
+/// two equal).
+pub const VARIABLES: &[&str] = &[
+    "ENV",
+    "PIXL_DB_HOST",
+    "PIXL_DB_PORT",
+    "PIXL_DB_USER",
+    "PIXL_DB_PASSWORD",
+    "PIXL_DB_NAME",
+    "RABBITMQ_HOST",
+    "RABBITMQ_PORT",
+    "RABBITMQ_USERNAME",
+    "RABBITMQ_PASSWORD",
+    "PIXL_QUEUE_PREFIX",
+    "PIXL_MAX_MESSAGES_IN_FLIGHT",
+    "PROJECT_CONFIGS_DIR",
+    "HOST_EXPORT_ROOT_DIR",
+    "PIXL_ROOT",
+    "PIXL_LOG_FORMAT",
+    "RUST_LOG",
+];
+
 /// A configuration value that is missing or malformed. Names the variable; never echoes a
 /// secret value.
 #[derive(Debug, thiserror::Error)]
@@ -130,7 +152,10 @@ impl Settings {
     /// Reads settings through `lookup`, so that tests need not touch the process
     /// environment. An empty value counts as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
+        let get = |name: &str| {
+            debug_assert!(VARIABLES.contains(&name), "{name} must be listed in VARIABLES and .env.sample");
+            lookup(name).filter(|value| !value.trim().is_empty())
+        };
         let text = |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
         let number = |name: &'static str, default: u16, min: u16| -> Result<u16, ConfigError> {
             match get(name) {
@@ -166,7 +191,7 @@ impl Settings {
                 password: SecretString::from(text("RABBITMQ_PASSWORD", "guest")),
             },
             project_configs_dir: PathBuf::from(text("PROJECT_CONFIGS_DIR", "projects/configs")),
-            host_export_root_dir: PathBuf::from(text("HOST_EXPORT_ROOT_DIR", "exports")),
+            host_export_root_dir: PathBuf::from(text("HOST_EXPORT_ROOT_DIR", "./exports")),
             max_messages_in_flight: number("PIXL_MAX_MESSAGES_IN_FLIGHT", 5, 1)?,
             queue_prefix,
             env_name: text("ENV", "dev"),
@@ -204,6 +229,18 @@ mod tests {
         assert!(err.contains("PIXL_MAX_MESSAGES_IN_FLIGHT"), "{err}");
         let err = settings(&[("PIXL_QUEUE_PREFIX", "a b")]).unwrap_err().to_string();
         assert!(err.contains("PIXL_QUEUE_PREFIX"), "{err}");
+    }
+
+    #[test]
+    fn env_sample_lists_exactly_the_variables_read() {
+        let sample = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env.sample")).unwrap();
+        let listed: Vec<&str> = sample
+            .lines()
+            .map(|line| line.trim_start_matches('#').trim())
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
+            .collect();
+        assert_eq!(listed, VARIABLES);
     }
 
     #[test]

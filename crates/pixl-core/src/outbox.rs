@@ -70,30 +70,39 @@ pub async fn relay(
     mut on_published: impl FnMut(u64),
 ) -> Result<u64, OutboxError> {
     let mut published = 0u64;
+    // Keyset pagination: deleted rows stay in the index until vacuum, and restarting from
+    // the smallest id each time would scan past all of them again, making a large relay
+    // quadratic.
+    let mut after_id = 0i64;
     loop {
         let mut tx = pool.begin().await?;
         let rows = sqlx::query(
             "SELECT o.id, o.study_id, o.kind, o.queue, o.priority, s.project_slug, s.pseudo_study_uid
              FROM outbox o JOIN studies s ON s.id = o.study_id
+             WHERE o.id > $2
              ORDER BY o.id
              LIMIT $1
              FOR UPDATE OF o SKIP LOCKED",
         )
         .bind(batch_size)
+        .bind(after_id)
         .fetch_all(&mut *tx)
         .await?;
         if rows.is_empty() {
             tx.commit().await?;
             return Ok(published);
         }
-        let mut ids = Vec::with_capacity(rows.len());
+        let mut ids: Vec<i64> = Vec::with_capacity(rows.len());
         let mut batch = Vec::with_capacity(rows.len());
         for row in &rows {
             let outbox_id: i64 = row.try_get("id")?;
             ids.push(outbox_id);
             batch.push(to_outgoing(row).map_err(|problem| OutboxError::Corrupt { outbox_id, problem })?);
         }
+        let publish_started = std::time::Instant::now();
+        after_id = ids.iter().copied().max().unwrap_or(after_id);
         broker.publish_batch(&batch).await?;
+        tracing::trace!(elapsed = ?publish_started.elapsed(), count = batch.len(), "outbox batch published");
         sqlx::query("DELETE FROM outbox WHERE id = ANY($1)").bind(&ids).execute(&mut *tx).await?;
         tx.commit().await?;
         published += ids.len() as u64;

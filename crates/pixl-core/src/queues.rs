@@ -6,7 +6,7 @@
 //! confirm, so a message the caller was told is sent survives a broker restart.
 
 use lapin::{
-    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, ExchangeKind,
+    BasicProperties, Channel, Confirmation, Connection, PublisherConfirm, ConnectionProperties, ExchangeKind,
     options::{BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions, QueueDeleteOptions},
     types::{AMQPValue, FieldTable, ShortString},
 };
@@ -114,11 +114,18 @@ pub struct Outgoing {
     pub message: QueueMessage,
 }
 
-/// A connection with a publisher-confirm channel and a declared topology.
+/// Channels publishing one batch side by side. The broker persists and confirms each
+/// channel's messages independently, so a few channels in parallel publish faster than one.
+const PUBLISH_CHANNELS: usize = 4;
+
+/// A connection with publisher-confirm channels and a declared topology.
 #[derive(Debug)]
 pub struct Broker {
     connection: Connection,
+    /// Confirm-mode channel for declarations and single publishes.
     channel: Channel,
+    /// Confirm-mode channels for [`Broker::publish_batch`].
+    publishers: Vec<Channel>,
     topology: Topology,
 }
 
@@ -128,15 +135,12 @@ impl Broker {
         let connection = Connection::connect(settings.amqp_uri().expose_secret(), ConnectionProperties::default())
             .await
             .map_err(|source| BrokerError::Connect { host: settings.host.clone(), port: settings.port, source })?;
-        let channel = connection
-            .create_channel()
-            .await
-            .map_err(|source| BrokerError::Other { operation: "create channel", source })?;
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .map_err(|source| BrokerError::Other { operation: "enable publisher confirms", source })?;
-        let broker = Self { connection, channel, topology };
+        let channel = confirm_channel(&connection).await?;
+        let mut publishers = Vec::with_capacity(PUBLISH_CHANNELS);
+        for _ in 0..PUBLISH_CHANNELS {
+            publishers.push(confirm_channel(&connection).await?);
+        }
+        let broker = Self { connection, channel, publishers, topology };
         broker.declare_topology().await?;
         Ok(broker)
     }
@@ -183,6 +187,8 @@ impl Broker {
             arguments.insert("x-dead-letter-exchange".into(), AMQPValue::LongString(exchange.as_str().into()));
             // Routing the dead letter by its own queue's name keeps one DLQ per queue.
             arguments.insert("x-dead-letter-routing-key".into(), AMQPValue::LongString(name.as_str().into()));
+            // Classic queue storage v2: several times cheaper per persistent message than v1.
+            arguments.insert("x-queue-version".into(), AMQPValue::ShortShortUInt(2));
             if let Some(max) = queue.max_priority() {
                 arguments.insert("x-max-priority".into(), AMQPValue::ShortShortUInt(max));
             }
@@ -213,14 +219,26 @@ impl Broker {
         self.publish_batch(std::slice::from_ref(outgoing)).await
     }
 
-    /// Publishes every message, pipelined, then waits for all confirms. Returns only when
-    /// the broker has taken responsibility for each one.
+    /// Publishes every message, pipelined over several channels, then waits for all
+    /// confirms. Returns only when the broker has taken responsibility for each one.
+    /// Messages for one queue keep their order within a batch only per channel; pixl's
+    /// consumers do not depend on order.
     pub async fn publish_batch(&self, batch: &[Outgoing]) -> Result<(), BrokerError> {
+        if batch.len() < 2 * PUBLISH_CHANNELS {
+            return self.publish_on(&self.channel, batch).await;
+        }
+        let share = batch.len().div_ceil(self.publishers.len());
+        let parts = batch.chunks(share).zip(&self.publishers).map(|(part, channel)| self.publish_on(channel, part));
+        futures_util::future::try_join_all(parts).await?;
+        Ok(())
+    }
+
+    async fn publish_on(&self, channel: &Channel, batch: &[Outgoing]) -> Result<(), BrokerError> {
         let mut pending = Vec::with_capacity(batch.len());
         for outgoing in batch {
             let queue = self.topology.queue_name(outgoing.queue);
             let properties = persistent_json().with_priority(outgoing.priority.min(MAX_PRIORITY));
-            let confirm = self.send(&queue, &outgoing.message.encode(), properties).await?;
+            let confirm = send(channel, &queue, &outgoing.message.encode(), properties).await?;
             pending.push((queue, confirm));
         }
         for (queue, confirm) in pending {
@@ -237,30 +255,10 @@ impl Broker {
         let mut headers = FieldTable::default();
         headers.insert(FAILURE_REASON_HEADER.into(), AMQPValue::LongString(reason.into()));
         headers.insert("x-pixl-source-queue".into(), AMQPValue::LongString(queue.base_name().into()));
-        let confirm = self.send(&dead_letter_name, body, persistent_json().with_headers(headers)).await?;
+        let confirm = send(&self.channel, &dead_letter_name, body, persistent_json().with_headers(headers)).await?;
         let confirmation =
             confirm.await.map_err(|source| BrokerError::Publish { queue: dead_letter_name.clone(), source })?;
         check_confirmation(dead_letter_name, confirmation)
-    }
-
-    async fn send(
-        &self,
-        queue: &str,
-        body: &[u8],
-        properties: BasicProperties,
-    ) -> Result<lapin::PublisherConfirm, BrokerError> {
-        self.channel
-            .basic_publish(
-                ShortString::from(""),
-                queue.into(),
-                // Mandatory: a message for a queue that does not exist comes back instead
-                // of vanishing.
-                BasicPublishOptions { mandatory: true, ..Default::default() },
-                body,
-                properties,
-            )
-            .await
-            .map_err(|source| BrokerError::Publish { queue: queue.to_owned(), source })
     }
 
     /// Ready-message and consumer counts of a queue, by name.
@@ -292,9 +290,38 @@ impl Broker {
 
     pub async fn close(self) {
         // Closing is best effort: the broker cleans up a dropped connection too.
-        let _ = self.channel.close(200, "bye".into()).await;
+        for channel in self.publishers.iter().chain([&self.channel]) {
+            let _ = channel.close(200, "bye".into()).await;
+        }
         let _ = self.connection.close(200, "bye".into()).await;
     }
+}
+
+async fn confirm_channel(connection: &Connection) -> Result<Channel, BrokerError> {
+    let channel = connection
+        .create_channel()
+        .await
+        .map_err(|source| BrokerError::Other { operation: "create channel", source })?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await
+        .map_err(|source| BrokerError::Other { operation: "enable publisher confirms", source })?;
+    Ok(channel)
+}
+
+async fn send(channel: &Channel, queue: &str, body: &[u8], properties: BasicProperties) -> Result<PublisherConfirm, BrokerError> {
+    channel
+        .basic_publish(
+            ShortString::from(""),
+            queue.into(),
+            // Mandatory: a message for a queue that does not exist comes back instead of
+            // vanishing.
+            BasicPublishOptions { mandatory: true, ..Default::default() },
+            body,
+            properties,
+        )
+        .await
+        .map_err(|source| BrokerError::Publish { queue: queue.to_owned(), source })
 }
 
 fn persistent_json() -> BasicProperties {
