@@ -7,12 +7,15 @@
 
 pub mod config;
 pub mod db;
+pub mod hashing;
 pub mod http;
+pub mod http_client;
 pub mod ids;
 pub mod messages;
 pub mod outbox;
 pub mod project_config;
 pub mod queues;
+pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;
 

@@ -66,3 +66,6 @@ impl TestContext {
         }
     }
 }
+
+pub mod fake_key_vault;
+pub mod tls;
