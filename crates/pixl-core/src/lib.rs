@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod db;
+pub mod hasher_client;
 pub mod hashing;
 pub mod http;
 pub mod http_client;

@@ -104,6 +104,10 @@ pub struct ProjectConfig {
     #[serde(default)]
     pub series_filters: Vec<String>,
     pub destination: Destination,
+    /// Overrides the deployment's `HASHER_ALGORITHM` for this project (pixl extension):
+    /// `pixl-blake2b` keeps the pseudonyms of a project migrated from PIXL.
+    #[serde(default)]
+    pub hash_algorithm: Option<crate::hashing::HashAlgorithm>,
 }
 
 fn default_allowed_manufacturers() -> Vec<AllowedManufacturer> {

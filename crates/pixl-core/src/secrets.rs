@@ -226,11 +226,16 @@ impl AzureKeyVaultStore {
                 }),
                 ..Default::default()
             };
-            if let Some(host) = authority_host {
-                let mut cloud = azure_core::cloud::CustomConfiguration::default();
-                cloud.authority_host = host.clone();
-                options.cloud = Some(Arc::new(cloud.into()));
-            }
+            // Always explicit: the SDK would otherwise read AZURE_AUTHORITY_HOST itself, and
+            // an empty value (as `.env.sample` has) is not a URL.
+            options.cloud = Some(Arc::new(match authority_host {
+                Some(host) => {
+                    let mut cloud = azure_core::cloud::CustomConfiguration::default();
+                    cloud.authority_host = host.clone();
+                    cloud.into()
+                }
+                None => azure_core::cloud::CloudConfiguration::AzurePublic,
+            }));
             options
         };
         let credential = azure_identity::ClientSecretCredential::new(
