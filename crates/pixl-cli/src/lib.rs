@@ -6,3 +6,4 @@ pub mod check_env;
 pub mod cohort;
 pub mod dc;
 pub mod populate;
+pub mod secrets;

@@ -30,6 +30,9 @@ enum Command {
     },
     /// Check configuration, Postgres, RabbitMQ, project configs and the export directory.
     CheckEnv,
+    /// Manage the local secrets file (development and `pixl demo`).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Generate benchmark inputs (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -39,6 +42,12 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum SecretsCommand {
+    /// Create PIXL_SECRETS_FILE with a new random hashing key (never replaces a key).
+    Init,
 }
 
 #[derive(Subcommand)]
@@ -88,6 +97,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{}", pixl_cli::check_env::render(&checks));
             let all_ok = checks.iter().all(|c| c.outcome.is_ok());
             Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Secrets(SecretsCommand::Init) => {
+            let config = pixl_core::secrets::SecretsConfig::from_env_prefix("HASHER_API")?;
+            let key_name = std::env::var("AZURE_KEY_VAULT_SECRET_NAME").ok().filter(|v| !v.trim().is_empty());
+            let key_name = key_name.as_deref().unwrap_or("hashing-key");
+            match runtime.block_on(pixl_cli::secrets::init(&config, key_name))? {
+                pixl_cli::secrets::InitOutcome::Created(path) => println!("created hashing key {key_name:?} in {}", path.display()),
+                pixl_cli::secrets::InitOutcome::AlreadyThere(path) => {
+                    println!("{} already holds hashing key {key_name:?}; left unchanged", path.display())
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::GenerateOmop { rows, project_name, out }) => {
             pixl_cli::bench::generate_omop(&out, rows, &project_name)

@@ -120,6 +120,12 @@ impl ProjectKeys {
     }
 }
 
+/// A new deployment hashing key: 32 random bytes as 64 hex characters (BLAKE2b's
+/// maximum key length, so it suits both algorithms).
+pub fn new_hashing_key() -> String {
+    hex::encode(rand::random::<[u8; 32]>())
+}
+
 /// A new project salt: 16 random hex characters, as PIXL makes them.
 pub fn new_project_salt() -> String {
     hex::encode(rand::random::<[u8; 8]>())

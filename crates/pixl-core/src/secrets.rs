@@ -112,6 +112,11 @@ impl SecretsConfig {
         Ok(Self { backend, cache_ttl: Duration::from_secs(ttl_seconds) })
     }
 
+    /// As [`SecretsConfig::from_lookup`], from the process environment.
+    pub fn from_env_prefix(prefix: &str) -> Result<Self, SecretError> {
+        Self::from_lookup(prefix, |name| std::env::var(name).ok())
+    }
+
     /// Builds the store, cached.
     pub fn open(&self) -> Result<Arc<dyn SecretStore>, SecretError> {
         let inner: Arc<dyn SecretStore> = match &self.backend {

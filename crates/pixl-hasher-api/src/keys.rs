@@ -24,7 +24,7 @@ pub enum KeyError {
     BadProject { slug: String, source: ProjectConfigError },
     #[error(transparent)]
     Store(#[from] SecretError),
-    #[error("the hashing key (secret {0:?}) is missing from the secret store")]
+    #[error("the hashing key (secret {0:?}) is missing from the secret store (local mode: create it with `pixl secrets init`)")]
     MissingKey(String),
     #[error("{0}")]
     Hash(#[from] HashError),
