@@ -21,6 +21,13 @@ if ((${#missing[@]})); then
   DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
 
+# PyPI packages: pydicom's bundled test files are the real DICOM corpus of the
+# de-identification tests.
+python3 -c 'import pydicom' 2>/dev/null || {
+  log "installing pydicom"
+  python3 -m pip install -q --disable-pip-version-check pydicom
+}
+
 # --- services -------------------------------------------------------------------------
 port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 wait_for() { # name, seconds, command...

@@ -1,6 +1,7 @@
 //! The `pixl` command as a library, so that integration tests drive the same code
 //! in-process. `main.rs` only parses arguments, loads configuration and calls in here.
 
+pub mod anonymise;
 pub mod bench;
 pub mod check_env;
 pub mod cohort;

@@ -28,6 +28,16 @@ enum Command {
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
         priority: u8,
     },
+    /// De-identify a folder of DICOM files offline with a project's config and the local keys.
+    Anonymise {
+        /// Project slug (its config in PROJECT_CONFIGS_DIR).
+        #[arg(long)]
+        project: String,
+        /// Folder of DICOM files, read recursively.
+        input: PathBuf,
+        /// Where de-identified files are written (<study>/<series>/<sop>.dcm).
+        output: PathBuf,
+    },
     /// Check configuration, Postgres, RabbitMQ, project configs and the export directory.
     CheckEnv,
     /// Manage the local secrets file (development and `pixl demo`).
@@ -91,6 +101,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = runtime.block_on(pixl_cli::populate::populate(&settings, &options))?;
             println!("{summary}");
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Anonymise { project, input, output } => {
+            let project = pixl_core::ids::ProjectSlug::parse(&project).context("--project")?;
+            let keys = pixl_core::pseudonym_keys::KeySettings::from_env()?.open()?;
+            let summary = runtime.block_on(pixl_cli::anonymise::anonymise(&settings.project_configs_dir, &keys, &project, &input, &output))?;
+            print!("{summary}");
+            Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::CheckEnv => {
             let checks = runtime.block_on(pixl_cli::check_env::run(&settings));

@@ -15,6 +15,7 @@ pub mod ids;
 pub mod messages;
 pub mod outbox;
 pub mod project_config;
+pub mod pseudonym_keys;
 pub mod queues;
 pub mod secrets;
 pub mod shutdown;

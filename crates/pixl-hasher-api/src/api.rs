@@ -43,7 +43,9 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Keys(KeyError::UnknownProject(_)) => StatusCode::NOT_FOUND,
             Self::Keys(KeyError::Hash(HashError::BadLength(_) | HashError::EmptyMessage)) => StatusCode::BAD_REQUEST,
-            Self::Keys(KeyError::Store(SecretError::Unavailable { .. })) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Keys(KeyError::Keys(pixl_core::pseudonym_keys::KeyError::Store(SecretError::Unavailable { .. }))) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             Self::Keys(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

@@ -1,16 +1,15 @@
-//! The key ring: per project, the hashing key, the project salt and the algorithm, read
-//! from the secret store once and kept. A missing project salt is created (16 random hex
-//! characters) and stored, once, even when many first requests arrive together.
+//! The key ring: per project, the keys from [`KeySource`], assembled once and kept. A
+//! missing project salt is created and stored once, even when many first requests arrive
+//! together (one `OnceCell` per project).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pixl_core::hashing::{HashAlgorithm, HashError, ProjectKeys, new_project_salt};
+use pixl_core::hashing::{HashError, ProjectKeys};
 use pixl_core::ids::ProjectSlug;
 use pixl_core::project_config::{ProjectConfigError, load_project};
-use pixl_core::secrets::{SecretError, SecretStore};
-use secrecy::{ExposeSecret, SecretString};
+use pixl_core::pseudonym_keys::KeySource;
 use tokio::sync::OnceCell;
 
 use crate::HasherConfig;
@@ -23,9 +22,7 @@ pub enum KeyError {
     #[error("project config of {slug:?} is invalid")]
     BadProject { slug: String, source: ProjectConfigError },
     #[error(transparent)]
-    Store(#[from] SecretError),
-    #[error("the hashing key (secret {0:?}) is missing from the secret store (local mode: create it with `pixl secrets init`)")]
-    MissingKey(String),
+    Keys(#[from] pixl_core::pseudonym_keys::KeyError),
     #[error("{0}")]
     Hash(#[from] HashError),
 }
@@ -33,21 +30,15 @@ pub enum KeyError {
 /// Keys of every project seen so far.
 #[derive(Debug)]
 pub struct KeyRing {
-    store: Arc<dyn SecretStore>,
-    default_algorithm: HashAlgorithm,
-    key_secret_name: String,
-    local_salt: SecretString,
+    source: KeySource,
     project_configs_dir: PathBuf,
     projects: std::sync::Mutex<HashMap<ProjectSlug, Arc<OnceCell<Arc<ProjectKeys>>>>>,
 }
 
 impl KeyRing {
-    pub fn new(store: Arc<dyn SecretStore>, config: &HasherConfig) -> Self {
+    pub fn new(source: KeySource, config: &HasherConfig) -> Self {
         Self {
-            store,
-            default_algorithm: config.algorithm,
-            key_secret_name: config.key_secret_name.clone(),
-            local_salt: config.local_salt.clone(),
+            source,
             project_configs_dir: config.project_configs_dir.clone(),
             projects: std::sync::Mutex::new(HashMap::new()),
         }
@@ -65,23 +56,6 @@ impl KeyRing {
             ProjectConfigError::Missing { .. } => KeyError::UnknownProject(project.as_str().to_owned()),
             source => KeyError::BadProject { slug: project.as_str().to_owned(), source },
         })?;
-        let algorithm = loaded.config.hash_algorithm.unwrap_or(self.default_algorithm);
-        let key = self.store.get(&self.key_secret_name).await?.ok_or_else(|| KeyError::MissingKey(self.key_secret_name.clone()))?;
-        let salt_name = loaded.secret_prefix().to_owned();
-        let salt = match self.store.get(&salt_name).await? {
-            Some(salt) => salt,
-            None => {
-                let salt = SecretString::from(new_project_salt());
-                self.store.set(&salt_name, &salt).await?;
-                tracing::info!(project = %project, "created the project salt");
-                salt
-            }
-        };
-        Ok(Arc::new(ProjectKeys::new(
-            key.expose_secret().as_bytes().to_vec(),
-            salt.expose_secret().to_owned(),
-            self.local_salt.expose_secret().to_owned(),
-            algorithm,
-        )?))
+        Ok(Arc::new(self.source.project_keys(&loaded).await?))
     }
 }

@@ -13,8 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pixl_core::hashing::HashAlgorithm;
-use pixl_core::secrets::SecretsConfig;
+use pixl_core::pseudonym_keys::KeySettings;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -28,13 +27,8 @@ pub struct HasherConfig {
     pub bind: SocketAddr,
     /// `HASHER_API_TOKEN`: bearer token required on `/hash`, if set.
     pub token: Option<SecretString>,
-    /// `HASHER_ALGORITHM`: the deployment default, `hmac-sha256` unless set.
-    pub algorithm: HashAlgorithm,
-    /// `AZURE_KEY_VAULT_SECRET_NAME`: the secret holding the hashing key (PIXL's variable).
-    pub key_secret_name: String,
-    /// `LOCAL_SALT_VALUE`: PIXL's deployment-wide salt, used by `pixl-blake2b`.
-    pub local_salt: SecretString,
-    pub secrets: SecretsConfig,
+    /// Algorithm, key name, local salt and secret store.
+    pub keys: KeySettings,
     /// `PROJECT_CONFIGS_DIR`: for each project's secret-store alias and algorithm override.
     pub project_configs_dir: PathBuf,
 }
@@ -59,22 +53,11 @@ impl HasherConfig {
         let bind = format!("{host}:{port}")
             .parse()
             .map_err(|_| ConfigError { variable: "HASHER_API_HOST", problem: format!("{host}:{port} is not an IP address and port") })?;
-        let algorithm = match get("HASHER_ALGORITHM") {
-            None => HashAlgorithm::HmacSha256,
-            Some(text) => HashAlgorithm::parse(&text).ok_or_else(|| ConfigError {
-                variable: "HASHER_ALGORITHM",
-                problem: format!("{text:?} is neither hmac-sha256 nor pixl-blake2b"),
-            })?,
-        };
-        let secrets = SecretsConfig::from_lookup("HASHER_API", &lookup)
-            .map_err(|e| ConfigError { variable: "HASHER_API_AZ_*", problem: e.to_string() })?;
+        let keys = KeySettings::from_lookup(&lookup).map_err(|e| ConfigError { variable: "keys", problem: e.to_string() })?;
         Ok(Self {
             bind,
             token: get("HASHER_API_TOKEN").map(SecretString::from),
-            algorithm,
-            key_secret_name: get("AZURE_KEY_VAULT_SECRET_NAME").unwrap_or_else(|| "hashing-key".to_owned()),
-            local_salt: SecretString::from(get("LOCAL_SALT_VALUE").unwrap_or_default()),
-            secrets,
+            keys,
             project_configs_dir: PathBuf::from(get("PROJECT_CONFIGS_DIR").unwrap_or_else(|| "projects/configs".to_owned())),
         })
     }
@@ -82,8 +65,7 @@ impl HasherConfig {
 
 /// Serves the API on `listener` until `shutdown` is cancelled.
 pub async fn run(config: HasherConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let store = config.secrets.open()?;
-    let keys = Arc::new(KeyRing::new(store, &config));
+    let keys = Arc::new(KeyRing::new(config.keys.open()?, &config));
     let router = api::router(keys, config.token.clone());
     pixl_core::http::serve(listener, router, shutdown).await?;
     Ok(())

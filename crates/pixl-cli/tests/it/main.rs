@@ -1,5 +1,6 @@
 //! Integration tests of the `pixl` command against the real Postgres and RabbitMQ.
 
+mod anonymise;
 mod bad_input;
 mod populate;
 mod support;
