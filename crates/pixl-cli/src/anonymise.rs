@@ -159,6 +159,22 @@ pub async fn anonymise(
     Ok(summary)
 }
 
+/// dicom-rs reads native OW pixel data into 16-bit words and writes them back one by one;
+/// as little-endian bytes the same data is written in one copy. Only for little-endian
+/// transfer syntaxes, where the bytes on disk are exactly these.
+fn native_pixel_bytes(object: &mut dicom_object::DefaultDicomObject) {
+    use dicom_core::value::{PrimitiveValue, Value};
+    let little_endian = ["1.2.840.10008.1.2", "1.2.840.10008.1.2.1"].contains(&object.meta().transfer_syntax().trim_end_matches('\0'));
+    if !little_endian {
+        return;
+    }
+    let Ok(element) = object.element(tags::PIXEL_DATA) else { return };
+    let Value::Primitive(PrimitiveValue::U16(words)) = element.value() else { return };
+    let bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let vr = element.header().vr();
+    object.put(dicom_core::DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::U8(bytes.into())));
+}
+
 enum FileError {
     /// The file cannot be de-identified; counted, the run goes on.
     Failed(String),
@@ -183,6 +199,7 @@ fn deidentify_file(path: &Path, scheme: &TagScheme, keys: &ProjectKeys, output: 
     let dir = output.join(&study).join(&series);
     std::fs::create_dir_all(&dir).map_err(|e| FileError::Write(AnonymiseError::Write { path: dir.clone(), problem: e.to_string() }))?;
     let target = dir.join(format!("{sop}.dcm"));
+    native_pixel_bytes(&mut object);
     if target.exists() {
         // Two inputs with one SOPInstanceUID are one instance (for example the same image in
         // two transfer syntaxes): the first is kept, the others counted, not overwritten.

@@ -66,3 +66,95 @@ pub fn generate_omop(out: &Path, rows: u64, project_name: &str) -> std::io::Resu
     }
     Ok(())
 }
+
+/// Writes `count` synthetic CT slices (512×512, 16-bit, ~0.5 MB each) of one study to
+/// `out`, shaped like a real scanner's output for the de-identification benchmark: patient
+/// data in the standard tags, ~150 private elements in two private blocks, and nested
+/// sequences carrying the UIDs of other instances.
+pub fn generate_ct(out: &std::path::Path, count: u32) -> std::io::Result<()> {
+    use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
+    use dicom_core::{DataElement, Length, Tag, VR};
+    use dicom_dictionary_std::tags;
+    use dicom_object::meta::FileMetaTableBuilder;
+    use dicom_object::{FileDicomObject, InMemDicomObject};
+
+    std::fs::create_dir_all(out)?;
+    let study = "1.2.826.0.1.3680043.10.1001.1";
+    let series = "1.2.826.0.1.3680043.10.1001.1.1";
+    let sop = |i: u32| format!("1.2.826.0.1.3680043.10.1001.1.1.{i}");
+    let text = |tag: Tag, vr: VR, value: &str| DataElement::new(tag, vr, PrimitiveValue::from(value));
+    let pixels: Vec<u16> = (0..512u32 * 512).map(|i| ((i * 7) % 4096) as u16).collect();
+    for i in 1..=count {
+        let meta = FileMetaTableBuilder::new()
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.2")
+            .media_storage_sop_instance_uid(sop(i))
+            .build()
+            .map_err(std::io::Error::other)?;
+        let mut object = FileDicomObject::new_empty_with_meta(meta);
+        let reference = |uid: String| {
+            InMemDicomObject::from_element_iter([
+                text(tags::REFERENCED_SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
+                text(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, &uid),
+            ])
+        };
+        let neighbours = vec![reference(sop(if i > 1 { i - 1 } else { count })), reference(sop(if i < count { i + 1 } else { 1 }))];
+        let elements = [
+            text(tags::SPECIFIC_CHARACTER_SET, VR::CS, "ISO_IR 100"),
+            text(tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL"),
+            text(tags::SOP_CLASS_UID, VR::UI, "1.2.840.10008.5.1.4.1.1.2"),
+            text(tags::SOP_INSTANCE_UID, VR::UI, &sop(i)),
+            text(tags::STUDY_DATE, VR::DA, "20230314"),
+            text(tags::SERIES_DATE, VR::DA, "20230314"),
+            text(tags::STUDY_TIME, VR::TM, "101500"),
+            text(tags::ACCESSION_NUMBER, VR::SH, "ACC20230314"),
+            text(tags::MODALITY, VR::CS, "CT"),
+            text(tags::MANUFACTURER, VR::LO, "GE MEDICAL SYSTEMS"),
+            text(tags::INSTITUTION_NAME, VR::LO, "University Hospital Trust"),
+            text(tags::REFERRING_PHYSICIAN_NAME, VR::PN, "Referrer^Robert"),
+            text(tags::STATION_NAME, VR::SH, "CTSTATION7"),
+            text(tags::STUDY_DESCRIPTION, VR::LO, "CT CHEST"),
+            text(tags::SERIES_DESCRIPTION, VR::LO, "AXIAL 1.25mm"),
+            text(tags::OPERATORS_NAME, VR::PN, "Operator^Olivia"),
+            DataElement::new(tags::REFERENCED_IMAGE_SEQUENCE, VR::SQ, Value::Sequence(DataSetSequence::new(neighbours, Length::UNDEFINED))),
+            text(tags::PATIENT_NAME, VR::PN, "Bench^Patient^Middle"),
+            text(tags::PATIENT_ID, VR::LO, "MRN00012345"),
+            text(tags::PATIENT_BIRTH_DATE, VR::DA, "19610203"),
+            text(tags::PATIENT_SEX, VR::CS, "F"),
+            text(tags::PATIENT_AGE, VR::AS, "062Y"),
+            text(tags::PATIENT_ADDRESS, VR::LO, "1 Hospital Road, London"),
+            text(tags::SLICE_THICKNESS, VR::DS, "1.25"),
+            text(tags::KVP, VR::DS, "120"),
+            text(tags::STUDY_INSTANCE_UID, VR::UI, study),
+            text(tags::SERIES_INSTANCE_UID, VR::UI, series),
+            text(tags::SERIES_NUMBER, VR::IS, "2"),
+            text(tags::INSTANCE_NUMBER, VR::IS, &i.to_string()),
+            text(tags::IMAGE_POSITION_PATIENT, VR::DS, &format!("-250\\-250\\{}", f64::from(i) * 1.25)),
+            text(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, "1\\0\\0\\0\\1\\0"),
+            text(tags::FRAME_OF_REFERENCE_UID, VR::UI, "1.2.826.0.1.3680043.10.1001.1.9"),
+            DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
+            text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
+            DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(512u16)),
+            DataElement::new(tags::COLUMNS, VR::US, PrimitiveValue::from(512u16)),
+            text(tags::PIXEL_SPACING, VR::DS, "0.7\\0.7"),
+            DataElement::new(tags::BITS_ALLOCATED, VR::US, PrimitiveValue::from(16u16)),
+            DataElement::new(tags::BITS_STORED, VR::US, PrimitiveValue::from(12u16)),
+            DataElement::new(tags::HIGH_BIT, VR::US, PrimitiveValue::from(11u16)),
+            DataElement::new(tags::PIXEL_REPRESENTATION, VR::US, PrimitiveValue::from(0u16)),
+            text(tags::RESCALE_INTERCEPT, VR::DS, "-1024"),
+            text(tags::RESCALE_SLOPE, VR::DS, "1"),
+            text(Tag(0x0019, 0x0010), VR::LO, "GEMS_ACQU_01"),
+            text(Tag(0x0043, 0x0010), VR::LO, "GEMS_PARM_01"),
+            DataElement::new(tags::PIXEL_DATA, VR::OW, PrimitiveValue::U16(pixels.iter().copied().collect())),
+        ];
+        for element in elements {
+            object.put(element);
+        }
+        for k in 0..75u16 {
+            object.put(text(Tag(0x0019, 0x1000 + k), VR::LO, &format!("acquisition parameter {k} of MRN00012345")));
+            object.put(text(Tag(0x0043, 0x1000 + k), VR::DS, &format!("{}.5", k)));
+        }
+        object.write_to_file(out.join(format!("slice-{i:05}.dcm"))).map_err(std::io::Error::other)?;
+    }
+    Ok(())
+}

@@ -70,6 +70,12 @@ enum BenchCommand {
         project_name: String,
         out: PathBuf,
     },
+    /// Write COUNT synthetic CT slices (~0.5 MB each, PHI in standard and private tags) to OUT.
+    GenerateCt {
+        #[arg(long)]
+        count: u32,
+        out: PathBuf,
+    },
 }
 
 fn parse_imaging_queue(value: &str) -> Result<WorkQueue, String> {
@@ -131,6 +137,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pixl_cli::bench::generate_omop(&out, rows, &project_name)
                 .with_context(|| format!("cannot write the extract to {}", out.display()))?;
             println!("wrote {rows} procedures to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::GenerateCt { count, out }) => {
+            pixl_cli::bench::generate_ct(&out, count).with_context(|| format!("cannot write the slices to {}", out.display()))?;
+            println!("wrote {count} CT slices to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Dc { args } => {
