@@ -182,47 +182,57 @@ impl fmt::Display for StudyId {
     }
 }
 
-/// A pseudonymous StudyInstanceUID, produced by de-identification. Safe to export.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PseudoStudyUid(String);
+/// Declares a pseudonymous (exportable) identifier: validated, serialized as a string,
+/// printable.
+macro_rules! pseudonymous_identifier {
+    ($(#[$meta:meta])* $name:ident, $check:expr) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        #[serde(try_from = "String", into = "String")]
+        pub struct $name(String);
 
-impl PseudoStudyUid {
-    pub fn parse(value: &str) -> Result<Self, IdError> {
-        check_uid("pseudonymous study UID", value)?;
-        Ok(Self(value.to_owned()))
-    }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
+        impl $name {
+            pub fn parse(value: &str) -> Result<Self, IdError> {
+                let check: fn(&str) -> Result<(), IdError> = $check;
+                check(value)?;
+                Ok(Self(value.to_owned()))
+            }
+
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl TryFrom<String> for $name {
+            type Error = IdError;
+            fn try_from(value: String) -> Result<Self, Self::Error> {
+                Self::parse(&value)
+            }
+        }
+
+        impl From<$name> for String {
+            fn from(value: $name) -> Self {
+                value.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+    };
 }
 
-impl TryFrom<String> for PseudoStudyUid {
-    type Error = IdError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<PseudoStudyUid> for String {
-    fn from(value: PseudoStudyUid) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for PseudoStudyUid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// A pseudonymous patient id (keyed hash of the MRN). Safe to export.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(try_from = "String", into = "String")]
-pub struct PseudoPatientId(String);
-
-impl PseudoPatientId {
-    pub fn parse(value: &str) -> Result<Self, IdError> {
+pseudonymous_identifier!(
+    /// A pseudonymous StudyInstanceUID, produced by de-identification. Safe to export.
+    PseudoStudyUid,
+    |value| check_uid("pseudonymous study UID", value)
+);
+pseudonymous_identifier!(
+    /// A pseudonymous patient id (keyed hash of the MRN). Safe to export.
+    PseudoPatientId,
+    |value| {
         const KIND: &str = "pseudonymous patient id";
         if value.is_empty() {
             return Err(IdError::Empty { kind: KIND });
@@ -230,31 +240,9 @@ impl PseudoPatientId {
         if !value.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(IdError::BadCharacter { kind: KIND, reason: "hex digits only" });
         }
-        Ok(Self(value.to_owned()))
+        Ok(())
     }
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl TryFrom<String> for PseudoPatientId {
-    type Error = IdError;
-    fn try_from(value: String) -> Result<Self, Self::Error> {
-        Self::parse(&value)
-    }
-}
-
-impl From<PseudoPatientId> for String {
-    fn from(value: PseudoPatientId) -> Self {
-        value.0
-    }
-}
-
-impl fmt::Display for PseudoPatientId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
+);
 
 #[cfg(test)]
 mod tests {
