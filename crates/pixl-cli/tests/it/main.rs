@@ -2,5 +2,6 @@
 
 mod anonymise;
 mod bad_input;
+mod check_env;
 mod populate;
 mod support;
