@@ -9,7 +9,8 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # --- packages -------------------------------------------------------------------------
 # Debian packages the tests use as real peers or tools.
-apt_packages=(docker-compose postgresql-client)
+# dcmtk: storescu/echoscu as real DICOM peers of anon-node.
+apt_packages=(docker-compose postgresql-client dcmtk)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

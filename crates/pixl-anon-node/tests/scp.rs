@@ -1,0 +1,83 @@
+//! The storage SCP against dcmtk's `echoscu` and `storescu` (Debian package dcmtk), with
+//! real DICOM files from PyPI pydicom (both installed by test/run.sh).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::Command;
+
+use dicom_dictionary_std::tags;
+use pixl_anon_node::raw_cache::RawCache;
+use pixl_anon_node::scp::{ScpConfig, serve};
+use tokio_util::sync::CancellationToken;
+
+fn pydicom_file(name: &str) -> PathBuf {
+    let output = Command::new("python3")
+        .args(["-c", "import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), 'data', 'test_files'))"])
+        .output()
+        .expect("python3");
+    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim()).join(name)
+}
+
+async fn start(cache: &RawCache) -> (u16, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let shutdown = CancellationToken::new();
+    let config = ScpConfig { ae_title: "PIXL_RAW".to_owned(), allowed_callers: BTreeSet::from(["ARCHIVE".to_owned()]) };
+    tokio::spawn(serve(listener, config, cache.clone(), shutdown.clone()));
+    (port, shutdown)
+}
+
+/// Runs a dcmtk tool off the async runtime (it blocks until the association ends).
+async fn dcmtk(tool: &'static str, args: Vec<String>) -> std::process::Output {
+    tokio::task::spawn_blocking(move || Command::new(tool).env("TCP_NODELAY", "1").args(args).output().expect("dcmtk is installed"))
+        .await
+        .unwrap()
+}
+
+fn args(calling: &str, port: u16, files: &[PathBuf]) -> Vec<String> {
+    let mut args = vec!["-aet".to_owned(), calling.to_owned(), "-aec".to_owned(), "PIXL_RAW".to_owned(), "127.0.0.1".to_owned(), port.to_string()];
+    args.extend(files.iter().map(|f| f.display().to_string()));
+    args
+}
+
+#[tokio::test]
+async fn echo_and_store_real_files_byte_for_byte() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = RawCache::new(dir.path().join("raw"));
+    let (port, shutdown) = start(&cache).await;
+
+    let echo = dcmtk("echoscu", args("ARCHIVE", port, &[])).await;
+    assert!(echo.status.success(), "{}", String::from_utf8_lossy(&echo.stderr));
+
+    let files = [pydicom_file("CT_small.dcm"), pydicom_file("MR_small.dcm")];
+    let store = dcmtk("storescu", args("ARCHIVE", port, &files)).await;
+    assert!(store.status.success(), "{}", String::from_utf8_lossy(&store.stderr));
+
+    for file in &files {
+        let original = dicom_object::open_file(file).unwrap();
+        let study = original.element(tags::STUDY_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0').to_owned();
+        let sop = original.element(tags::SOP_INSTANCE_UID).unwrap().to_str().unwrap().trim_end_matches('\0').to_owned();
+        let cached_path = cache.root().join(&study).join(format!("{sop}.dcm"));
+        let cached = dicom_object::open_file(&cached_path).unwrap_or_else(|e| panic!("{}: {e}", cached_path.display()));
+        assert_eq!(cached.meta().media_storage_sop_instance_uid().trim_end_matches('\0'), sop);
+        assert_eq!(
+            cached.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap(),
+            original.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap()
+        );
+        assert_eq!(cached.element(tags::PATIENT_NAME).unwrap().to_str().unwrap(), original.element(tags::PATIENT_NAME).unwrap().to_str().unwrap());
+    }
+    shutdown.cancel();
+}
+
+#[tokio::test]
+async fn unknown_callers_are_rejected_and_nothing_is_cached() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = RawCache::new(dir.path().join("raw"));
+    let (port, shutdown) = start(&cache).await;
+    let store = dcmtk("storescu", args("INTRUDER", port, &[pydicom_file("CT_small.dcm")])).await;
+    assert!(!store.status.success());
+    let stderr = String::from_utf8_lossy(&store.stderr);
+    assert!(stderr.contains("Association Rejected") || stderr.contains("rejected"), "{stderr}");
+    assert!(!cache.root().exists() || std::fs::read_dir(cache.root()).unwrap().count() == 0);
+    shutdown.cancel();
+}
