@@ -7,8 +7,6 @@
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use dicom_dictionary_std::tags;
-use dicom_object::InMemDicomObject;
 use dicom_ul::association::Association as _;
 use dicom_ul::association::server::{AccessControl, ServerAssociationOptions};
 use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, Pdu, UserIdentity};
@@ -16,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::dimse::{self, Request};
-use crate::raw_cache::RawCache;
+use crate::raw_cache::{RawCache, StoreError};
 
 /// Transfer syntaxes accepted, in order of preference.
 const TRANSFER_SYNTAXES: &[&str] = &[
@@ -173,31 +171,14 @@ async fn respond(
         .await
 }
 
-/// Parses enough of the data set to file it, then stores it byte for byte.
+/// Stores the data set; the status for the sender.
 fn store(cache: &RawCache, request: &Request, transfer_syntax: &str, dataset: &[u8]) -> u16 {
-    let Ok(ts) = dimse::transfer_syntax(transfer_syntax) else { return dimse::CANNOT_UNDERSTAND };
-    let header = dicom_object::InMemDicomObject::read_dataset_with_ts(dataset, ts);
-    let Ok(header) = header else { return dimse::CANNOT_UNDERSTAND };
-    let study_uid = text(&header, tags::STUDY_INSTANCE_UID);
-    let sop_uid = text(&header, tags::SOP_INSTANCE_UID);
-    if sop_uid != request.affected_sop_instance_uid {
-        return dimse::CANNOT_UNDERSTAND;
-    }
-    match cache.store(&study_uid, &request.affected_sop_class_uid, &sop_uid, transfer_syntax, dataset) {
+    match cache.store(&request.affected_sop_class_uid, &request.affected_sop_instance_uid, transfer_syntax, dataset) {
         Ok(_) => dimse::SUCCESS,
-        Err(error) if error.kind() == std::io::ErrorKind::InvalidData => dimse::CANNOT_UNDERSTAND,
+        Err(StoreError::Unreadable(_)) => dimse::CANNOT_UNDERSTAND,
         Err(error) => {
             tracing::error!(%error, "cannot write to the raw cache");
             dimse::OUT_OF_RESOURCES
         }
     }
-}
-
-fn text(object: &InMemDicomObject, tag: dicom_core::Tag) -> String {
-    object
-        .element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_owned()))
-        .unwrap_or_default()
 }
