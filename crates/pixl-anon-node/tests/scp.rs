@@ -81,3 +81,77 @@ async fn unknown_callers_are_rejected_and_nothing_is_cached() {
     assert!(!cache.root().exists() || std::fs::read_dir(cache.root()).unwrap().count() == 0);
     shutdown.cancel();
 }
+
+/// A command set in Implicit VR Little Endian, as a test SCU sends it.
+fn command(elements: Vec<dicom_core::DataElement<dicom_object::InMemDicomObject>>) -> Vec<u8> {
+    let object = dicom_object::InMemDicomObject::command_from_element_iter(elements);
+    let mut bytes = Vec::new();
+    object.write_dataset_with_ts(&mut bytes, pixl_anon_node::dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
+    bytes
+}
+
+fn status_of(pdu: dicom_ul::pdu::Pdu) -> u16 {
+    let dicom_ul::pdu::Pdu::PData { data } = pdu else { panic!("expected P-DATA, got {pdu:?}") };
+    let object = dicom_object::InMemDicomObject::read_dataset_with_ts(&data[0].data[..], pixl_anon_node::dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
+    object.element(tags::STATUS).unwrap().to_int::<u16>().unwrap()
+}
+
+/// Garbage in a C-STORE gets a failure status, nothing is cached, and the association
+/// goes on: a C-ECHO on it still succeeds.
+#[tokio::test]
+async fn a_truncated_data_set_fails_with_a_status_and_the_association_survives() {
+    use dicom_core::value::PrimitiveValue;
+    use dicom_core::{DataElement, VR};
+    use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cache = RawCache::new(dir.path().join("raw"));
+    let (port, shutdown) = start(&cache).await;
+    let statuses = tokio::task::spawn_blocking(move || {
+        let mut association = dicom_ul::association::client::ClientAssociationOptions::new()
+            .calling_ae_title("ARCHIVE")
+            .called_ae_title("PIXL_RAW")
+            .with_presentation_context("1.2.840.10008.5.1.4.1.1.2", vec!["1.2.840.10008.1.2.1"])
+            .with_presentation_context("1.2.840.10008.1.1", vec!["1.2.840.10008.1.2"])
+            .establish(("127.0.0.1", port))
+            .unwrap();
+        let context = |abstract_syntax: &str| association.presentation_contexts().iter().find(|pc| pc.abstract_syntax == abstract_syntax).unwrap().id;
+        let (store_context, echo_context) = (context("1.2.840.10008.5.1.4.1.1.2"), context("1.2.840.10008.1.1"));
+        let store = command(vec![
+            DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2")),
+            DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0001u16)),
+            DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
+            DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
+            DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000u16)),
+            DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3.4.5")),
+        ]);
+        // A data set cut in the middle of an element header.
+        let garbage = vec![0x08, 0x00, 0x18, 0x00, b'U', b'I', 0x40];
+        association
+            .send(&Pdu::PData {
+                data: vec![
+                    PDataValue { presentation_context_id: store_context, value_type: PDataValueType::Command, is_last: true, data: store },
+                    PDataValue { presentation_context_id: store_context, value_type: PDataValueType::Data, is_last: true, data: garbage },
+                ],
+            })
+            .unwrap();
+        let store_status = status_of(association.receive().unwrap());
+        let echo = command(vec![
+            DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.1.1")),
+            DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0030u16)),
+            DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(2u16)),
+            DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
+        ]);
+        association
+            .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: echo_context, value_type: PDataValueType::Command, is_last: true, data: echo }] })
+            .unwrap();
+        let echo_status = status_of(association.receive().unwrap());
+        association.release().unwrap();
+        (store_status, echo_status)
+    })
+    .await
+    .unwrap();
+    assert_eq!(statuses, (0xC000, 0x0000));
+    assert!(!cache.root().exists() || std::fs::read_dir(cache.root()).unwrap().count() == 0);
+    shutdown.cancel();
+}
