@@ -121,8 +121,9 @@ async fn handle(mut association: Association, cache: &RawCache) -> Result<(), di
                             if value.is_last
                                 && let Some((context, request)) = pending.take()
                             {
-                                let data = std::mem::take(&mut dataset);
-                                respond(&mut association, context, &request, cache, Some(&data), &mut stored).await?;
+                                respond(&mut association, context, &request, cache, Some(&dataset), &mut stored).await?;
+                                // Cleared, not dropped: the next instance reuses the capacity.
+                                dataset.clear();
                             }
                         }
                     }
