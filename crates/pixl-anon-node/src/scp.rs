@@ -4,7 +4,7 @@
 //! cannot be parsed gets a failure status and the association goes on. Logs name AE
 //! titles and counts, never a UID or a value.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use dicom_ul::association::Association as _;
@@ -14,7 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::dimse::{self, Request};
-use crate::raw_cache::{RawCache, StoreError};
+use crate::raw_cache::{Pin, RawCache, StoreError};
 
 /// Transfer syntaxes accepted, in order of preference.
 const TRANSFER_SYNTAXES: &[&str] = &[
@@ -97,6 +97,9 @@ async fn handle(mut association: Association, cache: &RawCache) -> Result<(), di
     let mut dataset = Vec::new();
     let mut pending: Option<(u8, Request)> = None;
     let mut stored = 0u64;
+    // Studies this association stored into stay pinned (not evicted) until it ends: an
+    // archive's C-MOVE sends a study over one association.
+    let mut pins: HashMap<String, Pin> = HashMap::new();
     loop {
         match association.receive().await? {
             Pdu::PData { data } => {
@@ -108,7 +111,7 @@ async fn handle(mut association: Association, cache: &RawCache) -> Result<(), di
                                 let request = Request::decode(&std::mem::take(&mut command));
                                 match request {
                                     Ok(request) if request.has_dataset => pending = Some((value.presentation_context_id, request)),
-                                    Ok(request) => respond(&mut association, value.presentation_context_id, &request, cache, None, &mut stored).await?,
+                                    Ok(request) => respond(&mut association, value.presentation_context_id, &request, cache, None, &mut stored, &mut pins).await?,
                                     Err(error) => {
                                         tracing::warn!(%error, "unreadable command; aborting the association");
                                         return association.abort().await;
@@ -121,7 +124,7 @@ async fn handle(mut association: Association, cache: &RawCache) -> Result<(), di
                             if value.is_last
                                 && let Some((context, request)) = pending.take()
                             {
-                                respond(&mut association, context, &request, cache, Some(&dataset), &mut stored).await?;
+                                respond(&mut association, context, &request, cache, Some(&dataset), &mut stored, &mut pins).await?;
                                 // Cleared, not dropped: the next instance reuses the capacity.
                                 dataset.clear();
                             }
@@ -147,6 +150,7 @@ async fn respond(
     cache: &RawCache,
     dataset: Option<&[u8]>,
     stored: &mut u64,
+    pins: &mut HashMap<String, Pin>,
 ) -> Result<(), dicom_ul::association::Error> {
     let (field, status) = match request.command_field {
         dimse::C_ECHO_RQ => (dimse::C_ECHO_RSP, dimse::SUCCESS),
@@ -157,10 +161,25 @@ async fn respond(
                 .find(|pc| pc.id == context)
                 .map(|pc| pc.transfer_syntax.clone())
                 .unwrap_or_default();
-            let status = store(cache, request, &transfer_syntax, dataset.unwrap_or_default());
-            if status == dimse::SUCCESS {
-                *stored += 1;
-            }
+            let status = match cache.store(&request.affected_sop_class_uid, &request.affected_sop_instance_uid, &transfer_syntax, dataset.unwrap_or_default()) {
+                Ok(done) => {
+                    *stored += 1;
+                    metrics::counter!("pixl_anon_node_instances_received_total").increment(1);
+                    if !pins.contains_key(&done.study_uid) {
+                        let pin = cache.pin(&done.study_uid);
+                        pins.insert(done.study_uid, pin);
+                    }
+                    dimse::SUCCESS
+                }
+                Err(StoreError::Unreadable(_)) => {
+                    metrics::counter!("pixl_anon_node_instances_refused_total").increment(1);
+                    dimse::CANNOT_UNDERSTAND
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot write to the raw cache");
+                    dimse::OUT_OF_RESOURCES
+                }
+            };
             (dimse::C_STORE_RSP, status)
         }
         // Other services are not offered; answer "unrecognized operation".
@@ -170,16 +189,4 @@ async fn respond(
     association
         .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: bytes }] })
         .await
-}
-
-/// Stores the data set; the status for the sender.
-fn store(cache: &RawCache, request: &Request, transfer_syntax: &str, dataset: &[u8]) -> u16 {
-    match cache.store(&request.affected_sop_class_uid, &request.affected_sop_instance_uid, transfer_syntax, dataset) {
-        Ok(_) => dimse::SUCCESS,
-        Err(StoreError::Unreadable(_)) => dimse::CANNOT_UNDERSTAND,
-        Err(error) => {
-            tracing::error!(%error, "cannot write to the raw cache");
-            dimse::OUT_OF_RESOURCES
-        }
-    }
 }

@@ -43,7 +43,7 @@ fn args(calling: &str, port: u16, files: &[PathBuf]) -> Vec<String> {
 #[tokio::test]
 async fn echo_and_store_real_files_byte_for_byte() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = RawCache::new(dir.path().join("raw"));
+    let cache = RawCache::open(dir.path().join("raw"), 0).unwrap();
     let (port, shutdown) = start(&cache).await;
 
     let echo = dcmtk("echoscu", args("ARCHIVE", port, &[])).await;
@@ -72,7 +72,7 @@ async fn echo_and_store_real_files_byte_for_byte() {
 #[tokio::test]
 async fn unknown_callers_are_rejected_and_nothing_is_cached() {
     let dir = tempfile::tempdir().unwrap();
-    let cache = RawCache::new(dir.path().join("raw"));
+    let cache = RawCache::open(dir.path().join("raw"), 0).unwrap();
     let (port, shutdown) = start(&cache).await;
     let store = dcmtk("storescu", args("INTRUDER", port, &[pydicom_file("CT_small.dcm")])).await;
     assert!(!store.status.success());
@@ -105,7 +105,7 @@ async fn a_truncated_data_set_fails_with_a_status_and_the_association_survives()
     use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
 
     let dir = tempfile::tempdir().unwrap();
-    let cache = RawCache::new(dir.path().join("raw"));
+    let cache = RawCache::open(dir.path().join("raw"), 0).unwrap();
     let (port, shutdown) = start(&cache).await;
     let statuses = tokio::task::spawn_blocking(move || {
         let mut association = dicom_ul::association::client::ClientAssociationOptions::new()

@@ -146,11 +146,33 @@ pub fn deidentify(
         removed: context.removed,
     };
     **file = result;
-    if let Some(sop) = &outcome.sop_instance_uid {
-        let sop = sop.clone();
-        file.update_meta(|meta| meta.media_storage_sop_instance_uid = sop);
-    }
+    let sop = outcome.sop_instance_uid.clone();
+    file.update_meta(|meta| rewrite_meta(meta, sop));
     Ok(outcome)
+}
+
+/// The implementation class UID written into the file meta of de-identified files (a
+/// UUID-derived UID, PS3.5 B.2), so that output does not depend on which software
+/// wrote the input.
+pub const IMPLEMENTATION_CLASS_UID: &str = "2.25.222687506510747300128254856654370855656";
+/// Implementation version name of de-identified files.
+pub const IMPLEMENTATION_VERSION_NAME: &str = "PIXL_RS_1";
+
+/// Rewrites the file meta of a de-identified file: the new SOP Instance UID, pixl's
+/// implementation identity, and no application entity titles or private information (the
+/// sending site's AE title names the hospital; private information can hold anything).
+/// Only the transfer syntax and SOP class survive from the input.
+fn rewrite_meta(meta: &mut dicom_object::FileMetaTable, sop_instance_uid: Option<String>) {
+    if let Some(sop) = sop_instance_uid {
+        meta.media_storage_sop_instance_uid = sop;
+    }
+    meta.implementation_class_uid = IMPLEMENTATION_CLASS_UID.to_owned();
+    meta.implementation_version_name = Some(IMPLEMENTATION_VERSION_NAME.to_owned());
+    meta.source_application_entity_title = None;
+    meta.sending_application_entity_title = None;
+    meta.receiving_application_entity_title = None;
+    meta.private_information_creator_uid = None;
+    meta.private_information = None;
 }
 
 struct Context<'a> {

@@ -36,6 +36,8 @@ pub enum DropReason {
     ExcludedSeriesNumber,
     SeriesDescriptionFiltered,
     TooFewInstancesInSeries,
+    /// The cohort asked for some series of the study only, and this is not one of them.
+    SeriesNotRequested,
 }
 
 impl DropReason {
@@ -49,6 +51,7 @@ impl DropReason {
             Self::ExcludedSeriesNumber => "series number excluded",
             Self::SeriesDescriptionFiltered => "series description filtered",
             Self::TooFewInstancesInSeries => "too few instances in series",
+            Self::SeriesNotRequested => "series not in the cohort",
         }
     }
 }

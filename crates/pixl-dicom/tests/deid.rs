@@ -48,6 +48,9 @@ fn instance(sop_uid: &str, referenced_uid: &str) -> FileDicomObject<InMemDicomOb
         .transfer_syntax("1.2.840.10008.1.2.1")
         .media_storage_sop_class_uid("1.2.840.10008.5.1.4.1.1.1.1")
         .media_storage_sop_instance_uid(sop_uid)
+        // The sending site's identity: must not survive into the output's file meta.
+        .source_application_entity_title("UCLH_PACS_01")
+        .implementation_version_name("HOSPITAL_PACS")
         .build()
         .unwrap();
     let mut object = FileDicomObject::new_empty_with_meta(meta);
@@ -168,6 +171,9 @@ fn every_op_applies_and_nothing_identifying_survives() {
     assert_eq!(reference(&first), str_of(&second, tags::SOP_INSTANCE_UID).unwrap());
     assert_eq!(reference(&second), str_of(&first, tags::SOP_INSTANCE_UID).unwrap());
     assert_eq!(first.meta().media_storage_sop_instance_uid(), outcome.sop_instance_uid.as_deref().unwrap());
+    assert_eq!(first.meta().source_application_entity_title(), None, "no AE title of the sender in the file meta");
+    assert_eq!(first.meta().implementation_class_uid(), pixl_dicom::deid::IMPLEMENTATION_CLASS_UID);
+    assert_eq!(first.meta().implementation_version_name(), Some(pixl_dicom::deid::IMPLEMENTATION_VERSION_NAME));
     let codes = first.element(tags::DEIDENTIFICATION_METHOD_CODE_SEQUENCE).unwrap().items().unwrap().to_vec();
     let code_values: Vec<String> = codes.iter().map(|c| str_of(c, tags::CODE_VALUE).unwrap()).collect();
     assert_eq!(code_values, ["113100", "113107"]);

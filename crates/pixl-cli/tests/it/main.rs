@@ -1,7 +1,9 @@
 //! Integration tests of the `pixl` command against the real Postgres and RabbitMQ.
 
+mod anon_node;
 mod anonymise;
 mod bad_input;
 mod check_env;
+mod dicom_support;
 mod populate;
 mod support;

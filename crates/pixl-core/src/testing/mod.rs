@@ -52,6 +52,33 @@ impl TestContext {
         messages
     }
 
+    /// Takes every ready message off the dead-letter queue of `queue`: each body with its
+    /// `x-pixl-failure-reason` header.
+    pub async fn take_dead_letters(&self, queue: WorkQueue) -> Vec<(Vec<u8>, String)> {
+        let channel = self.broker.connection().create_channel().await.expect("channel");
+        let name = self.broker.topology().dead_letter_queue_name(queue);
+        let mut letters = Vec::new();
+        while let Some(delivery) = channel
+            .basic_get(name.as_str().into(), BasicGetOptions { no_ack: true })
+            .await
+            .expect("basic.get")
+        {
+            let reason = delivery
+                .properties
+                .headers()
+                .as_ref()
+                .and_then(|h| h.inner().get(crate::queues::FAILURE_REASON_HEADER).cloned())
+                .map(|v| match v {
+                    lapin::types::AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+                    other => format!("{other:?}"),
+                })
+                .unwrap_or_default();
+            letters.push((delivery.data.clone(), reason));
+        }
+        let _ = channel.close(200, "done".into()).await;
+        letters
+    }
+
     /// Drops this test's queues and database. A test that fails before calling it leaves
     /// them behind; `test/run.sh` removes leftovers at the start of a run.
     pub async fn teardown(self) {
