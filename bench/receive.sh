@@ -19,21 +19,35 @@ export TCP_NODELAY=1
 ours=11200
 theirs=11201
 mkdir -p "$work/ours" "$work/theirs"
-ANON_NODE_DICOM_PORT=$ours ANON_NODE_ALLOWED_CALLERS=ARCHIVE ANON_NODE_RAW_CACHE_DIR="$work/ours" RUST_LOG=warn \
+# The node also consumes its queue (Postgres and RabbitMQ of this machine, under a bench
+# database and queue prefix); only its storage SCP is measured here.
+PIXL_DB_NAME=pixl_bench PIXL_QUEUE_PREFIX=bench. ANON_NODE_HTTP_PORT=11202 \
+ANON_NODE_DICOM_PORT=$ours ANON_NODE_ALLOWED_CALLERS=ARCHIVE ANON_NODE_RAW_CACHE_DIR="$work/ours" \
+ANON_NODE_ANON_STORE_DIR="$work/anon" ANON_NODE_RAW_CACHE_MAX_SIZE_MB=0 RUST_LOG=warn \
   target/release/pixl-anon-node &
 pids+=($!)
 storescp -aet STORESCP -od "$work/theirs" $theirs &
 pids+=($!)
-sleep 1
+for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$ours) 2>/dev/null && break; sleep 0.2; done
 
 timed() { local start; start=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%N) - $start" | bc; }
-ours_s=$(timed storescu -aet ARCHIVE -aec PIXL_RAW 127.0.0.1 $ours "$work"/in/*.dcm)
-theirs_s=$(timed storescu -aet ARCHIVE -aec STORESCP 127.0.0.1 $theirs "$work"/in/*.dcm)
-ours_n=$(find "$work/ours" -name '*.dcm' | wc -l)
-theirs_n=$(find "$work/theirs" -type f | wc -l)
-[ "$ours_n" = "$count" ] && [ "$theirs_n" = "$count" ] || { echo "received $ours_n and $theirs_n of $count" >&2; exit 1; }
-
+# Rounds in A-B-B-A order with the received files removed and flushed in between, so that
+# neither receiver pays for the other's write-back.
+round() { # receiver-name port aet dir
+  local s; s=$(timed storescu -aet ARCHIVE -aec "$3" 127.0.0.1 "$2" "$work"/in/*.dcm)
+  local n; n=$(find "$4" -type f -name '*' ! -name '.*' | wc -l)
+  [ "$n" = "$count" ] || { echo "$1 received $n of $count" >&2; exit 1; }
+  rm -rf "${4:?}"/*; sync
+  echo "$s"
+}
+sync
+ours_s=0; theirs_s=0
+for order in ours theirs theirs ours; do
+  if [ "$order" = ours ]; then ours_s=$(echo "$ours_s + $(round pixl-anon-node $ours PIXL_RAW "$work/ours")" | bc)
+  else theirs_s=$(echo "$theirs_s + $(round storescp $theirs STORESCP "$work/theirs")" | bc); fi
+done
+count2=$((count * 2))
 printf '| receiver | instances | seconds | instances/s | MB/s |\n|---|---:|---:|---:|---:|\n'
-awk -v n="$count" -v s="$ours_s" -v mb="$megabytes" 'BEGIN { printf "| pixl-anon-node | %d | %.2f | %.0f | %.0f |\n", n, s, n / s, mb / s }'
-awk -v n="$count" -v s="$theirs_s" -v mb="$megabytes" 'BEGIN { printf "| dcmtk storescp | %d | %.2f | %.0f | %.0f |\n", n, s, n / s, mb / s }'
+awk -v n="$count2" -v s="$ours_s" -v mb="$megabytes" 'BEGIN { printf "| pixl-anon-node | %d | %.2f | %.0f | %.0f |\n", n, s, n / s, 2 * mb / s }'
+awk -v n="$count2" -v s="$theirs_s" -v mb="$megabytes" 'BEGIN { printf "| dcmtk storescp | %d | %.2f | %.0f | %.0f |\n", n, s, n / s, 2 * mb / s }'
 awk -v a="$ours_s" -v b="$theirs_s" 'BEGIN { printf "\nreceive rate vs storescp: %.2f×\n", b / a }'
