@@ -4,7 +4,6 @@
 //! serves the de-identified studies to export-api over HTTP ([`archive`]).
 
 pub mod archive;
-pub mod dimse;
 pub mod pipeline;
 pub mod raw_cache;
 pub mod scp;

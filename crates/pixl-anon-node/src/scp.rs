@@ -13,7 +13,7 @@ use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::dimse::{self, Request};
+use pixl_dicom::dimse::{self, Request};
 use crate::raw_cache::{Pin, RawCache, StoreError};
 
 /// Transfer syntaxes accepted, in order of preference.

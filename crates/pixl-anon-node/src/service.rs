@@ -13,7 +13,8 @@
 //!   config, bad scheme, nothing cached, instances failing) goes to the dead-letter queue
 //!   with its reason, and the study is marked `failed` with the same reason.
 //! - A passing problem (hasher-api, database, disk) is retried: the delivery is requeued
-//!   after a pause, up to [`MAX_ATTEMPTS`] times, then dead-lettered.
+//!   after a growing pause, up to [`MAX_ATTEMPTS`] times, then dead-lettered
+//!   ([`pixl_core::consumer::settle`]).
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -21,9 +22,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
+use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use pixl_core::config::Settings;
+use pixl_core::consumer::{Handled, Retry, settle};
 use pixl_core::hasher_client::{HasherClient, HasherClientConfig};
 use pixl_core::ids::StudyId;
 use pixl_core::messages::QueueMessage;
@@ -50,27 +52,16 @@ pub struct Context {
     pub cache: RawCache,
     pub store: AnonStore,
     pub configs_dir: PathBuf,
-    /// Pause before a delivery that hit a passing problem is requeued.
-    pub retry_pause: Duration,
-}
-
-/// How one delivery ended.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Handled {
-    /// De-identified (or already was): acknowledge.
-    Done,
-    /// Cannot succeed: dead-letter with the reason, mark the study failed.
-    Permanent { study: Option<StudyId>, reason: String },
-    /// May succeed later: requeue.
-    Transient { study: StudyId, reason: String },
+    /// Requeue policy for passing problems.
+    pub retry: Retry,
 }
 
 fn permanent(study: StudyId, reason: impl Into<String>) -> Handled {
-    Handled::Permanent { study: Some(study), reason: reason.into() }
+    Handled::permanent(study, reason)
 }
 
 fn transient(study: StudyId, reason: impl Into<String>) -> Handled {
-    Handled::Transient { study, reason: reason.into() }
+    Handled::transient(study, reason)
 }
 
 /// De-identifies the study an `anonymise` message names.
@@ -167,57 +158,6 @@ async fn record(pool: &PgPool, id: StudyId, pseudo_study_uid: &str, pseudo_patie
     tx.commit().await
 }
 
-/// Marks the study failed (unless it got further meanwhile).
-async fn mark_failed(pool: &PgPool, id: StudyId, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE studies SET state = 'failed', failure_reason = $2, updated_at = now() WHERE id = $1 AND state NOT IN ('anonymised', 'exported')")
-        .bind(id.0)
-        .bind(reason)
-        .execute(pool)
-        .await
-        .map(|_| ())
-}
-
-/// Counts an attempt; the new count.
-async fn count_attempt(pool: &PgPool, id: StudyId) -> Result<i32, sqlx::Error> {
-    sqlx::query_scalar("UPDATE studies SET attempts = attempts + 1, updated_at = now() WHERE id = $1 RETURNING attempts").bind(id.0).fetch_one(pool).await
-}
-
-/// Settles one delivery according to how it was handled.
-async fn settle(context: &Context, delivery: &lapin::message::Delivery, handled: Handled) {
-    let handled = match handled {
-        Handled::Transient { study, reason } => match count_attempt(&context.pool, study).await {
-            Ok(attempts) if attempts >= MAX_ATTEMPTS => permanent(study, format!("gave up after {attempts} attempts: {reason}")),
-            _ => {
-                tracing::warn!(study = study.0, %reason, "passing problem; the study will be retried");
-                tokio::time::sleep(context.retry_pause).await;
-                let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
-                return;
-            }
-        },
-        other => other,
-    };
-    if let Handled::Permanent { study, reason } = &handled {
-        tracing::warn!(study = study.map(|s| s.0), %reason, "study failed; message dead-lettered");
-        metrics::counter!("pixl_anon_node_studies_total", "outcome" => "failed").increment(1);
-        if let Some(study) = study
-            && let Err(error) = mark_failed(&context.pool, *study, reason).await
-        {
-            tracing::error!(%error, "cannot record the failure; the message is requeued");
-            tokio::time::sleep(context.retry_pause).await;
-            let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
-            return;
-        }
-        if let Err(error) = context.broker.dead_letter(WorkQueue::Anonymise, &delivery.data, reason).await {
-            tracing::error!(%error, "cannot dead-letter; the message is requeued");
-            let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
-            return;
-        }
-    }
-    if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
-        tracing::warn!(%error, "cannot acknowledge; the broker will redeliver");
-    }
-}
-
 /// Publishes pending outbox rows (the `export` messages just recorded).
 async fn relay(context: &Context) {
     if let Err(error) = outbox::relay(&context.pool, &context.broker, 1_000, |_| {}).await {
@@ -245,7 +185,7 @@ pub async fn consume(context: Arc<Context>, concurrency: u16, shutdown: Cancella
                 tasks.spawn(async move {
                     let handled = handle(&context, &delivery.data).await;
                     let done = handled == Handled::Done;
-                    settle(&context, &delivery, handled).await;
+                    settle(&context.pool, &context.broker, WorkQueue::Anonymise, context.retry, &delivery, handled).await;
                     if done {
                         relay(&context).await;
                     }
@@ -279,7 +219,7 @@ pub async fn run(
         cache: cache.clone(),
         store: store.clone(),
         configs_dir: settings.project_configs_dir.clone(),
-        retry_pause: Duration::from_secs(5),
+        retry: Retry { max_attempts: MAX_ATTEMPTS, first_pause: Duration::from_secs(2), max_pause: Duration::from_secs(60) },
     });
     let scp_config = crate::scp::ScpConfig { ae_title: config.ae_title, allowed_callers: config.allowed_callers };
     let scp = tokio::spawn(crate::scp::serve(dicom, scp_config, cache, shutdown.clone()));

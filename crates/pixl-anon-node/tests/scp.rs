@@ -86,13 +86,13 @@ async fn unknown_callers_are_rejected_and_nothing_is_cached() {
 fn command(elements: Vec<dicom_core::DataElement<dicom_object::InMemDicomObject>>) -> Vec<u8> {
     let object = dicom_object::InMemDicomObject::command_from_element_iter(elements);
     let mut bytes = Vec::new();
-    object.write_dataset_with_ts(&mut bytes, pixl_anon_node::dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
+    object.write_dataset_with_ts(&mut bytes, pixl_dicom::dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
     bytes
 }
 
 fn status_of(pdu: dicom_ul::pdu::Pdu) -> u16 {
     let dicom_ul::pdu::Pdu::PData { data } = pdu else { panic!("expected P-DATA, got {pdu:?}") };
-    let object = dicom_object::InMemDicomObject::read_dataset_with_ts(&data[0].data[..], pixl_anon_node::dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
+    let object = dicom_object::InMemDicomObject::read_dataset_with_ts(&data[0].data[..], pixl_dicom::dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
     object.element(tags::STATUS).unwrap().to_int::<u16>().unwrap()
 }
 

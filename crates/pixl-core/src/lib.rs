@@ -6,6 +6,7 @@
 //! service crates. The only serializable wire types of the system are in [`messages`].
 
 pub mod config;
+pub mod consumer;
 pub mod db;
 pub mod hasher_client;
 pub mod hashing;

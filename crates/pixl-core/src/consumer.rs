@@ -1,0 +1,120 @@
+//! How a pixl consumer settles a delivery, shared by every service: acknowledge what is
+//! done; dead-letter what cannot succeed, with its reason, and mark the study failed with
+//! the same reason; requeue what hit a passing problem after a backoff, until the study's
+//! attempts run out. The reason strings are written by pixl code and hold no identifier.
+
+use std::time::Duration;
+
+use lapin::message::Delivery;
+use lapin::options::{BasicAckOptions, BasicNackOptions};
+use sqlx::PgPool;
+
+use crate::ids::StudyId;
+use crate::queues::{Broker, WorkQueue};
+
+/// How handling a delivery ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Handled {
+    /// Done (or nothing to do): acknowledge.
+    Done,
+    /// Cannot succeed: dead-letter with the reason, mark the study failed.
+    Permanent { study: Option<StudyId>, reason: String },
+    /// May succeed later: requeue after a backoff.
+    Transient { study: StudyId, reason: String },
+}
+
+impl Handled {
+    pub fn permanent(study: StudyId, reason: impl Into<String>) -> Self {
+        Self::Permanent { study: Some(study), reason: reason.into() }
+    }
+
+    pub fn transient(study: StudyId, reason: impl Into<String>) -> Self {
+        Self::Transient { study, reason: reason.into() }
+    }
+}
+
+/// Retry policy of a consumer.
+#[derive(Debug, Clone, Copy)]
+pub struct Retry {
+    /// Attempts at a study before a passing problem counts as permanent.
+    pub max_attempts: i32,
+    /// Pause before the first requeue; doubles with each attempt.
+    pub first_pause: Duration,
+    pub max_pause: Duration,
+}
+
+impl Retry {
+    fn pause(&self, attempt: i32) -> Duration {
+        let factor = 2u32.saturating_pow(attempt.saturating_sub(1).clamp(0, 16) as u32);
+        self.first_pause.saturating_mul(factor).min(self.max_pause)
+    }
+}
+
+/// Marks the study failed with `reason` (unless it got past `anonymised` meanwhile).
+pub async fn mark_failed(pool: &PgPool, id: StudyId, reason: &str) -> Result<(), sqlx::Error> {
+    sqlx::query("UPDATE studies SET state = 'failed', failure_reason = $2, updated_at = now() WHERE id = $1 AND state NOT IN ('anonymised', 'exported')")
+        .bind(id.0)
+        .bind(reason)
+        .execute(pool)
+        .await
+        .map(|_| ())
+}
+
+/// Counts an attempt at the study; the new count.
+async fn count_attempt(pool: &PgPool, id: StudyId) -> Result<i32, sqlx::Error> {
+    sqlx::query_scalar("UPDATE studies SET attempts = attempts + 1, updated_at = now() WHERE id = $1 RETURNING attempts").bind(id.0).fetch_one(pool).await
+}
+
+async fn requeue(delivery: &Delivery) {
+    let _ = delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await;
+}
+
+/// Settles `delivery` from `queue` according to `handled`.
+pub async fn settle(pool: &PgPool, broker: &Broker, queue: WorkQueue, retry: Retry, delivery: &Delivery, handled: Handled) {
+    let handled = match handled {
+        Handled::Transient { study, reason } => match count_attempt(pool, study).await {
+            Ok(attempts) if attempts >= retry.max_attempts => Handled::permanent(study, format!("gave up after {attempts} attempts: {reason}")),
+            attempts => {
+                let pause = retry.pause(attempts.unwrap_or(1));
+                tracing::warn!(study = study.0, %reason, pause_s = pause.as_secs_f64(), "passing problem; the study will be retried");
+                tokio::time::sleep(pause).await;
+                requeue(delivery).await;
+                return;
+            }
+        },
+        other => other,
+    };
+    if let Handled::Permanent { study, reason } = &handled {
+        tracing::warn!(study = study.map(|s| s.0), queue = queue.base_name(), %reason, "study failed; message dead-lettered");
+        metrics::counter!("pixl_studies_failed_total", "queue" => queue.base_name()).increment(1);
+        if let Some(study) = study
+            && let Err(error) = mark_failed(pool, *study, reason).await
+        {
+            tracing::error!(%error, "cannot record the failure; the message is requeued");
+            tokio::time::sleep(retry.first_pause).await;
+            requeue(delivery).await;
+            return;
+        }
+        if let Err(error) = broker.dead_letter(queue, &delivery.data, reason).await {
+            tracing::error!(%error, "cannot dead-letter; the message is requeued");
+            tokio::time::sleep(retry.first_pause).await;
+            requeue(delivery).await;
+            return;
+        }
+    }
+    if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
+        tracing::warn!(%error, "cannot acknowledge; the broker will redeliver");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_up_to_the_cap() {
+        let retry = Retry { max_attempts: 5, first_pause: Duration::from_secs(2), max_pause: Duration::from_secs(60) };
+        let pauses: Vec<u64> = (1..=7).map(|a| retry.pause(a).as_secs()).collect();
+        assert_eq!(pauses, [2, 4, 8, 16, 32, 60, 60]);
+    }
+}
