@@ -72,7 +72,7 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         Err(error) => return Handled::Permanent { study: None, reason: error.to_string() },
     };
     let id = message.study_id;
-    let row = sqlx::query("SELECT project_slug, mrn, study_uid, series_uids, state::text AS state FROM studies WHERE id = $1")
+    let row = sqlx::query("SELECT project_slug, mrn, COALESCE(resolved_study_uid, study_uid) AS study_uid, series_uids, state::text AS state FROM studies WHERE id = $1")
         .bind(id.0)
         .fetch_optional(&context.pool)
         .await;

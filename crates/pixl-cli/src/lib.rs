@@ -4,6 +4,7 @@
 pub mod anonymise;
 pub mod bench;
 pub mod check_env;
+pub mod demo_data;
 pub mod cohort;
 pub mod dc;
 pub mod populate;

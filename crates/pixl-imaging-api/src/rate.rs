@@ -1,7 +1,9 @@
 //! Token buckets limiting how fast each imaging queue is consumed, adjustable at run time.
 //! Rate 0 pauses: `acquire` then waits for a rate change without polling.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use tokio::sync::watch;
 

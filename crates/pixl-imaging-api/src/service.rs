@@ -137,12 +137,13 @@ async fn reroute(pool: &PgPool, id: StudyId) -> Result<(), sqlx::Error> {
     tx.commit().await
 }
 
-/// Marks the study retrieved and queues its de-identification; with several matches (found
-/// by accession number), the others become studies of their own.
+/// Marks the study retrieved (recording the UID found, apart from the cohort's) and queues
+/// its de-identification; with several matches (found by accession number), the others
+/// become studies of their own.
 async fn record(pool: &PgPool, id: StudyId, uid_was_unknown: bool, uids: &[String]) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let updated = sqlx::query(
-        "UPDATE studies SET state = 'retrieved', study_uid = COALESCE(study_uid, $2), attempts = 0, failure_reason = NULL, updated_at = now()
+        "UPDATE studies SET state = 'retrieved', resolved_study_uid = $2, attempts = 0, failure_reason = NULL, updated_at = now()
          WHERE id = $1 AND state NOT IN ('retrieved', 'anonymised', 'exported')",
     )
     .bind(id.0)

@@ -1,0 +1,142 @@
+//! Cohort → populate → imaging-api (C-FIND/C-MOVE from the archives) → anon-node →
+//! de-identified studies, with PIXL's system-test studies.
+
+use std::path::{Path, PathBuf};
+
+use pixl_cli::demo_data::{StudySpec, radiograph_studies, system_test_studies, write_study};
+use pixl_cli::populate::{PopulateOptions, populate};
+use pixl_core::ids::{ProjectSlug, StudyId};
+use pixl_core::messages::{QueueMessage, StudyRef};
+use pixl_core::queues::{Outgoing, WorkQueue};
+use pixl_core::testing::TestContext;
+
+use crate::peers::Peer;
+use crate::pipeline::{Pipeline, Ports, cached, series_descriptions, wait_for_states};
+
+const PROJECT: &str = "test-extract-uclh-omop-cdm";
+
+/// One cohort row: (study, include the study UID, series UIDs).
+fn cohort(dir: &Path, rows: &[(&StudySpec, bool, Vec<String>)]) -> PathBuf {
+    let mut csv = String::from("procedure_id,mrn,accession_number,project_name,extract_generated_timestamp,study_date,study_uid,series_uid,participant_id\n");
+    for (i, (study, with_uid, series)) in rows.iter().enumerate() {
+        let date = format!("{}-{}-{}", &study.study_date[..4], &study.study_date[4..6], &study.study_date[6..]);
+        let uid = if *with_uid { study.study_uid.as_str() } else { "" };
+        csv.push_str(&format!("{i},{},{},{PROJECT},2024-01-01T00:00:00Z,{date},{uid},{},\n", study.patient_id, study.accession_number, series.join("\\")));
+    }
+    let path = dir.join(format!("cohort-{}.csv", rand_suffix()));
+    std::fs::write(&path, csv).unwrap();
+    path
+}
+
+fn rand_suffix() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64
+}
+
+async fn setup() -> (TestContext, tempfile::TempDir) {
+    let mut ctx = TestContext::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    ctx.settings.host_export_root_dir = dir.path().join("exports");
+    (ctx, dir)
+}
+
+async fn run_populate(ctx: &TestContext, cohort: &Path) {
+    let options = PopulateOptions { path: cohort.to_owned(), queue: WorkQueue::ImagingPrimary, priority: 1, show_progress: false };
+    populate(&ctx.settings, &options).await.unwrap();
+}
+
+fn pseudo_of<'a>(rows: &'a [(i64, String, Option<String>, Option<String>)], index: usize) -> &'a str {
+    rows[index].3.as_deref().unwrap_or_else(|| panic!("study {index} has no pseudonymous UID: {rows:?}"))
+}
+
+#[tokio::test]
+async fn studies_come_from_the_vna_or_the_pacs_and_filters_apply() {
+    let (ctx, dir) = setup().await;
+    let ports = Ports::new();
+    let vna = Peer::orthanc(dir.path(), "VNA", ("PIXL_RAW", ports.anon_node_dicom));
+    let pacs = Peer::dcmqrscp(dir.path(), "PACS", ("PIXL_RAW", ports.anon_node_dicom));
+    let data = dir.path().join("data");
+    let studies = system_test_studies();
+    let pacs_only = radiograph_studies(1, 2, 64).remove(0);
+    let mut missing = radiograph_studies(2, 1, 64).remove(1);
+    missing.study_uid = "1.2.826.0.1.3680043.10.1001.9.9".to_owned();
+    for study in &studies {
+        vna.load(&write_study(&data, study).unwrap()).await;
+    }
+    pacs.load(&write_study(&data, &pacs_only).unwrap()).await;
+    let pipeline = Pipeline::start(&ctx, dir.path(), &ports, &vna, Some(&pacs), "always").await;
+
+    // Study 1 by UID, study 2 by accession number only, one only in the PACS, one nowhere.
+    let rows = [(&studies[0], true, vec![]), (&studies[1], false, vec![]), (&pacs_only, true, vec![]), (&missing, true, vec![])];
+    run_populate(&ctx, &cohort(dir.path(), &rows)).await;
+    let settled = wait_for_states(&ctx, &["anonymised", "failed"]).await;
+    assert_eq!(settled.len(), 4, "{settled:?}");
+    for (index, (_, state, reason, _)) in settled.iter().enumerate().take(3) {
+        assert_eq!(state, "anonymised", "study {index}: {reason:?}");
+    }
+    assert_eq!(settled[3].1, "failed");
+    assert_eq!(settled[3].2.as_deref(), Some("not found in the VNA or the PACS"));
+
+    // PIXL's system test: the MR and positioning series are absent.
+    assert_eq!(series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, 0)), ["AP", "AP", "include123", "include123"]);
+    assert_eq!(series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, 1)), ["include123", "include123"]);
+    assert_eq!(series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, 2)), ["CHEST PA", "CHEST PA"]);
+    // Study 2 was found by accession number: the UID found is recorded beside the cohort's.
+    let uid: Option<String> = sqlx::query_scalar("SELECT resolved_study_uid FROM studies WHERE id = $1").bind(settled[1].0).fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(uid.as_deref(), Some(studies[1].study_uid.as_str()));
+
+    let letters = ctx.take_dead_letters(WorkQueue::ImagingSecondary).await;
+    assert_eq!(letters.len(), 1);
+    assert_eq!(QueueMessage::decode(&letters[0].0).unwrap().study_id(), StudyId(settled[3].0));
+
+    // A repeated imaging message for a retrieved study retrieves nothing again.
+    let cached_file = std::fs::read_dir(pipeline.raw_cache.join(&studies[0].study_uid)).unwrap().next().unwrap().unwrap().path();
+    let before = std::fs::metadata(&cached_file).unwrap().modified().unwrap();
+    let message = QueueMessage::ImagingV1(StudyRef { study_id: StudyId(settled[0].0), project: ProjectSlug::parse(PROJECT).unwrap() });
+    ctx.broker.publish(&Outgoing { queue: WorkQueue::ImagingPrimary, priority: 1, message }).await.unwrap();
+    // Re-populating the same cohort queues nothing new.
+    run_populate(&ctx, &cohort(dir.path(), &rows)).await;
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    assert_eq!(ctx.broker.counts(&ctx.broker.topology().queue_name(WorkQueue::ImagingPrimary)).await.unwrap().messages, 0);
+    assert_eq!(std::fs::metadata(&cached_file).unwrap().modified().unwrap(), before, "not moved again");
+    assert_eq!(wait_for_states(&ctx, &["anonymised", "failed"]).await, settled);
+
+    pipeline.stop().await;
+    ctx.teardown().await;
+}
+
+#[tokio::test]
+async fn series_level_cohorts_retrieve_only_their_series_and_the_pacs_waits_for_its_window() {
+    let (ctx, dir) = setup().await;
+    let ports = Ports::new();
+    let vna = Peer::orthanc(dir.path(), "VNA", ("PIXL_RAW", ports.anon_node_dicom));
+    let pacs = Peer::dcmqrscp(dir.path(), "PACS", ("PIXL_RAW", ports.anon_node_dicom));
+    let data = dir.path().join("data");
+    let studies = system_test_studies();
+    let pacs_only = radiograph_studies(1, 2, 64).remove(0);
+    vna.load(&write_study(&data, &studies[0]).unwrap()).await;
+    pacs.load(&write_study(&data, &pacs_only).unwrap()).await;
+    // The PACS window is closed for this whole test.
+    let pipeline = Pipeline::start(&ctx, dir.path(), &ports, &vna, Some(&pacs), "never").await;
+
+    // Only the AP series (the first) of study 1.
+    let rows = [(&studies[0], true, vec![studies[0].series_uid(0)]), (&pacs_only, true, vec![])];
+    run_populate(&ctx, &cohort(dir.path(), &rows)).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let settled = loop {
+        let rows = crate::pipeline::studies(&ctx).await;
+        if rows[0].1 == "anonymised" && rows[1].1 == "queued" {
+            // Rerouted to the PACS queue, where it waits.
+            let waiting = ctx.broker.counts(&ctx.broker.topology().queue_name(WorkQueue::ImagingSecondary)).await.unwrap().messages;
+            if waiting == 1 {
+                break rows;
+            }
+        }
+        assert!(std::time::Instant::now() < deadline, "{rows:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    assert_eq!(cached(&pipeline.raw_cache, &studies[0].study_uid), 2, "only the requested series was moved");
+    assert_eq!(series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, 0)), ["AP", "AP"]);
+    assert_eq!(cached(&pipeline.raw_cache, &pacs_only.study_uid), 0, "the PACS was not asked outside its window");
+    pipeline.stop().await;
+    ctx.teardown().await;
+}
