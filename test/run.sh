@@ -9,8 +9,9 @@ log() { printf '== %s\n' "$*" >&2; }
 
 # --- packages -------------------------------------------------------------------------
 # Debian packages the tests use as real peers or tools.
-# dcmtk: storescu/echoscu as real DICOM peers of anon-node.
-apt_packages=(docker-compose postgresql-client dcmtk)
+# dcmtk: storescu/echoscu as real DICOM peers of anon-node, dcmqrscp as the PACS;
+# orthanc: the VNA of the imaging-api tests and of `pixl demo`.
+apt_packages=(docker-compose postgresql-client dcmtk orthanc)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

@@ -129,7 +129,7 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         Err(failure) if failure.transient => return transient(id, failure.to_string()),
         Err(failure) => return permanent(id, failure.to_string()),
     };
-    match record(&context.pool, id, pseudo_study_uid, &pseudo_patient_id).await {
+    match record(&context.pool, id, pseudo_study_uid, &pseudo_patient_id, &summary.brief()).await {
         Ok(()) => {
             metrics::counter!("pixl_anon_node_studies_total", "outcome" => "anonymised").increment(1);
             metrics::counter!("pixl_anon_node_instances_deidentified_total").increment(summary.written);
@@ -140,16 +140,17 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
 }
 
 /// Records the result and queues the export, in one transaction.
-async fn record(pool: &PgPool, id: StudyId, pseudo_study_uid: &str, pseudo_patient_id: &str) -> Result<(), sqlx::Error> {
+async fn record(pool: &PgPool, id: StudyId, pseudo_study_uid: &str, pseudo_patient_id: &str, deid_summary: &str) -> Result<(), sqlx::Error> {
     let mut tx = pool.begin().await?;
     let updated = sqlx::query(
         "UPDATE studies SET state = 'anonymised', pseudo_study_uid = $2, pseudo_patient_id = $3, failure_reason = NULL,
-                attempts = 0, updated_at = now()
+                deid_summary = $4, attempts = 0, updated_at = now()
          WHERE id = $1 AND state NOT IN ('anonymised', 'exported')",
     )
     .bind(id.0)
     .bind(pseudo_study_uid)
     .bind(pseudo_patient_id)
+    .bind(deid_summary)
     .execute(&mut *tx)
     .await?;
     if updated.rows_affected() == 1 {

@@ -31,12 +31,15 @@ pub struct StudySpec {
     pub series: Vec<SeriesSpec>,
     /// Rows and columns of each image (16-bit).
     pub size: u16,
+    /// Unique among generated studies: roots the series and instance UIDs (a study UID
+    /// may be 64 characters already).
+    pub number: u32,
 }
 
 impl StudySpec {
     /// The UID of series `index` (0-based).
     pub fn series_uid(&self, index: usize) -> String {
-        format!("{}.{}", self.study_uid, index + 1)
+        format!("{UID_ROOT}.{}.{}", self.number, index + 1)
     }
 }
 
@@ -47,10 +50,11 @@ const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 /// The root of every generated UID.
 pub const UID_ROOT: &str = "1.2.826.0.1.3680043.10.1001";
 
-/// The two studies of PIXL's system test: study 1 with DX "AP", DX "include123", MR
-/// "exclude123" and DX "positioning" series; study 2 with DX "include123" and DX
-/// "positioning". A DX/CR project filtering "positioning" keeps {AP, include123} and
-/// {include123}.
+/// The two studies of PIXL's system test, with the identifiers of the example OMOP-ES
+/// extract (`projects/demo/omop-extract`, procedures 4 and 5 of MRN 987654321): study 1
+/// with DX "AP", DX "include123", MR "exclude123" and DX "positioning" series; study 2
+/// with DX "include123" and DX "positioning". A DX/CR project filtering "positioning"
+/// keeps {AP, include123} and {include123}.
 pub fn system_test_studies() -> Vec<StudySpec> {
     let series = |modality, description| SeriesSpec { modality, description, instances: 2 };
     vec![
@@ -58,19 +62,21 @@ pub fn system_test_studies() -> Vec<StudySpec> {
             patient_id: "987654321".to_owned(),
             patient_name: "Fake^Alice^Jane".to_owned(),
             accession_number: "AA12345601".to_owned(),
-            study_uid: format!("{UID_ROOT}.2.1"),
-            study_date: "20200523".to_owned(),
+            study_uid: "1.3.6.1.4.1.14519.5.2.1.99.1071.12985477682660597455732044031486".to_owned(),
+            study_date: "20200501".to_owned(),
             series: vec![series("DX", "AP"), series("DX", "include123"), series("MR", "exclude123"), series("DX", "positioning")],
             size: 64,
+            number: 1,
         },
         StudySpec {
             patient_id: "987654321".to_owned(),
             patient_name: "Fake^Alice^Jane".to_owned(),
             accession_number: "AA12345605".to_owned(),
-            study_uid: format!("{UID_ROOT}.2.2"),
+            study_uid: "1.2.276.0.7230010.3.1.2.929116473.1.1710754859.579485".to_owned(),
             study_date: "20200601".to_owned(),
             series: vec![series("DX", "include123"), series("DX", "positioning")],
             size: 64,
+            number: 2,
         },
     ]
 }
@@ -87,6 +93,7 @@ pub fn radiograph_studies(count: u32, instances: u32, size: u16) -> Vec<StudySpe
             study_date: format!("2023{:02}{:02}", 1 + i % 12, 1 + i % 28),
             series: vec![SeriesSpec { modality: "DX", description: "CHEST PA", instances }],
             size,
+            number: 1000 + i,
         })
         .collect()
 }
@@ -150,7 +157,7 @@ pub fn write_study(out: &Path, study: &StudySpec) -> std::io::Result<Vec<PathBuf
                 text(tags::STUDY_ID, VR::SH, "1"),
                 text(tags::SERIES_NUMBER, VR::IS, &(index + 1).to_string()),
                 text(tags::INSTANCE_NUMBER, VR::IS, &instance.to_string()),
-                text(tags::FRAME_OF_REFERENCE_UID, VR::UI, &format!("{}.99", study.study_uid)),
+                text(tags::FRAME_OF_REFERENCE_UID, VR::UI, &format!("{UID_ROOT}.{}.99", study.number)),
                 DataElement::new(tags::SAMPLES_PER_PIXEL, VR::US, PrimitiveValue::from(1u16)),
                 text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, "MONOCHROME2"),
                 DataElement::new(tags::ROWS, VR::US, PrimitiveValue::from(study.size)),

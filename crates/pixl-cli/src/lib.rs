@@ -4,6 +4,8 @@
 pub mod anonymise;
 pub mod bench;
 pub mod check_env;
+pub mod control;
+pub mod demo;
 pub mod demo_data;
 pub mod cohort;
 pub mod dc;

@@ -32,6 +32,43 @@ enum Command {
         /// Message priority, 1 (lowest) to 5 (highest).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
         priority: u8,
+        /// Studies per second imaging-api takes off the queue (default: its configured rate).
+        #[arg(long)]
+        rate: Option<f64>,
+        /// Only queue the studies; do not start imaging-api on them (`pixl start` later).
+        #[arg(long)]
+        no_start: bool,
+    },
+    /// Start (or resume) retrieval at imaging-api: sets the queues' rate.
+    Start {
+        /// Comma-separated queues (default: both imaging queues).
+        #[arg(long, value_delimiter = ',', value_parser = parse_imaging_queue)]
+        queues: Vec<WorkQueue>,
+        /// Studies per second per queue.
+        #[arg(long, default_value_t = 5.0)]
+        rate: f64,
+    },
+    /// Pause retrieval (rate 0); with --purge also empty the queues (the studies are then
+    /// marked failed, "purged", for `pixl retry-failed`).
+    Stop {
+        #[arg(long, value_delimiter = ',', value_parser = parse_imaging_queue)]
+        queues: Vec<WorkQueue>,
+        #[arg(long)]
+        purge: bool,
+    },
+    /// Change the retrieval rate.
+    Update {
+        #[arg(long, value_delimiter = ',', value_parser = parse_imaging_queue)]
+        queues: Vec<WorkQueue>,
+        #[arg(long)]
+        rate: f64,
+    },
+    /// Studies per project and state, queue depths, dead letters, recent failure reasons.
+    Status,
+    /// Queue failed studies again (all, or one project's).
+    RetryFailed {
+        #[arg(long)]
+        project: Option<String>,
     },
     /// De-identify a folder of DICOM files offline with a project's config and the local keys.
     Anonymise {
@@ -42,6 +79,19 @@ enum Command {
         input: PathBuf,
         /// Where de-identified files are written (<study>/<series>/<sop>.dcm).
         output: PathBuf,
+    },
+    /// Run the whole imaging pipeline locally against a local DICOM archive, with fake
+    /// studies, and summarise what came out where.
+    Demo {
+        /// Working directory (cleared first).
+        #[arg(long, default_value = "pixl-demo")]
+        dir: PathBuf,
+        /// The example OMOP-ES extract to populate from.
+        #[arg(long, default_value = "projects/demo/omop-extract")]
+        extract: PathBuf,
+        /// Seconds to wait for the studies.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
     },
     /// Check configuration, Postgres, RabbitMQ, project configs and the export directory.
     CheckEnv,
@@ -90,6 +140,15 @@ fn parse_imaging_queue(value: &str) -> Result<WorkQueue, String> {
     }
 }
 
+fn all_if_empty(queues: Vec<WorkQueue>) -> Vec<WorkQueue> {
+    if queues.is_empty() { vec![WorkQueue::ImagingPrimary, WorkQueue::ImagingSecondary] } else { queues }
+}
+
+/// `IMAGING_API_RATE`, or 5 studies per second.
+fn default_rate() -> f64 {
+    std::env::var("IMAGING_API_RATE").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(5.0)
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -107,10 +166,51 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let settings = Settings::from_env()?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
-        Command::Populate { path, queues, priority } => {
+        Command::Populate { path, queues, priority, rate, no_start } => {
             let options = pixl_cli::populate::PopulateOptions { path, queue: queues, priority, show_progress: true };
             let summary = runtime.block_on(pixl_cli::populate::populate(&settings, &options))?;
             println!("{summary}");
+            if !no_start {
+                let rate = rate.unwrap_or_else(default_rate);
+                match runtime.block_on(pixl_cli::control::set_rate(&pixl_cli::control::imaging_api_url(), &[queues], rate)) {
+                    Ok(()) => println!("started {} at {rate} studies/s", queues.base_name()),
+                    Err(error) => eprintln!("warning: the studies are queued but retrieval was not started: {error:#}\nrun `pixl start` once imaging-api is up"),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Start { queues, rate } | Command::Update { queues, rate } => {
+            if !rate.is_finite() || rate < 0.0 {
+                anyhow::bail!("--rate must be 0 or more studies per second");
+            }
+            let queues = all_if_empty(queues);
+            runtime.block_on(pixl_cli::control::set_rate(&pixl_cli::control::imaging_api_url(), &queues, rate))?;
+            println!("{} at {rate} studies/s", queues.iter().map(|q| q.base_name()).collect::<Vec<_>>().join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stop { queues, purge } => {
+            let queues = all_if_empty(queues);
+            runtime.block_on(pixl_cli::control::set_rate(&pixl_cli::control::imaging_api_url(), &queues, 0.0))?;
+            println!("paused {}", queues.iter().map(|q| q.base_name()).collect::<Vec<_>>().join(", "));
+            if purge {
+                let purged = runtime.block_on(pixl_cli::control::purge(&settings, &queues))?;
+                println!("purged {purged} messages; their studies are marked failed (pixl retry-failed queues them again)");
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir, extract, timeout } => {
+            let options = pixl_cli::demo::DemoOptions { dir, extract, timeout: std::time::Duration::from_secs(timeout) };
+            let report = runtime.block_on(pixl_cli::demo::run(&settings, &options))?;
+            println!("{report}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            print!("{}", runtime.block_on(pixl_cli::control::status(&settings))?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::RetryFailed { project } => {
+            let queued = runtime.block_on(pixl_cli::control::retry_failed(&settings, project.as_deref()))?;
+            println!("queued {queued} failed studies again");
             Ok(ExitCode::SUCCESS)
         }
         Command::Anonymise { project, input, output } => {

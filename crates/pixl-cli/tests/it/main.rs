@@ -4,6 +4,7 @@ mod anon_node;
 mod anonymise;
 mod bad_input;
 mod check_env;
+mod demo;
 mod dicom_support;
 mod populate;
 mod support;

@@ -1,0 +1,188 @@
+//! Pipeline control: `pixl start|stop|update` (imaging-api's token buckets, PIXL's
+//! `/token-bucket-refresh-rate`), `pixl status` (from Postgres and RabbitMQ) and
+//! `pixl retry-failed`. Output holds counts, states and failure reasons, which pixl
+//! writes without identifiers.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use lapin::options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, QueuePurgeOptions};
+use pixl_core::config::Settings;
+use pixl_core::ids::StudyId;
+use pixl_core::messages::QueueMessage;
+use pixl_core::outbox::{self, MessageKind};
+use pixl_core::queues::{Broker, Topology, WorkQueue};
+use sqlx::{PgPool, Row};
+
+/// imaging-api's address: `IMAGING_API_URL` (default `http://127.0.0.1:8001`).
+pub fn imaging_api_url() -> String {
+    std::env::var("IMAGING_API_URL").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "http://127.0.0.1:8001".to_owned())
+}
+
+/// Sets the rate of `queues` at imaging-api (0 pauses).
+pub async fn set_rate(base_url: &str, queues: &[WorkQueue], rate: f64) -> anyhow::Result<()> {
+    let client = pixl_core::http_client::builder(None)?.timeout(std::time::Duration::from_secs(10)).build()?;
+    for queue in queues {
+        let url = format!("{}/token-bucket-refresh-rate", base_url.trim_end_matches('/'));
+        let response = client
+            .post(&url)
+            .json(&serde_json::json!({ "rate": rate, "queue": queue.base_name() }))
+            .send()
+            .await
+            .map_err(|e| anyhow::anyhow!("imaging-api at {base_url} is not reachable ({e}); is it running?"))?;
+        if !response.status().is_success() {
+            anyhow::bail!("imaging-api refused the rate for {}: {} {}", queue.base_name(), response.status(), response.text().await.unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// Empties `queues` and marks the studies whose messages were dropped as failed ("purged"),
+/// so that they are visible and `pixl retry-failed` can queue them again. Returns how many
+/// messages were purged.
+pub async fn purge(settings: &Settings, queues: &[WorkQueue]) -> anyhow::Result<u64> {
+    let pool = pixl_core::db::connect(&settings.database, 2).await?;
+    let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await?;
+    let channel = broker.connection().create_channel().await?;
+    let mut purged = 0u64;
+    for queue in queues {
+        let name = broker.topology().queue_name(*queue);
+        purged += u64::from(channel.queue_purge(name.as_str().into(), QueuePurgeOptions::default()).await?);
+    }
+    let states: &[&str] = &["queued"];
+    sqlx::query("UPDATE studies SET state = 'failed', failure_reason = 'purged by pixl stop --purge', updated_at = now() WHERE state::text = ANY($1)")
+        .bind(states)
+        .execute(&pool)
+        .await?;
+    let _ = channel.close(200, "done".into()).await;
+    broker.close().await;
+    Ok(purged)
+}
+
+/// What `pixl status` shows.
+#[derive(Debug, Default)]
+pub struct Status {
+    /// project → state → studies.
+    pub studies: BTreeMap<String, BTreeMap<String, i64>>,
+    /// project → (reason, studies), most frequent first.
+    pub failures: BTreeMap<String, Vec<(String, i64)>>,
+    /// queue → (ready messages, dead letters).
+    pub queues: Vec<(String, u32, u32)>,
+}
+
+pub async fn status(settings: &Settings) -> anyhow::Result<Status> {
+    let pool = pixl_core::db::connect(&settings.database, 2).await?;
+    let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await?;
+    let mut status = Status::default();
+    for row in sqlx::query("SELECT project_slug, state::text AS state, count(*) AS n FROM studies GROUP BY 1, 2 ORDER BY 1, 2").fetch_all(&pool).await? {
+        status.studies.entry(row.get("project_slug")).or_default().insert(row.get("state"), row.get("n"));
+    }
+    for row in sqlx::query(
+        "SELECT project_slug, failure_reason, count(*) AS n FROM studies WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
+    )
+    .fetch_all(&pool)
+    .await?
+    {
+        let reasons = status.failures.entry(row.get("project_slug")).or_default();
+        if reasons.len() < 5 {
+            reasons.push((row.get::<Option<String>, _>("failure_reason").unwrap_or_default(), row.get("n")));
+        }
+    }
+    for queue in WorkQueue::ALL {
+        let ready = broker.counts(&broker.topology().queue_name(queue)).await?.messages;
+        let dead = broker.counts(&broker.topology().dead_letter_queue_name(queue)).await?.messages;
+        status.queues.push((queue.base_name().to_owned(), ready, dead));
+    }
+    broker.close().await;
+    pool.close().await;
+    Ok(status)
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        const STATES: [&str; 6] = ["queued", "retrieving", "retrieved", "anonymised", "exported", "failed"];
+        if self.studies.is_empty() {
+            writeln!(f, "no studies yet (pixl populate queues a cohort)")?;
+        } else {
+            write!(f, "{:<32}", "project")?;
+            for state in STATES {
+                write!(f, " {state:>10}")?;
+            }
+            writeln!(f)?;
+            for (project, states) in &self.studies {
+                write!(f, "{project:<32}")?;
+                for state in STATES {
+                    write!(f, " {:>10}", states.get(state).copied().unwrap_or(0))?;
+                }
+                writeln!(f)?;
+            }
+        }
+        writeln!(f, "\n{:<20} {:>8} {:>12}", "queue", "waiting", "dead-letter")?;
+        for (queue, ready, dead) in &self.queues {
+            writeln!(f, "{queue:<20} {ready:>8} {dead:>12}")?;
+        }
+        if !self.failures.is_empty() {
+            writeln!(f, "\nfailures (most frequent reasons):")?;
+            for (project, reasons) in &self.failures {
+                for (reason, count) in reasons {
+                    writeln!(f, "  {project}: {count} × {reason}")?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Queues failed studies (of `project`, or all) again from the start, and removes their
+/// dead letters. Returns how many studies were queued.
+pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow::Result<u64> {
+    let pool = pixl_core::db::connect(&settings.database, 2).await?;
+    let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await?;
+    let mut tx = pool.begin().await?;
+    let ids: Vec<i64> = sqlx::query_scalar(
+        "UPDATE studies SET state = 'queued', failure_reason = NULL, attempts = 0, updated_at = now()
+         WHERE state = 'failed' AND ($1::text IS NULL OR project_slug = $1) RETURNING id",
+    )
+    .bind(project)
+    .fetch_all(&mut *tx)
+    .await?;
+    for id in &ids {
+        outbox::enqueue(&mut tx, StudyId(*id), MessageKind::Imaging, WorkQueue::ImagingPrimary, 1).await?;
+    }
+    tx.commit().await?;
+    outbox::relay(&pool, &broker, 1_000, |_| {}).await?;
+
+    // Their dead letters are settled now: take them off; leave every other one.
+    let retried: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
+    let channel = broker.connection().create_channel().await?;
+    for queue in WorkQueue::ALL {
+        let name = broker.topology().dead_letter_queue_name(queue);
+        let mut keep = Vec::new();
+        while let Some(message) = channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: false }).await? {
+            let delivery = message.delivery;
+            let ours = QueueMessage::decode(&delivery.data).is_ok_and(|m| retried.contains(&m.study_id().0));
+            if ours {
+                delivery.acker.ack(BasicAckOptions::default()).await?;
+            } else {
+                keep.push(delivery);
+            }
+        }
+        for delivery in keep {
+            delivery.acker.nack(BasicNackOptions { requeue: true, ..Default::default() }).await?;
+        }
+    }
+    let _ = channel.close(200, "done".into()).await;
+    broker.close().await;
+    pool.close().await;
+    Ok(ids.len() as u64)
+}
+
+/// The studies table, for tests and the demo summary.
+pub async fn counts_by_state(pool: &PgPool) -> Result<BTreeMap<String, i64>, sqlx::Error> {
+    Ok(sqlx::query("SELECT state::text AS state, count(*) AS n FROM studies GROUP BY 1")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .map(|r| (r.get("state"), r.get("n")))
+        .collect())
+}

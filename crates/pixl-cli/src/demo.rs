@@ -1,0 +1,300 @@
+//! `pixl demo`: the whole imaging pipeline on this machine. It generates fake studies with
+//! the identifiers of the bundled example extract, starts a local archive (Orthanc from
+//! Debian's `orthanc` package, or dcmtk's `dcmqrscp`) on loopback and loads them, starts
+//! hasher-api (local keys), anon-node and imaging-api as processes against the local
+//! Postgres and RabbitMQ (database `pixl_demo`, queues `demo.*`, both reset first),
+//! populates from the extract, follows progress, and ends with a summary read from the
+//! database. Everything it started is stopped at the end; its files stay in the demo
+//! directory.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use pixl_core::config::Settings;
+use pixl_core::queues::{Broker, Topology, WorkQueue};
+use sqlx::Row;
+
+use crate::demo_data::{system_test_studies, write_study};
+use crate::populate::{PopulateOptions, populate};
+
+/// Options of `pixl demo`.
+#[derive(Debug, Clone)]
+pub struct DemoOptions {
+    /// Working directory (recreated).
+    pub dir: PathBuf,
+    /// The example extract to populate from.
+    pub extract: PathBuf,
+    /// How long to wait for the studies to finish.
+    pub timeout: Duration,
+}
+
+/// A process started by the demo; stopped when dropped.
+struct Started {
+    name: &'static str,
+    child: Child,
+}
+
+impl Drop for Started {
+    fn drop(&mut self) {
+        // SIGTERM first (graceful shutdown), then kill.
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        eprintln!("{} did not stop on SIGTERM; killed", self.name);
+    }
+}
+
+fn free_port() -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn which(program: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(program)).find(|p| p.is_file()))
+}
+
+async fn wait_for_port(port: u16, what: &str, log: &Path) -> anyhow::Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
+        if Instant::now() > deadline {
+            anyhow::bail!("{what} did not start within 30 s; see {}", log.display());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Ok(())
+}
+
+fn start(name: &'static str, program: &Path, args: &[String], env: &[(String, String)], logs: &Path) -> anyhow::Result<(Started, PathBuf)> {
+    let log = logs.join(format!("{name}.log"));
+    let child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env("TCP_NODELAY", "1")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()
+        .with_context(|| format!("cannot start {}", program.display()))?;
+    Ok((Started { name, child }, log))
+}
+
+/// Runs the demo; returns the summary to print.
+pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<String> {
+    let bin_dir = std::env::current_exe()?.parent().map(Path::to_path_buf).context("where is this binary?")?;
+    let binary = |name: &str| -> anyhow::Result<PathBuf> {
+        let path = bin_dir.join(name);
+        anyhow::ensure!(path.is_file(), "{} is missing: build every binary first (cargo build --release --workspace)", path.display());
+        Ok(path)
+    };
+    let (hasher_bin, anon_bin, imaging_bin) = (binary("pixl-hasher-api")?, binary("pixl-anon-node")?, binary("pixl-imaging-api")?);
+
+    let dir = std::path::absolute(&options.dir)?;
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("cannot clear {}", dir.display()))?;
+    }
+    let logs = dir.join("logs");
+    std::fs::create_dir_all(&logs)?;
+    println!("pixl demo: working in {}", dir.display());
+
+    // The demo's own database and queues, reset.
+    let mut settings = settings.clone();
+    settings.database.name = "pixl_demo".to_owned();
+    settings.queue_prefix = "demo.".to_owned();
+    settings.host_export_root_dir = dir.join("exports");
+    reset(&settings).await?;
+
+    // Local keys: a fresh hashing key in the demo's secrets file.
+    let secrets_file = dir.join("secrets.json");
+    let secrets_config = pixl_core::secrets::SecretsConfig::from_lookup("HASHER_API", |name| {
+        (name == "PIXL_SECRETS_FILE").then(|| secrets_file.display().to_string())
+    })?;
+    crate::secrets::init(&secrets_config, "hashing-key").await?;
+
+    // The archive, loaded with the studies the extract names.
+    let anon_dicom = free_port()?;
+    let archive_dir = dir.join("archive");
+    std::fs::create_dir_all(&archive_dir)?;
+    let mut files = Vec::new();
+    let studies = system_test_studies();
+    for study in &studies {
+        files.extend(write_study(&dir.join("generated"), study)?);
+    }
+    let archive_port = free_port()?;
+    let mut processes = Vec::new();
+    let archive_kind = if let Some(orthanc) = which("Orthanc") {
+        let http = free_port()?;
+        let config = serde_json::json!({
+            "Name": "VNA", "HttpPort": http, "DicomPort": archive_port, "DicomAet": "VNA",
+            "StorageDirectory": archive_dir.join("storage"), "IndexDirectory": archive_dir.join("index"),
+            "RemoteAccessAllowed": false, "AuthenticationEnabled": false,
+            "DicomAlwaysAllowEcho": true, "DicomAlwaysAllowStore": true, "DicomAlwaysAllowFind": true,
+            "DicomAlwaysAllowMove": true, "DicomCheckModalityHost": false, "SynchronousCMove": true,
+            "DicomModalities": { "pixl": ["PIXL_RAW", "127.0.0.1", anon_dicom] }, "Plugins": [],
+        });
+        let config_path = archive_dir.join("orthanc.json");
+        std::fs::write(&config_path, serde_json::to_vec_pretty(&config)?)?;
+        let (process, log) = start("orthanc", &orthanc, &[config_path.display().to_string()], &[], &logs)?;
+        processes.push(process);
+        wait_for_port(http, "Orthanc", &log).await?;
+        wait_for_port(archive_port, "Orthanc", &log).await?;
+        let client = reqwest::Client::new();
+        for file in &files {
+            let response = client.post(format!("http://127.0.0.1:{http}/instances")).body(std::fs::read(file)?).send().await?;
+            anyhow::ensure!(response.status().is_success(), "Orthanc refused an instance: {}", response.status());
+        }
+        "Orthanc"
+    } else if let Some(dcmqrscp) = which("dcmqrscp") {
+        let storage = archive_dir.join("storage");
+        std::fs::create_dir_all(&storage)?;
+        let config = format!(
+            "NetworkTCPPort = {archive_port}\nMaxPDUSize = 16384\nMaxAssociations = 16\n\nHostTable BEGIN\npixl = (PIXL_RAW, 127.0.0.1, {anon_dicom})\nHostTable END\n\nVendorTable BEGIN\nVendorTable END\n\nAETable BEGIN\nVNA {} RW (200, 1024mb) ANY\nAETable END\n",
+            storage.display()
+        );
+        let config_path = archive_dir.join("dcmqrscp.cfg");
+        std::fs::write(&config_path, config)?;
+        let (process, log) = start("dcmqrscp", &dcmqrscp, &["-c".to_owned(), config_path.display().to_string(), archive_port.to_string()], &[], &logs)?;
+        processes.push(process);
+        wait_for_port(archive_port, "dcmqrscp", &log).await?;
+        let status = Command::new("storescu")
+            .env("TCP_NODELAY", "1")
+            .args(["-aet", "LOADER", "-aec", "VNA", "127.0.0.1", &archive_port.to_string()])
+            .args(&files)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .context("storescu (dcmtk) is needed to load dcmqrscp")?;
+        anyhow::ensure!(status.success(), "storescu could not load the archive");
+        "dcmqrscp"
+    } else {
+        anyhow::bail!("no local DICOM archive: install Debian's orthanc or dcmtk package");
+    };
+    println!("archive: {archive_kind} (AE VNA) on 127.0.0.1:{archive_port}, {} instances of {} studies loaded", files.len(), studies.len());
+
+    // The services.
+    let (hasher_port, anon_http, imaging_http) = (free_port()?, free_port()?, free_port()?);
+    let mut env: Vec<(String, String)> = vec![
+        ("PIXL_DB_HOST", settings.database.host.clone()),
+        ("PIXL_DB_PORT", settings.database.port.to_string()),
+        ("PIXL_DB_USER", settings.database.user.clone()),
+        ("PIXL_DB_NAME", settings.database.name.clone()),
+        ("PIXL_QUEUE_PREFIX", settings.queue_prefix.clone()),
+        ("PROJECT_CONFIGS_DIR", std::path::absolute(&settings.project_configs_dir)?.display().to_string()),
+        ("PIXL_SECRETS_FILE", secrets_file.display().to_string()),
+        ("HASHER_API_PORT", hasher_port.to_string()),
+        ("HASHER_API_URL", format!("http://127.0.0.1:{hasher_port}")),
+        ("ANON_NODE_DICOM_PORT", anon_dicom.to_string()),
+        ("ANON_NODE_HTTP_PORT", anon_http.to_string()),
+        ("ANON_NODE_ALLOWED_CALLERS", "VNA".to_owned()),
+        ("ANON_NODE_RAW_CACHE_DIR", dir.join("raw-cache").display().to_string()),
+        ("ANON_NODE_ANON_STORE_DIR", dir.join("anon-store").display().to_string()),
+        ("IMAGING_API_PORT", imaging_http.to_string()),
+        ("PRIMARY_DICOM_SOURCE_AE_TITLE", "VNA".to_owned()),
+        ("PRIMARY_DICOM_SOURCE_PORT", archive_port.to_string()),
+        ("PIXL_LOG_FORMAT", "text".to_owned()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v))
+    .collect();
+    env.push(("RUST_LOG".to_owned(), "info".to_owned()));
+    for (name, program, port) in [("hasher-api", &hasher_bin, hasher_port), ("anon-node", &anon_bin, anon_http), ("imaging-api", &imaging_bin, imaging_http)] {
+        let (process, log) = start(name, program, &[], &env, &logs)?;
+        processes.push(process);
+        wait_for_port(port, name, &log).await?;
+    }
+    println!("services: hasher-api :{hasher_port}, anon-node DICOM :{anon_dicom} HTTP :{anon_http}, imaging-api :{imaging_http} (logs in {})", logs.display());
+
+    // Populate from the example extract; imaging-api consumes at its default rate.
+    let summary = populate(&settings, &PopulateOptions { path: options.extract.clone(), queue: WorkQueue::ImagingPrimary, priority: 1, show_progress: false }).await?;
+    for line in summary.to_string().lines() {
+        println!("populate: {line}");
+    }
+
+    // Progress until every study is de-identified or failed.
+    let pool = pixl_core::db::connect(&settings.database, 2).await?;
+    let deadline = Instant::now() + options.timeout;
+    let mut last = String::new();
+    loop {
+        let counts = crate::control::counts_by_state(&pool).await?;
+        let line = counts.iter().map(|(state, n)| format!("{state} {n}")).collect::<Vec<_>>().join(", ");
+        if line != last {
+            println!("progress: {line}");
+            last = line;
+        }
+        let open: i64 = counts.iter().filter(|(s, _)| !matches!(s.as_str(), "anonymised" | "exported" | "failed")).map(|(_, n)| n).sum();
+        if open == 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            println!("stopped waiting after {} s: {open} studies unfinished (see {})", options.timeout.as_secs(), logs.display());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let report = summary_report(&pool, &dir).await?;
+    pool.close().await;
+    drop(processes);
+    Ok(report)
+}
+
+/// Drops and recreates the demo database; deletes the demo queues.
+async fn reset(settings: &Settings) -> anyhow::Result<()> {
+    use sqlx::Connection;
+    let mut admin = sqlx::PgConnection::connect_with(&settings.database.connect_options_for("postgres"))
+        .await
+        .context("cannot reach Postgres (is it running? see README)")?;
+    sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", settings.database.name))).execute(&mut admin).await?;
+    admin.close().await?;
+    let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await.context("cannot reach RabbitMQ (is it running? see README)")?;
+    broker.delete_topology().await?;
+    broker.close().await;
+    Ok(())
+}
+
+/// The closing summary, every count from the database.
+async fn summary_report(pool: &sqlx::PgPool, dir: &Path) -> anyhow::Result<String> {
+    let rows = sqlx::query(
+        "SELECT id, project_slug, state::text AS state, failure_reason, deid_summary, pseudo_study_uid FROM studies ORDER BY id",
+    )
+    .fetch_all(pool)
+    .await?;
+    let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
+    let mut out = String::from("\nsummary (from the database)\n");
+    for row in &rows {
+        *by_state.entry(row.get("state")).or_default() += 1;
+    }
+    let count = |s: &str| by_state.get(s).copied().unwrap_or(0);
+    out.push_str(&format!(
+        "  studies: {} queued from the extract; {} retrieved, {} de-identified, {} failed\n",
+        rows.len(),
+        count("retrieved") + count("anonymised") + count("exported"),
+        count("anonymised") + count("exported"),
+        count("failed")
+    ));
+    for row in &rows {
+        let id: i64 = row.get("id");
+        let project: String = row.get("project_slug");
+        let state: String = row.get("state");
+        match state.as_str() {
+            "anonymised" | "exported" => out.push_str(&format!(
+                "  study {id} ({project}): de-identified as {}: {}\n",
+                row.get::<Option<String>, _>("pseudo_study_uid").unwrap_or_default(),
+                row.get::<Option<String>, _>("deid_summary").unwrap_or_default()
+            )),
+            "failed" => out.push_str(&format!("  study {id} ({project}): failed: {}\n", row.get::<Option<String>, _>("failure_reason").unwrap_or_default())),
+            other => out.push_str(&format!("  study {id} ({project}): still {other}\n")),
+        }
+    }
+    out.push_str(&format!(
+        "  de-identified output: {}/<project>/<pseudonymous study uid>/<series>/<instance>.dcm\n  (export to a research environment is not part of this demo yet)\n",
+        dir.join("anon-store").display()
+    ));
+    Ok(out)
+}
