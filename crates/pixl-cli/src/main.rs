@@ -125,6 +125,17 @@ enum BenchCommand {
         project_name: String,
         out: PathBuf,
     },
+    /// Write STUDIES fake radiograph studies of INSTANCES images (SIZE×SIZE, 16-bit) to OUT,
+    /// and OUT/cohort.csv naming them (project test-extract-uclh-omop-cdm).
+    GenerateStudies {
+        #[arg(long)]
+        studies: u32,
+        #[arg(long)]
+        instances: u32,
+        #[arg(long, default_value_t = 512)]
+        size: u16,
+        out: PathBuf,
+    },
     /// Write COUNT synthetic CT slices (~0.5 MB each, PHI in standard and private tags) to OUT.
     GenerateCt {
         #[arg(long)]
@@ -242,6 +253,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             pixl_cli::bench::generate_omop(&out, rows, &project_name)
                 .with_context(|| format!("cannot write the extract to {}", out.display()))?;
             println!("wrote {rows} procedures to {}", out.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::GenerateStudies { studies, instances, size, out }) => {
+            let specs = pixl_cli::demo_data::radiograph_studies(studies, instances, size);
+            let mut csv = String::from("procedure_id,mrn,accession_number,project_name,extract_generated_timestamp,study_date,study_uid,participant_id\n");
+            for (i, spec) in specs.iter().enumerate() {
+                pixl_cli::demo_data::write_study(&out.join("dicom"), spec).with_context(|| format!("cannot write to {}", out.display()))?;
+                csv.push_str(&format!("{i},{},{},test-extract-uclh-omop-cdm,2024-01-01T00:00:00Z,2023-01-01,{},\n", spec.patient_id, spec.accession_number, spec.study_uid));
+            }
+            std::fs::write(out.join("cohort.csv"), csv)?;
+            let uids: String = specs.iter().map(|s| format!("{}\n", s.study_uid)).collect();
+            std::fs::write(out.join("study-uids.txt"), uids)?;
+            println!("wrote {studies} studies of {instances} instances to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::GenerateCt { count, out }) => {

@@ -62,8 +62,10 @@ async fn ensure_database(settings: &DatabaseSettings) -> Result<(), DbError> {
         let created = sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut admin).await;
         match created {
             Ok(_) => {}
-            // Another process created it between our check and our CREATE.
-            Err(sqlx::Error::Database(e)) if e.code().as_deref() == Some("42P04") => {}
+            // Another process created it between our check and our CREATE: "duplicate
+            // database", or, when both CREATEs run at once, the catalogue's unique index
+            // (services starting together hit this).
+            Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
             Err(source) => return Err(DbError::Create { name: name.clone(), source }),
         }
     }
