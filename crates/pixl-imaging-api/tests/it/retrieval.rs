@@ -84,6 +84,17 @@ async fn studies_come_from_the_vna_or_the_pacs_and_filters_apply() {
     let uid: Option<String> = sqlx::query_scalar("SELECT resolved_study_uid FROM studies WHERE id = $1").bind(settled[1].0).fetch_one(&ctx.pool).await.unwrap();
     assert_eq!(uid.as_deref(), Some(studies[1].study_uid.as_str()));
 
+    // `pixl status` shows it: per state, the dead letter, the reason (and no identifier).
+    let status = pixl_cli::control::status(&ctx.settings).await.unwrap().to_string();
+    let line = status.lines().find(|l| l.starts_with(PROJECT)).unwrap_or_else(|| panic!("{status}"));
+    let numbers: Vec<&str> = line.split_whitespace().skip(1).collect();
+    assert_eq!(numbers, ["0", "0", "0", "3", "0", "1"], "queued..failed columns: {status}");
+    assert!(status.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["imaging-secondary", "0", "1"]), "{status}");
+    assert!(status.contains("1 × not found in the VNA or the PACS"), "{status}");
+    for secret in [&missing.accession_number, &missing.study_uid, &missing.patient_id] {
+        assert!(!status.contains(secret.as_str()), "{secret} in pixl status");
+    }
+
     let letters = ctx.take_dead_letters(WorkQueue::ImagingSecondary).await;
     assert_eq!(letters.len(), 1);
     assert_eq!(QueueMessage::decode(&letters[0].0).unwrap().study_id(), StudyId(settled[3].0));
