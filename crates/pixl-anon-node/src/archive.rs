@@ -15,6 +15,8 @@ use axum::routing::get;
 use pixl_core::ids::{ProjectSlug, PseudoStudyUid};
 use serde::Deserialize;
 
+use crate::raw_cache::RawCache;
+
 /// The de-identified studies on disk.
 #[derive(Debug, Clone)]
 pub struct AnonStore {
@@ -119,10 +121,35 @@ async fn archive(State(store): State<AnonStore>, UrlPath(uid): UrlPath<String>, 
     }
 }
 
-/// `/heart-beat`, `/metrics` and `/studies/{uid}/archive`.
-pub fn routes(store: AnonStore) -> Router {
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CachedQuery {
+    study_uid: String,
+}
+
+/// `POST /raw-cache/series` `{"study_uid": ...}` → `{"series": {"<series uid>": <instances>}}`:
+/// what the raw cache holds of a study, so that imaging-api moves only what is missing.
+/// Inside the identifiable zone (original UIDs); the UID travels in the body, never in a
+/// URL that a proxy or access log would keep.
+async fn cached_series(State(cache): State<RawCache>, body: Result<axum::Json<CachedQuery>, axum::extract::rejection::JsonRejection>) -> Response {
+    let Ok(axum::Json(query)) = body else {
+        return problem(StatusCode::BAD_REQUEST, "expected {\"study_uid\": <uid>}");
+    };
+    let uid = query.study_uid;
+    if uid.is_empty() || uid.len() > 64 || !uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return problem(StatusCode::BAD_REQUEST, "not a study instance UID");
+    }
+    match tokio::task::spawn_blocking(move || cache.series_counts(&uid)).await {
+        Ok(Ok(counts)) => axum::Json(serde_json::json!({ "series": counts })).into_response(),
+        _ => problem(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the raw cache"),
+    }
+}
+
+/// `/heart-beat`, `/metrics`, `/studies/{uid}/archive` and `POST /raw-cache/series`.
+pub fn routes(store: AnonStore, cache: RawCache) -> Router {
     Router::new()
         .route("/studies/{uid}/archive", get(archive))
         .with_state(store)
+        .merge(Router::new().route("/raw-cache/series", axum::routing::post(cached_series)).with_state(cache))
         .merge(pixl_core::http::observability_routes("anon-node"))
 }

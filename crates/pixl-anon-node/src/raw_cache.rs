@@ -209,6 +209,18 @@ impl RawCache {
         Ok(Stored { path, study_uid })
     }
 
+    /// Instances cached per series of a study (reads each instance's header).
+    pub fn series_counts(&self, study_uid: &str) -> std::io::Result<std::collections::BTreeMap<String, usize>> {
+        let mut counts = std::collections::BTreeMap::new();
+        for path in self.instances(study_uid)? {
+            let Ok(header) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&path) else { continue };
+            if let Some(series) = header.element_opt(tags::SERIES_INSTANCE_UID).ok().flatten().and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_owned())) {
+                *counts.entry(series).or_insert(0) += 1;
+            }
+        }
+        Ok(counts)
+    }
+
     /// Instances cached for a study.
     pub fn instances(&self, study_uid: &str) -> std::io::Result<Vec<PathBuf>> {
         let dir = self.root.join(study_uid);

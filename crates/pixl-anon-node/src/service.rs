@@ -224,7 +224,7 @@ pub async fn run(
     });
     let scp_config = crate::scp::ScpConfig { ae_title: config.ae_title, allowed_callers: config.allowed_callers };
     let scp = tokio::spawn(crate::scp::serve(dicom, scp_config, cache, shutdown.clone()));
-    let web = tokio::spawn(pixl_core::http::serve(http, crate::archive::routes(store), shutdown.clone()));
+    let web = tokio::spawn(pixl_core::http::serve(http, crate::archive::routes(store, context.cache.clone()), shutdown.clone()));
     let consumed = consume(Arc::clone(&context), config.concurrency, shutdown.clone()).await;
     // Whatever ended the consumer ends the node.
     shutdown.cancel();

@@ -196,6 +196,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         ("ANON_NODE_RAW_CACHE_DIR", dir.join("raw-cache").display().to_string()),
         ("ANON_NODE_ANON_STORE_DIR", dir.join("anon-store").display().to_string()),
         ("IMAGING_API_PORT", imaging_http.to_string()),
+        ("ANON_NODE_URL", format!("http://127.0.0.1:{anon_http}")),
         ("PRIMARY_DICOM_SOURCE_AE_TITLE", "VNA".to_owned()),
         ("PRIMARY_DICOM_SOURCE_PORT", archive_port.to_string()),
         ("PIXL_LOG_FORMAT", "text".to_owned()),

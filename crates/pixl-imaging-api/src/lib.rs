@@ -30,6 +30,10 @@ pub struct ImagingConfig {
     pub secondary_window: Window,
     /// `ANON_NODE_AE_TITLE` (default `PIXL_RAW`): the C-MOVE destination.
     pub move_destination: String,
+    /// `ANON_NODE_URL` (e.g. `http://127.0.0.1:8002`): anon-node's HTTP address, asked
+    /// what it already caches of a study so that only missing series are moved. Unset:
+    /// whole studies are moved.
+    pub anon_node_url: Option<String>,
     /// `IMAGING_API_RATE` (default 5): studies per second per queue at start.
     pub rate: f64,
     /// `IMAGING_API_MAX_ATTEMPTS` (default 5): tries per study before dead-lettering.
@@ -92,6 +96,7 @@ impl ImagingConfig {
             secondary,
             secondary_window: Window::parse(&get("SECONDARY_DICOM_SOURCE_WINDOW").unwrap_or_else(|| Window::DEFAULT.to_owned()))
                 .map_err(|problem| invalid("SECONDARY_DICOM_SOURCE_WINDOW", problem))?,
+            anon_node_url: get("ANON_NODE_URL"),
             move_destination: ae("ANON_NODE_AE_TITLE", get("ANON_NODE_AE_TITLE").unwrap_or_else(|| "PIXL_RAW".to_owned()))?,
             rate: number("IMAGING_API_RATE", 5.0)?,
             max_attempts: number("IMAGING_API_MAX_ATTEMPTS", 5.0)?.max(1.0) as i32,

@@ -168,6 +168,25 @@ impl Scu {
         Ok(uids)
     }
 
+    /// Every series of study `study_uid` with its number of instances, when the archive
+    /// says (NumberOfSeriesRelatedInstances is optional for an SCP).
+    pub async fn find_series_counts(&self, archive: &Archive, study_uid: &str) -> Result<Vec<(String, Option<u32>)>, ScuError> {
+        let mut identifier = InMemDicomObject::new_empty();
+        identifier.put(element(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "SERIES"));
+        identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid));
+        identifier.put(element(tags::SERIES_INSTANCE_UID, VR::UI, ""));
+        identifier.put(element(tags::NUMBER_OF_SERIES_RELATED_INSTANCES, VR::IS, ""));
+        let found = self.find(archive, identifier).await?;
+        Ok(found
+            .iter()
+            .filter_map(|o| {
+                let series = text(o, tags::SERIES_INSTANCE_UID)?;
+                let count = text(o, tags::NUMBER_OF_SERIES_RELATED_INSTANCES).and_then(|c| c.trim().parse().ok());
+                Some((series, count))
+            })
+            .collect())
+    }
+
     async fn find(&self, archive: &Archive, identifier: InMemDicomObject) -> Result<Vec<InMemDicomObject>, ScuError> {
         let operation = "C-FIND";
         let network = |problem: String| ScuError::Network { archive: archive.name, operation, problem };

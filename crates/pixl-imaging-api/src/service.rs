@@ -36,6 +36,7 @@ use crate::scu::{Archive, Scu, StudyQuery};
 /// Everything the consumers need.
 #[derive(Debug)]
 pub struct Context {
+    pub http: reqwest::Client,
     pub pool: PgPool,
     pub broker: Broker,
     pub scu: Scu,
@@ -103,7 +104,7 @@ pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled
     }
     let mut instances = 0u64;
     for uid in &uids {
-        let selected = if series.is_empty() {
+        let mut selected = if series.is_empty() {
             Vec::new()
         } else {
             match context.scu.find_series(archive, uid, &series).await {
@@ -112,6 +113,15 @@ pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled
                 Err(error) => return Handled::transient(id, error.to_string()),
             }
         };
+        match missing_series(context, archive, uid, &selected).await {
+            Ok(Missing::Nothing) => {
+                tracing::info!(study = id.0, "already in the raw cache; nothing to move");
+                continue;
+            }
+            Ok(Missing::Series(missing)) => selected = missing,
+            Ok(Missing::Everything) => {}
+            Err(problem) => tracing::warn!(study = id.0, %problem, "cannot tell what anon-node holds; moving everything"),
+        }
         match context.scu.move_study(archive, uid, &selected, &context.config.move_destination).await {
             Ok(counts) => instances += u64::from(counts.completed),
             Err(error) => return Handled::transient(id, error.to_string()),
@@ -127,6 +137,47 @@ pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled
         }
         Err(error) => Handled::transient(id, format!("database: {error}")),
     }
+}
+
+/// What of a study must still be moved.
+#[derive(Debug, PartialEq, Eq)]
+enum Missing {
+    Nothing,
+    Everything,
+    Series(Vec<String>),
+}
+
+/// Compares what anon-node caches of study `uid` with what the archive holds (series and
+/// instance counts), within `selected` series (empty: all).
+async fn missing_series(context: &Context, archive: &Archive, uid: &str, selected: &[String]) -> Result<Missing, String> {
+    let Some(base) = &context.config.anon_node_url else { return Ok(Missing::Everything) };
+    #[derive(serde::Deserialize)]
+    struct Cached {
+        series: std::collections::BTreeMap<String, u32>,
+    }
+    let url = format!("{}/raw-cache/series", base.trim_end_matches('/'));
+    let response = context.http.post(&url).json(&serde_json::json!({ "study_uid": uid })).send().await.map_err(|e| e.to_string())?;
+    if !response.status().is_success() {
+        return Err(format!("anon-node answered {}", response.status()));
+    }
+    let cached = response.json::<Cached>().await.map_err(|e| e.to_string())?.series;
+    if cached.is_empty() {
+        return Ok(Missing::Everything);
+    }
+    let in_archive = context.scu.find_series_counts(archive, uid).await.map_err(|e| e.to_string())?;
+    let in_scope: Vec<&(String, Option<u32>)> = in_archive.iter().filter(|(s, _)| selected.is_empty() || selected.contains(s)).collect();
+    let missing: Vec<String> = in_scope
+        .iter()
+        .filter(|(series, count)| count.is_none_or(|count| cached.get(series).copied().unwrap_or(0) < count))
+        .map(|(series, _)| series.clone())
+        .collect();
+    Ok(if missing.is_empty() {
+        Missing::Nothing
+    } else if missing.len() == in_scope.len() && selected.is_empty() {
+        Missing::Everything
+    } else {
+        Missing::Series(missing)
+    })
 }
 
 /// Back to `queued`, with a message for the PACS queue.
@@ -244,7 +295,8 @@ pub async fn run(config: ImagingConfig, settings: &Settings, http: TcpListener, 
     let scu = Scu { calling_ae_title: config.calling_ae_title.clone(), query_timeout: config.query_timeout, transfer_timeout: config.transfer_timeout };
     let retry = Retry { max_attempts: config.max_attempts, first_pause: config.retry_pause, max_pause: Duration::from_secs(300) };
     let has_secondary = config.secondary.is_some();
-    let context = Arc::new(Context { pool, broker, scu, config, retry });
+    let http_client = pixl_core::http_client::builder(None)?.timeout(Duration::from_secs(30)).build()?;
+    let context = Arc::new(Context { http: http_client, pool, broker, scu, config, retry });
     relay(&context).await;
     let web = tokio::spawn(pixl_core::http::serve(http, crate::api::routes(buckets.clone()), shutdown.clone()));
     let primary = tokio::spawn(consume(Arc::clone(&context), WorkQueue::ImagingPrimary, buckets.primary.clone(), in_flight, shutdown.clone()));

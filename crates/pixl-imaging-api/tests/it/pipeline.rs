@@ -63,6 +63,7 @@ impl Pipeline {
         .unwrap();
         let dicom = tokio::net::TcpListener::bind(("127.0.0.1", ports.anon_node_dicom)).await.unwrap();
         let http = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let anon_url = format!("http://{}", http.local_addr().unwrap());
         let settings = ctx.settings.clone();
         let anon_shutdown = shutdown.clone();
         tasks.push(tokio::spawn(async move {
@@ -73,6 +74,7 @@ impl Pipeline {
             ("PRIMARY_DICOM_SOURCE_AE_TITLE", vna.ae_title.clone()),
             ("PRIMARY_DICOM_SOURCE_PORT", vna.dicom_port.to_string()),
             ("SECONDARY_DICOM_SOURCE_WINDOW", window.to_owned()),
+            ("ANON_NODE_URL", anon_url),
             ("IMAGING_API_RATE", "50".to_owned()),
             ("IMAGING_API_RETRY_PAUSE", "0.2".to_owned()),
             ("IMAGING_API_MAX_ATTEMPTS", "3".to_owned()),

@@ -151,3 +151,41 @@ async fn series_level_cohorts_retrieve_only_their_series_and_the_pacs_waits_for_
     pipeline.stop().await;
     ctx.teardown().await;
 }
+
+#[tokio::test]
+async fn a_partly_cached_study_moves_only_what_is_missing() {
+    let (ctx, dir) = setup().await;
+    let ports = Ports::new();
+    let vna = Peer::orthanc(dir.path(), "VNA", ("PIXL_RAW", ports.anon_node_dicom));
+    let data = dir.path().join("data");
+    let study = system_test_studies().remove(0);
+    let files = write_study(&data, &study).unwrap();
+    vna.load(&files).await;
+    let pipeline = Pipeline::start(&ctx, dir.path(), &ports, &vna, None, "always").await;
+
+    // The AP series (files "1-*") reached anon-node before, say in a run that crashed.
+    let ap: Vec<PathBuf> = files.iter().filter(|f| f.file_name().unwrap().to_string_lossy().starts_with("1-")).cloned().collect();
+    // Off the runtime: anon-node answers on this test's thread.
+    let port = ports.anon_node_dicom.to_string();
+    let to_send = ap.clone();
+    let output = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("storescu").env("TCP_NODELAY", "1").args(["-aet", "VNA", "-aec", "PIXL_RAW", "127.0.0.1", &port]).args(&to_send).output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let cached_ap: Vec<PathBuf> = std::fs::read_dir(pipeline.raw_cache.join(&study.study_uid)).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(cached_ap.len(), 2);
+    let times: Vec<_> = cached_ap.iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+
+    run_populate(&ctx, &cohort(dir.path(), &[(&study, true, vec![])])).await;
+    let settled = wait_for_states(&ctx, &["anonymised", "failed"]).await;
+    assert_eq!(settled[0].1, "anonymised", "{settled:?}");
+    assert_eq!(cached(&pipeline.raw_cache, &study.study_uid), 8, "the three other series were moved");
+    let after: Vec<_> = cached_ap.iter().map(|p| std::fs::metadata(p).unwrap().modified().unwrap()).collect();
+    assert_eq!(after, times, "the cached series was not moved again");
+    assert_eq!(series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, 0)), ["AP", "AP", "include123", "include123"]);
+    pipeline.stop().await;
+    ctx.teardown().await;
+}
