@@ -255,6 +255,8 @@ pub async fn consume(context: Arc<Context>, queue: WorkQueue, bucket: Arc<TokenB
         };
         match channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: false }).await {
             Ok(Some(message)) => {
+                // Queue lag: messages still waiting behind this one.
+                metrics::gauge!("pixl_imaging_queue_waiting", "queue" => queue.base_name()).set(f64::from(message.message_count));
                 let context = Arc::clone(&context);
                 tokio::spawn(async move {
                     let delivery = message.delivery;
@@ -268,6 +270,7 @@ pub async fn consume(context: Arc<Context>, queue: WorkQueue, bucket: Arc<TokenB
                 });
             }
             Ok(None) => {
+                metrics::gauge!("pixl_imaging_queue_waiting", "queue" => queue.base_name()).set(0.0);
                 drop(slot);
                 tokio::select! {
                     () = shutdown.cancelled() => break,

@@ -26,7 +26,6 @@ pub struct Pipeline {
     pub anon_store: PathBuf,
     pub raw_cache: PathBuf,
     /// imaging-api's REST address.
-    #[allow(dead_code)]
     pub imaging_http: SocketAddr,
     shutdown: CancellationToken,
     tasks: Vec<tokio::task::JoinHandle<anyhow::Result<()>>>,

@@ -84,6 +84,22 @@ async fn studies_come_from_the_vna_or_the_pacs_and_filters_apply() {
     let uid: Option<String> = sqlx::query_scalar("SELECT resolved_study_uid FROM studies WHERE id = $1").bind(settled[1].0).fetch_one(&ctx.pool).await.unwrap();
     assert_eq!(uid.as_deref(), Some(studies[1].study_uid.as_str()));
 
+    // REST: PIXL's rate endpoint, and the metrics.
+    let base = format!("http://{}", pipeline.imaging_http);
+    let client = reqwest::Client::new();
+    let rate: serde_json::Value = client.get(format!("{base}/token-bucket-refresh-rate")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rate["rate"], 50.0);
+    let refused = client.post(format!("{base}/token-bucket-refresh-rate")).json(&serde_json::json!({"rate": -1})).send().await.unwrap();
+    assert!(refused.status().is_client_error());
+    let set = client.post(format!("{base}/token-bucket-refresh-rate")).json(&serde_json::json!({"rate": 7.5, "queue": "imaging-secondary"})).send().await.unwrap();
+    assert!(set.status().is_success());
+    let rate: serde_json::Value = client.get(format!("{base}/token-bucket-refresh-rate?queue=imaging-secondary")).send().await.unwrap().json().await.unwrap();
+    assert_eq!(rate["rate"], 7.5);
+    let metrics = client.get(format!("{base}/metrics")).send().await.unwrap().text().await.unwrap();
+    for name in ["pixl_imaging_studies_retrieved_total", "pixl_imaging_retrieval_seconds", "pixl_imaging_queue_waiting"] {
+        assert!(metrics.contains(name), "{name} missing from /metrics");
+    }
+
     // `pixl status` shows it: per state, the dead letter, the reason (and no identifier).
     let status = pixl_cli::control::status(&ctx.settings).await.unwrap().to_string();
     let line = status.lines().find(|l| l.starts_with(PROJECT)).unwrap_or_else(|| panic!("{status}"));
