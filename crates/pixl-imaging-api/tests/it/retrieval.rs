@@ -127,6 +127,24 @@ async fn studies_come_from_the_vna_or_the_pacs_and_filters_apply() {
     assert_eq!(std::fs::metadata(&cached_file).unwrap().modified().unwrap(), before, "not moved again");
     assert_eq!(wait_for_states(&ctx, &["anonymised", "failed"]).await, settled);
 
+    // `pixl retry-failed` queues the missing study again; it fails again, with its reason
+    // and a fresh dead letter, and nothing else is touched.
+    assert_eq!(pixl_cli::control::retry_failed(&ctx.settings, Some(PROJECT)).await.unwrap(), 1);
+    let letters = {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        loop {
+            let letters = ctx.take_dead_letters(WorkQueue::ImagingSecondary).await;
+            if !letters.is_empty() {
+                break letters;
+            }
+            assert!(std::time::Instant::now() < deadline, "no new dead letter");
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        }
+    };
+    assert_eq!(letters.len(), 1);
+    let again = wait_for_states(&ctx, &["anonymised", "failed"]).await;
+    assert_eq!(again, settled);
+
     pipeline.stop().await;
     ctx.teardown().await;
 }
@@ -141,17 +159,20 @@ async fn series_level_cohorts_retrieve_only_their_series_and_the_pacs_waits_for_
     let studies = system_test_studies();
     let pacs_only = radiograph_studies(1, 2, 64).remove(0);
     vna.load(&write_study(&data, &studies[0]).unwrap()).await;
+    vna.load(&write_study(&data, &studies[1]).unwrap()).await;
     pacs.load(&write_study(&data, &pacs_only).unwrap()).await;
     // The PACS window is closed for this whole test.
     let pipeline = Pipeline::start(&ctx, dir.path(), &ports, &vna, Some(&pacs), "never").await;
 
-    // Only the AP series (the first) of study 1.
-    let rows = [(&studies[0], true, vec![studies[0].series_uid(0)]), (&pacs_only, true, vec![])];
+    // Study 1: AP and MR "exclude123" (two series joined by a backslash); study 2: only
+    // its "include123" series (one).
+    let two = vec![studies[0].series_uid(0), studies[0].series_uid(2)];
+    let rows = [(&studies[0], true, two), (&pacs_only, true, vec![]), (&studies[1], true, vec![studies[1].series_uid(0)])];
     run_populate(&ctx, &cohort(dir.path(), &rows)).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let settled = loop {
         let rows = crate::pipeline::studies(&ctx).await;
-        if rows[0].1 == "anonymised" && rows[1].1 == "queued" {
+        if rows[0].1 == "anonymised" && rows[1].1 == "queued" && rows[2].1 == "anonymised" {
             // Rerouted to the PACS queue, where it waits.
             let waiting = ctx.broker.counts(&ctx.broker.topology().queue_name(WorkQueue::ImagingSecondary)).await.unwrap().messages;
             if waiting == 1 {
@@ -161,8 +182,11 @@ async fn series_level_cohorts_retrieve_only_their_series_and_the_pacs_waits_for_
         assert!(std::time::Instant::now() < deadline, "{rows:?}");
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     };
-    assert_eq!(cached(&pipeline.raw_cache, &studies[0].study_uid), 2, "only the requested series was moved");
+    assert_eq!(cached(&pipeline.raw_cache, &studies[0].study_uid), 4, "only the two requested series were moved");
+    // The MR series was retrieved but the project keeps DX/CR only.
     assert_eq!(series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, 0)), ["AP", "AP"]);
+    assert_eq!(cached(&pipeline.raw_cache, &studies[1].study_uid), 2, "only the requested series was moved");
+    assert_eq!(series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, 2)), ["include123", "include123"]);
     assert_eq!(cached(&pipeline.raw_cache, &pacs_only.study_uid), 0, "the PACS was not asked outside its window");
     pipeline.stop().await;
     ctx.teardown().await;
