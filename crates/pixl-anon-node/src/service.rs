@@ -25,10 +25,9 @@ use futures_util::StreamExt;
 use lapin::options::BasicConsumeOptions;
 use lapin::types::FieldTable;
 use pixl_core::config::Settings;
-use pixl_core::consumer::{Handled, Retry, settle};
+use pixl_core::consumer::{Handled, Retry, load_study, settle};
 use pixl_core::hasher_client::{HasherClient, HasherClientConfig};
 use pixl_core::ids::StudyId;
-use pixl_core::messages::QueueMessage;
 use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::{Broker, WorkQueue};
 use sqlx::{PgPool, Row};
@@ -66,21 +65,18 @@ fn transient(study: StudyId, reason: impl Into<String>) -> Handled {
 
 /// De-identifies the study an `anonymise` message names.
 pub async fn handle(context: &Context, body: &[u8]) -> Handled {
-    let message = match QueueMessage::decode(body) {
-        Ok(QueueMessage::AnonymiseV1(message)) => message,
-        Ok(other) => return Handled::Permanent { study: None, reason: format!("not an anonymise message (study {})", other.study_id().0) },
-        Err(error) => return Handled::Permanent { study: None, reason: error.to_string() },
+    let (message, row) = match load_study(
+        &context.pool,
+        body,
+        MessageKind::Anonymise,
+        "project_slug, mrn, COALESCE(resolved_study_uid, study_uid) AS study_uid, series_uids, state::text AS state",
+    )
+    .await
+    {
+        Ok(loaded) => loaded,
+        Err(handled) => return handled,
     };
     let id = message.study_id;
-    let row = sqlx::query("SELECT project_slug, mrn, COALESCE(resolved_study_uid, study_uid) AS study_uid, series_uids, state::text AS state FROM studies WHERE id = $1")
-        .bind(id.0)
-        .fetch_optional(&context.pool)
-        .await;
-    let row = match row {
-        Ok(Some(row)) => row,
-        Ok(None) => return Handled::Permanent { study: None, reason: format!("no study with id {} in the database", id.0) },
-        Err(error) => return transient(id, format!("database: {error}")),
-    };
     let state: String = row.get("state");
     if state == "anonymised" || state == "exported" {
         tracing::info!(study = id.0, state, "already de-identified; nothing to do");

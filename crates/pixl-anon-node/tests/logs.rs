@@ -2,8 +2,10 @@
 //! and de-identifying it through the queue: its logs hold no identifier of the file or
 //! the study row, and no key.
 
+mod common;
+use common::pydicom_file;
+
 use std::io::Read;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,14 +14,6 @@ use pixl_core::ids::{ProjectSlug, StudyId};
 use pixl_core::messages::{QueueMessage, StudyRef};
 use pixl_core::queues::{Outgoing, WorkQueue};
 use pixl_core::testing::TestContext;
-
-fn pydicom_file(name: &str) -> PathBuf {
-    let output = Command::new("python3")
-        .args(["-c", "import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), 'data', 'test_files'))"])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim()).join(name)
-}
 
 fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()

@@ -1,6 +1,9 @@
 //! The storage SCP against dcmtk's `echoscu` and `storescu` (Debian package dcmtk), with
 //! real DICOM files from PyPI pydicom (both installed by test/run.sh).
 
+mod common;
+use common::pydicom_file;
+
 use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::process::Command;
@@ -9,14 +12,6 @@ use dicom_dictionary_std::tags;
 use pixl_anon_node::raw_cache::RawCache;
 use pixl_anon_node::scp::{ScpConfig, serve};
 use tokio_util::sync::CancellationToken;
-
-fn pydicom_file(name: &str) -> PathBuf {
-    let output = Command::new("python3")
-        .args(["-c", "import os, pydicom; print(os.path.join(os.path.dirname(pydicom.__file__), 'data', 'test_files'))"])
-        .output()
-        .expect("python3");
-    PathBuf::from(String::from_utf8(output.stdout).unwrap().trim()).join(name)
-}
 
 async fn start(cache: &RawCache) -> (u16, CancellationToken) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();

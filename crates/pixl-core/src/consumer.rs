@@ -8,8 +8,11 @@ use std::time::Duration;
 use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
 use sqlx::PgPool;
+use sqlx::postgres::PgRow;
 
 use crate::ids::StudyId;
+use crate::messages::{QueueMessage, StudyRef};
+use crate::outbox::MessageKind;
 use crate::queues::{Broker, WorkQueue};
 
 /// How handling a delivery ended.
@@ -48,6 +51,27 @@ impl Retry {
         let factor = 2u32.saturating_pow(attempt.saturating_sub(1).clamp(0, 16) as u32);
         self.first_pause.saturating_mul(factor).min(self.max_pause)
     }
+}
+
+/// Decodes a delivery that must be a `kind` message and reads `columns` of the study it
+/// names. `Err` says how to settle: not a pixl message, another kind, or no such study
+/// are permanent; a database error is passing.
+pub async fn load_study(pool: &PgPool, body: &[u8], kind: MessageKind, columns: &'static str) -> Result<(StudyRef, PgRow), Handled> {
+    let message = QueueMessage::decode(body).map_err(|error| Handled::Permanent { study: None, reason: error.to_string() })?;
+    let study = match (kind, message) {
+        (MessageKind::Imaging, QueueMessage::ImagingV1(study)) | (MessageKind::Anonymise, QueueMessage::AnonymiseV1(study)) => study,
+        (_, other) => {
+            return Err(Handled::Permanent { study: None, reason: format!("not an {} message (study {})", kind.as_str(), other.study_id().0) });
+        }
+    };
+    // `columns` is a constant of the calling service, never input.
+    let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {columns} FROM studies WHERE id = $1")))
+        .bind(study.study_id.0)
+        .fetch_optional(pool)
+        .await
+        .map_err(|error| Handled::transient(study.study_id, format!("database: {error}")))?
+        .ok_or_else(|| Handled::Permanent { study: None, reason: format!("no study with id {} in the database", study.study_id.0) })?;
+    Ok((study, row))
 }
 
 /// Marks the study failed with `reason` (unless it got past `anonymised` meanwhile).

@@ -18,9 +18,8 @@ use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
 use pixl_core::config::Settings;
-use pixl_core::consumer::{Handled, Retry, settle};
+use pixl_core::consumer::{Handled, Retry, load_study, settle};
 use pixl_core::ids::StudyId;
-use pixl_core::messages::QueueMessage;
 use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::{Broker, WorkQueue};
 use sqlx::{PgPool, Row};
@@ -53,21 +52,12 @@ fn archive_for(config: &ImagingConfig, queue: WorkQueue) -> Option<&Archive> {
 
 /// Retrieves the study an `imaging` message names.
 pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled {
-    let message = match QueueMessage::decode(body) {
-        Ok(QueueMessage::ImagingV1(message)) => message,
-        Ok(other) => return Handled::Permanent { study: None, reason: format!("not an imaging message (study {})", other.study_id().0) },
-        Err(error) => return Handled::Permanent { study: None, reason: error.to_string() },
-    };
+    let (message, row) =
+        match load_study(&context.pool, body, MessageKind::Imaging, "mrn, accession_number, study_uid, series_uids, state::text AS state").await {
+            Ok(loaded) => loaded,
+            Err(handled) => return handled,
+        };
     let id = message.study_id;
-    let row = sqlx::query("SELECT mrn, accession_number, study_uid, series_uids, state::text AS state FROM studies WHERE id = $1")
-        .bind(id.0)
-        .fetch_optional(&context.pool)
-        .await;
-    let row = match row {
-        Ok(Some(row)) => row,
-        Ok(None) => return Handled::Permanent { study: None, reason: format!("no study with id {} in the database", id.0) },
-        Err(error) => return Handled::transient(id, format!("database: {error}")),
-    };
     let state: String = row.get("state");
     if matches!(state.as_str(), "retrieved" | "anonymised" | "exported") {
         tracing::info!(study = id.0, state, "already retrieved; nothing to do");
