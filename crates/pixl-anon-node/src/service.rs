@@ -21,9 +21,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use lapin::options::BasicConsumeOptions;
-use lapin::types::FieldTable;
 use pixl_core::config::Settings;
 use pixl_core::consumer::{Handled, Retry, load_study, settle};
 use pixl_core::hasher_client::{HasherClient, HasherClientConfig};
@@ -163,36 +160,37 @@ async fn relay(context: &Context) {
 }
 
 /// Consumes `anonymise` until `shutdown`, `concurrency` studies at a time; in-flight
-/// studies finish before it returns.
+/// studies finish before it returns. Pending outbox rows (left by a failed relay) are
+/// published every ten seconds besides.
 pub async fn consume(context: Arc<Context>, concurrency: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let channel = context.broker.consumer_channel(concurrency).await?;
-    let queue = context.broker.topology().queue_name(WorkQueue::Anonymise);
-    let mut consumer = channel.basic_consume(queue.as_str().into(), "pixl-anon-node".into(), BasicConsumeOptions::default(), FieldTable::default()).await?;
-    let mut tasks = tokio::task::JoinSet::new();
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => break,
-            _ = tick.tick() => relay(&context).await,
-            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
-            delivery = consumer.next() => {
-                let Some(delivery) = delivery else { anyhow::bail!("the broker closed the anonymise consumer") };
-                let delivery = delivery?;
-                let context = Arc::clone(&context);
-                tasks.spawn(async move {
-                    let handled = handle(&context, &delivery.data).await;
-                    let done = handled == Handled::Done;
-                    settle(&context.pool, &context.broker, WorkQueue::Anonymise, context.retry, &delivery, handled).await;
-                    if done {
-                        relay(&context).await;
-                    }
-                });
+    let relayer = {
+        let context = Arc::clone(&context);
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    _ = tick.tick() => relay(&context).await,
+                }
+            }
+        })
+    };
+    let consumed = pixl_core::consumer::consume(&context.broker, WorkQueue::Anonymise, "pixl-anon-node", concurrency, shutdown.clone(), |delivery| {
+        let context = Arc::clone(&context);
+        async move {
+            let handled = handle(&context, &delivery.data).await;
+            let done = handled == Handled::Done;
+            settle(&context.pool, &context.broker, WorkQueue::Anonymise, context.retry, &delivery, handled).await;
+            if done {
+                relay(&context).await;
             }
         }
-    }
-    while tasks.join_next().await.is_some() {}
-    let _ = channel.close(200, "shutting down".into()).await;
-    Ok(())
+    })
+    .await;
+    shutdown.cancel();
+    let _ = relayer.await;
+    Ok(consumed?)
 }
 
 /// Runs the whole node on the given listeners until `shutdown`.

@@ -16,6 +16,7 @@ use chrono::{DateTime, Utc};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use pixl_core::config::Settings;
 use pixl_core::db::DbError;
+use pixl_core::export_tree;
 use pixl_core::ids::ProjectSlug;
 use pixl_core::outbox::{self, MessageKind, OutboxError};
 use pixl_core::queues::{Broker, BrokerError, Topology, WorkQueue};
@@ -407,11 +408,6 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
     Ok((kept - distinct, outcomes))
 }
 
-/// PIXL's name for an extract's directory: the slugified ISO timestamp.
-pub fn extract_time_slug(extract_datetime: DateTime<Utc>) -> String {
-    extract_datetime.naive_utc().format("%Y-%m-%dt%H-%M-%S").to_string()
-}
-
 /// Copies `public/` to `<root>/<slug>/all_extracts/<ts>/omop/public/` (replacing an earlier
 /// copy of the same extract) and points `<root>/<slug>/latest` at the extract directory.
 /// Both steps end with a rename, so a reader never sees a half-copied tree.
@@ -421,10 +417,10 @@ fn copy_public_files(
     project: &ProjectSlug,
     extract_datetime: DateTime<Utc>,
 ) -> Result<PathBuf, PopulateError> {
-    let project_dir = export_root.join(project.as_str());
-    let relative_extract = Path::new("all_extracts").join(extract_time_slug(extract_datetime));
-    let omop_dir = project_dir.join(&relative_extract).join("omop");
-    let target = omop_dir.join("public");
+    let project_dir = export_tree::project_dir(export_root, project);
+    let relative_extract = export_tree::relative_extract_dir(extract_datetime);
+    let target = export_tree::public_dir(&project_dir.join(&relative_extract));
+    let omop_dir = target.parent().expect("public/ has a parent").to_owned();
     let error = |path: &Path| {
         let path = path.to_owned();
         move |source| PopulateError::ExportCopy { path, source }
@@ -460,15 +456,4 @@ fn copy_tree(from: &Path, to: &Path) -> std::io::Result<()> {
         }
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn extract_slug_matches_pixl() {
-        let at = DateTime::parse_from_rfc3339("2023-12-07T14:08:58Z").unwrap().with_timezone(&Utc);
-        assert_eq!(extract_time_slug(at), "2023-12-07t14-08-58");
-    }
 }

@@ -5,15 +5,18 @@
 
 use std::time::Duration;
 
+use futures_util::StreamExt;
 use lapin::message::Delivery;
-use lapin::options::{BasicAckOptions, BasicNackOptions};
+use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
+use lapin::types::FieldTable;
 use sqlx::PgPool;
 use sqlx::postgres::PgRow;
+use tokio_util::sync::CancellationToken;
 
 use crate::ids::StudyId;
 use crate::messages::{QueueMessage, StudyRef};
 use crate::outbox::MessageKind;
-use crate::queues::{Broker, WorkQueue};
+use crate::queues::{Broker, BrokerError, WorkQueue};
 
 /// How handling a delivery ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -55,11 +58,13 @@ impl Retry {
 
 /// Decodes a delivery that must be a `kind` message and reads `columns` of the study it
 /// names. `Err` says how to settle: not a pixl message, another kind, or no such study
-/// are permanent; a database error is passing.
+/// are permanent; a database error is passing. An `export` message's pseudonymous UID is
+/// not returned: the study row is the authority, and consumers read it from there.
 pub async fn load_study(pool: &PgPool, body: &[u8], kind: MessageKind, columns: &'static str) -> Result<(StudyRef, PgRow), Handled> {
     let message = QueueMessage::decode(body).map_err(|error| Handled::Permanent { study: None, reason: error.to_string() })?;
     let study = match (kind, message) {
         (MessageKind::Imaging, QueueMessage::ImagingV1(study)) | (MessageKind::Anonymise, QueueMessage::AnonymiseV1(study)) => study,
+        (MessageKind::Export, QueueMessage::ExportV1(request)) => StudyRef { study_id: request.study_id, project: request.project },
         (_, other) => {
             return Err(Handled::Permanent { study: None, reason: format!("not an {} message (study {})", kind.as_str(), other.study_id().0) });
         }
@@ -74,14 +79,26 @@ pub async fn load_study(pool: &PgPool, body: &[u8], kind: MessageKind, columns: 
     Ok((study, row))
 }
 
-/// Marks the study failed with `reason` (unless it got past `anonymised` meanwhile).
-pub async fn mark_failed(pool: &PgPool, id: StudyId, reason: &str) -> Result<(), sqlx::Error> {
-    sqlx::query("UPDATE studies SET state = 'failed', failure_reason = $2, updated_at = now() WHERE id = $1 AND state NOT IN ('anonymised', 'exported')")
-        .bind(id.0)
-        .bind(reason)
-        .execute(pool)
-        .await
-        .map(|_| ())
+/// Marks the study failed with `reason`, remembering the queue it failed on (so that
+/// `pixl retry-failed` can resume there). A study that got past that queue's stage
+/// meanwhile (a duplicate delivery failing after the original succeeded) is left alone:
+/// before `anonymised` for the imaging and anonymise queues, before `exported` for export.
+pub async fn mark_failed(pool: &PgPool, queue: WorkQueue, id: StudyId, reason: &str) -> Result<(), sqlx::Error> {
+    let finished: &[&str] = match queue {
+        WorkQueue::Export => &["exported"],
+        _ => &["anonymised", "exported"],
+    };
+    sqlx::query(
+        "UPDATE studies SET state = 'failed', failure_reason = $2, failed_queue = $3, updated_at = now()
+         WHERE id = $1 AND NOT (state::text = ANY($4))",
+    )
+    .bind(id.0)
+    .bind(reason)
+    .bind(queue.base_name())
+    .bind(finished)
+    .execute(pool)
+    .await
+    .map(|_| ())
 }
 
 /// Counts an attempt at the study; the new count.
@@ -112,7 +129,7 @@ pub async fn settle(pool: &PgPool, broker: &Broker, queue: WorkQueue, retry: Ret
         tracing::warn!(study = study.map(|s| s.0), queue = queue.base_name(), %reason, "study failed; message dead-lettered");
         metrics::counter!("pixl_studies_failed_total", "queue" => queue.base_name()).increment(1);
         if let Some(study) = study
-            && let Err(error) = mark_failed(pool, *study, reason).await
+            && let Err(error) = mark_failed(pool, queue, *study, reason).await
         {
             tracing::error!(%error, "cannot record the failure; the message is requeued");
             tokio::time::sleep(retry.first_pause).await;
@@ -129,6 +146,51 @@ pub async fn settle(pool: &PgPool, broker: &Broker, queue: WorkQueue, retry: Ret
     if let Err(error) = delivery.acker.ack(BasicAckOptions::default()).await {
         tracing::warn!(%error, "cannot acknowledge; the broker will redeliver");
     }
+}
+
+/// A consumer stopped for a reason other than shutdown.
+#[derive(Debug, thiserror::Error)]
+pub enum ConsumeError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error("{queue} consumer: {source}")]
+    Amqp { queue: &'static str, source: lapin::Error },
+    #[error("the broker closed the {0} consumer")]
+    Closed(&'static str),
+}
+
+/// Pushes deliveries of `queue` to `process` until `shutdown`, at most `concurrency` at a
+/// time (the channel's prefetch: the broker sends no more unacknowledged deliveries than
+/// that). `process` settles its delivery. In-flight deliveries finish before this returns;
+/// the ones the broker sent but `process` never got are redelivered after the channel
+/// closes.
+pub async fn consume<F, Fut>(broker: &Broker, queue: WorkQueue, tag: &str, concurrency: u16, shutdown: CancellationToken, process: F) -> Result<(), ConsumeError>
+where
+    F: Fn(Delivery) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let channel = broker.consumer_channel(concurrency).await?;
+    let name = broker.topology().queue_name(queue);
+    let amqp = |source| ConsumeError::Amqp { queue: queue.base_name(), source };
+    // Manual acknowledgement (no_ack false): a delivery stays the broker's until settled.
+    let mut consumer = channel.basic_consume(name.as_str().into(), tag.into(), BasicConsumeOptions::default(), FieldTable::default()).await.map_err(amqp)?;
+    let mut tasks = tokio::task::JoinSet::new();
+    let ended = loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break Ok(()),
+            Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            delivery = consumer.next() => match delivery {
+                None => break Err(ConsumeError::Closed(queue.base_name())),
+                Some(Err(error)) => break Err(amqp(error)),
+                Some(Ok(delivery)) => {
+                    tasks.spawn(process(delivery));
+                }
+            },
+        }
+    };
+    while tasks.join_next().await.is_some() {}
+    let _ = channel.close(200, "shutting down".into()).await;
+    ended
 }
 
 #[cfg(test)]

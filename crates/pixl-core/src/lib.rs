@@ -8,6 +8,7 @@
 pub mod config;
 pub mod consumer;
 pub mod db;
+pub mod export_tree;
 pub mod hasher_client;
 pub mod hashing;
 pub mod http;

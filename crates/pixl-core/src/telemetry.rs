@@ -31,6 +31,8 @@ impl LogFormat {
 /// once, first thing in `main`. Services use [`SERVICE_FILTER`]; the CLI is quieter.
 pub fn init(format: LogFormat, default_filter: &str) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    // Added last, so they win over whatever RUST_LOG says about these targets.
+    let filter = CAPPED_TARGETS.iter().fold(filter, |filter, directive| filter.add_directive(directive.parse().expect("a valid directive")));
     let registry = tracing_subscriber::registry().with(filter);
     // A second call (for example from a test harness) keeps the first subscriber.
     let _ = match format {
@@ -42,6 +44,10 @@ pub fn init(format: LogFormat, default_filter: &str) {
         LogFormat::Json => registry.with(fmt::layer().json().with_writer(std::io::stderr)).try_init(),
     };
 }
+
+/// Libraries whose verbose logs would carry secrets, capped whatever `RUST_LOG` asks:
+/// suppaftp traces every FTP command it sends, `PASS <password>` included.
+const CAPPED_TARGETS: &[&str] = &["suppaftp=warn"];
 
 /// Default filter of the services: info, without sqlx's per-statement notices.
 pub const SERVICE_FILTER: &str = "info,sqlx=warn";

@@ -12,7 +12,7 @@ mod omop;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
+use chrono::NaiveDate;
 use pixl_core::ids::ProjectSlug;
 use pixl_core::project_config::ProjectConfigError;
 
@@ -183,33 +183,12 @@ fn parse_date(text: &str) -> Result<NaiveDate, String> {
     NaiveDate::parse_from_str(text, "%Y-%m-%d").map_err(|_| "is not a date in YYYY-MM-DD form".to_owned())
 }
 
-/// Parses an extract timestamp: RFC 3339 (`2023-01-01T00:00:00Z`), or a naive
-/// `YYYY-MM-DD HH:MM:SS` / `YYYY-MM-DDTHH:MM:SS` taken as UTC (OMOP-ES writes these).
-fn parse_timestamp(text: &str) -> Result<DateTime<Utc>, String> {
-    if let Ok(value) = DateTime::parse_from_rfc3339(text) {
-        return Ok(value.with_timezone(&Utc));
-    }
-    for format in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"] {
-        if let Ok(value) = NaiveDateTime::parse_from_str(text, format) {
-            return Ok(value.and_utc());
-        }
-    }
-    Err("is not a timestamp (expected e.g. 2023-12-07T14:08:58Z)".to_owned())
-}
+/// Extract timestamps are parsed as PIXL writes them; export-api parses them too.
+pub(crate) use pixl_core::export_tree::parse_extract_datetime as parse_timestamp;
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_in_both_cohort_styles() {
-        let expected = "2023-12-07T14:08:58Z";
-        for text in ["2023-12-07T14:08:58Z", "2023-12-07 14:08:58", "2023-12-07T14:08:58", "2023-12-07T15:08:58+01:00"] {
-            let parsed = parse_timestamp(text).unwrap();
-            assert_eq!(parsed.to_rfc3339_opts(chrono::SecondsFormat::Secs, true), expected, "{text}");
-        }
-        assert!(parse_timestamp("07/12/2023").is_err());
-    }
 
     #[test]
     fn dates_are_iso() {

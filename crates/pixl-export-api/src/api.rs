@@ -1,0 +1,163 @@
+//! export-api's REST face: PIXL's `POST /export-patient-data`, plus `/heart-beat` and
+//! `/metrics`.
+//!
+//! `POST /export-patient-data {"project_name", "extract_datetime"}` (PIXL's body; its
+//! `output_dir` is accepted and ignored: the export tree is `HOST_EXPORT_ROOT_DIR`) writes
+//! `radiology/IMAGE_LINKER.parquet` for the extract beside the OMOP public files `pixl
+//! populate` copied, then uploads every parquet file of the extract to the project's
+//! `destination.parquet`. Passing upload problems are retried with a doubling pause up to
+//! `EXPORT_API_MAX_ATTEMPTS`; the answer lists what was uploaded where, or says why not.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use pixl_core::export_tree;
+use pixl_core::ids::ProjectSlug;
+use pixl_core::project_config::{ProjectConfigError, load_project};
+use serde::{Deserialize, Serialize};
+
+use crate::destination::{ParquetBundle, UploadError};
+use crate::service::Context;
+
+/// PIXL's request body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportPatientData {
+    /// The project's slug or its name (slugified as PIXL does).
+    pub project_name: String,
+    /// The extract's timestamp, as in its `extract_summary.json`.
+    pub extract_datetime: String,
+    /// Sent by PIXL's client; ignored (the export tree is `HOST_EXPORT_ROOT_DIR`).
+    #[serde(default)]
+    pub output_dir: Option<String>,
+}
+
+/// What was exported.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct PatientDataExported {
+    pub project: String,
+    /// The extract's time slug.
+    pub extract: String,
+    /// Rows of the image linker (exported studies of the extract).
+    pub linked_studies: usize,
+    /// `ftps`, `directory` or `none`.
+    pub destination: String,
+    /// Remote paths of the uploaded files (empty for `none`).
+    pub uploaded: Vec<String>,
+}
+
+/// Every way the endpoint fails, and its status: the one place statuses are chosen.
+#[derive(Debug, thiserror::Error)]
+pub enum ExportDataError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("project config: {0}")]
+    Project(#[from] ProjectConfigError),
+    #[error("upload failed: {0}")]
+    Upload(UploadError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl IntoResponse for ExportDataError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) | Self::Project(ProjectConfigError::Missing { .. }) => StatusCode::NOT_FOUND,
+            Self::Project(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            // Retried already: still passing means the destination is down right now.
+            Self::Upload(error) if error.transient => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Upload(_) => StatusCode::BAD_GATEWAY,
+            Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::warn!(%status, error = %self, "export-patient-data failed");
+        }
+        (status, Json(serde_json::json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// Writes the linker and uploads an extract's parquet files.
+#[tracing::instrument(skip_all, fields(project))]
+pub async fn export_patient_data(context: &Context, request: ExportPatientData) -> Result<PatientDataExported, ExportDataError> {
+    let project = ProjectSlug::from_name(&request.project_name).map_err(|e| ExportDataError::BadRequest(format!("project_name: {e}")))?;
+    tracing::Span::current().record("project", project.as_str());
+    let extract_datetime =
+        export_tree::parse_extract_datetime(request.extract_datetime.trim()).map_err(|e| ExportDataError::BadRequest(format!("extract_datetime {e}")))?;
+    let extract_id: Option<i64> = sqlx::query_scalar("SELECT id FROM extracts WHERE project_slug = $1 AND extract_datetime = $2")
+        .bind(project.as_str())
+        .bind(extract_datetime)
+        .fetch_optional(&context.pool)
+        .await
+        .map_err(|e| ExportDataError::Internal(format!("database: {e}")))?;
+    let extract_slug = export_tree::extract_time_slug(extract_datetime);
+    let Some(extract_id) = extract_id else {
+        return Err(ExportDataError::NotFound(format!("project {project} has no extract of {extract_slug}; populate it first")));
+    };
+    let loaded = load_project(&context.configs_dir, &project)?;
+
+    let linked = crate::linker::exported_studies(&context.pool, extract_id).await.map_err(|e| ExportDataError::Internal(format!("database: {e}")))?;
+    let extract_dir = export_tree::extract_dir(&context.export_root, &project, extract_datetime);
+    let linker_path = export_tree::radiology_dir(&extract_dir).join(export_tree::IMAGE_LINKER_FILE);
+    let rows = linked.clone();
+    tokio::task::spawn_blocking(move || crate::linker::write(&linker_path, &rows))
+        .await
+        .map_err(|e| ExportDataError::Internal(e.to_string()))?
+        .map_err(ExportDataError::Internal)?;
+
+    let mut exported = PatientDataExported {
+        project: project.as_str().to_owned(),
+        extract: extract_slug.clone(),
+        linked_studies: linked.len(),
+        destination: "none".to_owned(),
+        uploaded: Vec::new(),
+    };
+    let uploader = context.destinations.parquet(&loaded).await.map_err(ExportDataError::Upload)?;
+    let Some(uploader) = uploader else {
+        tracing::info!(linked = linked.len(), "image linker written; the project uploads no parquet files (destination none)");
+        return Ok(exported);
+    };
+    let files = crate::linker::parquet_files(&extract_dir).map_err(|e| ExportDataError::Internal(format!("cannot list {}: {e}", extract_dir.display())))?;
+    let bundle = ParquetBundle { project: project.clone(), extract_time_slug: extract_slug, root: extract_dir, files };
+    let mut attempt = 1;
+    exported.destination = uploader.kind().to_owned();
+    exported.uploaded = loop {
+        match uploader.upload_parquet(&bundle).await {
+            Ok(uploaded) => break uploaded,
+            Err(error) if error.transient && attempt < context.retry.max_attempts => {
+                let pause = context.retry.first_pause.saturating_mul(1 << (attempt - 1).min(10)).min(Duration::from_secs(60));
+                tracing::warn!(%error, attempt, pause_s = pause.as_secs_f64(), "parquet upload failed; retrying");
+                tokio::time::sleep(pause).await;
+                attempt += 1;
+            }
+            Err(error) => return Err(ExportDataError::Upload(error)),
+        }
+    };
+    metrics::counter!("pixl_export_parquet_files_total", "destination" => uploader.kind()).increment(exported.uploaded.len() as u64);
+    tracing::info!(files = exported.uploaded.len(), linked = linked.len(), destination = uploader.kind(), "extract parquet files exported");
+    Ok(exported)
+}
+
+async fn export_patient_data_route(
+    State(context): State<Arc<Context>>,
+    body: Result<Json<ExportPatientData>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<PatientDataExported>, ExportDataError> {
+    // serde's message names the field and position, never a value.
+    let Json(request) = body.map_err(|e| ExportDataError::BadRequest(e.body_text()))?;
+    export_patient_data(&context, request).await.map(Json)
+}
+
+/// `POST /export-patient-data`, `/heart-beat`, `/metrics`.
+pub fn routes(context: Arc<Context>) -> Router {
+    Router::new()
+        .route("/export-patient-data", post(export_patient_data_route))
+        .with_state(context)
+        .merge(pixl_core::http::observability_routes("export-api"))
+}

@@ -1,0 +1,259 @@
+//! The `export` consumer: one de-identified study per message, uploaded once.
+//!
+//! Per message: read the study row (the message has only its key; export-api reads only
+//! pseudonymous columns). Already `exported` → nothing to do. The project's
+//! `destination.dicom` is `none` → marked exported with `exported_to = 'none'` on purpose,
+//! not left to be retried forever. Otherwise, inside a transaction holding an advisory
+//! lock on the study (so two deliveries of the same message, in one process or several,
+//! never upload at once; the lock goes with the transaction, also on a crash): fetch the
+//! zip from anon-node into the work directory, check it ([`crate::anon_archive::verify`]),
+//! upload it, set `exported`/`exported_at`/`exported_to`, commit, and only then
+//! acknowledge.
+//!
+//! A crash after the upload and before the commit uploads again on redelivery: every
+//! destination replaces the same name (or the same SOP instances, or XNAT's session), so
+//! one copy remains. Passing problems (network, server busy) are requeued with a doubling
+//! pause up to `EXPORT_API_MAX_ATTEMPTS`; permanent ones (refused credentials, untrusted
+//! certificate, a study anon-node does not have, an archive failing the check) are
+//! dead-lettered with the reason and the study marked failed with it
+//! ([`pixl_core::consumer::settle`]).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pixl_core::config::Settings;
+use pixl_core::consumer::{Handled, Retry, load_study, settle};
+use pixl_core::ids::{PseudoPatientId, PseudoStudyUid, StudyId};
+use pixl_core::outbox::MessageKind;
+use pixl_core::project_config::load_project;
+use pixl_core::queues::{Broker, WorkQueue};
+use sqlx::{PgPool, Row};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::ExportConfig;
+use crate::anon_archive::{AnonNodeClient, FetchError};
+use crate::destination::{Destinations, StudyPackage, UploadError};
+
+/// Everything the consumer and the REST API need.
+#[derive(Debug)]
+pub struct Context {
+    pub pool: PgPool,
+    pub broker: Broker,
+    pub anon_node: AnonNodeClient,
+    pub destinations: Destinations,
+    /// `PROJECT_CONFIGS_DIR`.
+    pub configs_dir: PathBuf,
+    /// `HOST_EXPORT_ROOT_DIR`: the export tree holding each extract's parquet files.
+    pub export_root: PathBuf,
+    /// Archives being uploaded.
+    pub work_dir: PathBuf,
+    pub retry: Retry,
+}
+
+/// Settles an upload failure: passing or permanent, as the uploader said.
+fn upload_failed(id: StudyId, error: &UploadError) -> Handled {
+    if error.transient { Handled::transient(id, error.to_string()) } else { Handled::permanent(id, error.to_string()) }
+}
+
+/// Exports the study an `export` message names.
+#[tracing::instrument(skip_all, fields(study))]
+pub async fn handle(context: &Context, body: &[u8]) -> Handled {
+    let (message, row) = match load_study(
+        &context.pool,
+        body,
+        MessageKind::Export,
+        "project_slug, state::text AS state, pseudo_study_uid, pseudo_patient_id",
+    )
+    .await
+    {
+        Ok(loaded) => loaded,
+        Err(handled) => return handled,
+    };
+    let id = message.study_id;
+    tracing::Span::current().record("study", id.0);
+    let state: String = row.get("state");
+    if state == "exported" {
+        tracing::info!(study = id.0, "already exported; nothing to do");
+        return Handled::Done;
+    }
+    if state != "anonymised" {
+        return Handled::permanent(id, format!("an export was asked for a study that is {state}, not de-identified"));
+    }
+    if row.get::<String, _>("project_slug") != message.project.as_str() {
+        return Handled::permanent(id, "the message names another project than the study's");
+    }
+    let Some(uid) = row.get::<Option<String>, _>("pseudo_study_uid").and_then(|uid| PseudoStudyUid::parse(&uid).ok()) else {
+        return Handled::permanent(id, "no valid pseudonymous study UID is recorded for the study");
+    };
+    let Some(patient) = row.get::<Option<String>, _>("pseudo_patient_id").and_then(|p| PseudoPatientId::parse(&p).ok()) else {
+        return Handled::permanent(id, "no valid pseudonymous patient id is recorded for the study");
+    };
+    let project = match load_project(&context.configs_dir, &message.project) {
+        Ok(project) => project,
+        Err(error) => return Handled::permanent(id, format!("project {}: {error}", message.project)),
+    };
+    let uploader = match context.destinations.dicom(&project).await {
+        Ok(uploader) => uploader,
+        Err(error) => return upload_failed(id, &error),
+    };
+    let Some(uploader) = uploader else {
+        // destination.dicom: none. Done on purpose: nothing to upload, ever.
+        return match mark_exported(&context.pool, id, "none").await {
+            Ok(()) => {
+                tracing::info!(study = id.0, "the project exports no DICOM (destination none); marked done");
+                metrics::counter!("pixl_export_studies_total", "destination" => "none").increment(1);
+                Handled::Done
+            }
+            Err(error) => Handled::transient(id, format!("database: {error}")),
+        };
+    };
+
+    // The lock and the final update share this transaction.
+    let mut tx = match context.pool.begin().await {
+        Ok(tx) => tx,
+        Err(error) => return Handled::transient(id, format!("database: {error}")),
+    };
+    let locked = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_xact_lock($1)").bind(id.0).fetch_one(&mut *tx).await;
+    match locked {
+        Ok(true) => {}
+        Ok(false) => {
+            // The holder settles its own delivery; if it crashes, that delivery comes back.
+            tracing::info!(study = id.0, "another delivery of this study is being exported; this one is done");
+            return Handled::Done;
+        }
+        Err(error) => return Handled::transient(id, format!("database: {error}")),
+    }
+    // The holder before us may have finished between our first read and the lock.
+    match sqlx::query_scalar::<_, String>("SELECT state::text FROM studies WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await {
+        Ok(state) if state == "exported" => return Handled::Done,
+        Ok(_) => {}
+        Err(error) => return Handled::transient(id, format!("database: {error}")),
+    }
+
+    let started = Instant::now();
+    let zip = WorkFile(context.work_dir.join(format!("study-{}.zip", id.0)));
+    let bytes = match context.anon_node.fetch(&project.slug, &uid, &zip.0).await {
+        Ok(bytes) => bytes,
+        Err(FetchError::NotFound) => return Handled::permanent(id, FetchError::NotFound.to_string()),
+        Err(error) => return Handled::transient(id, error.to_string()),
+    };
+    let verify_path = zip.0.clone();
+    let expected = uid.clone();
+    let instances = match tokio::task::spawn_blocking(move || crate::anon_archive::verify(&verify_path, &expected)).await {
+        Ok(Ok(instances)) => instances,
+        Ok(Err(problem)) => return Handled::permanent(id, format!("refusing to export the archive anon-node served: {problem}")),
+        Err(error) => return Handled::transient(id, format!("checking the archive: {error}")),
+    };
+    let package = StudyPackage { project: project.slug.clone(), pseudo_study_uid: uid, pseudo_patient_id: patient, zip: zip.0.clone(), bytes, instances };
+    let kind = uploader.kind();
+    let destination = match uploader.upload_study(&package).await {
+        Ok(destination) => destination,
+        Err(error) => {
+            metrics::counter!("pixl_export_upload_failures_total", "destination" => kind, "transient" => error.transient.to_string()).increment(1);
+            return upload_failed(id, &error);
+        }
+    };
+    let updated = sqlx::query(
+        "UPDATE studies SET state = 'exported', exported_at = now(), exported_to = $2, attempts = 0, failure_reason = NULL,
+                failed_queue = NULL, updated_at = now()
+         WHERE id = $1 AND state = 'anonymised'",
+    )
+    .bind(id.0)
+    .bind(kind)
+    .execute(&mut *tx)
+    .await;
+    if let Err(error) = updated {
+        return Handled::transient(id, format!("database: {error}"));
+    }
+    if let Err(error) = tx.commit().await {
+        return Handled::transient(id, format!("database: {error}"));
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    metrics::counter!("pixl_export_studies_total", "destination" => kind).increment(1);
+    metrics::counter!("pixl_export_bytes_total", "destination" => kind).increment(bytes);
+    metrics::histogram!("pixl_export_study_seconds", "destination" => kind).record(seconds);
+    tracing::info!(study = id.0, destination = kind, instances, bytes, seconds, "study exported to {destination}");
+    Handled::Done
+}
+
+/// Marks a study exported without an upload (destination `none`).
+async fn mark_exported(pool: &PgPool, id: StudyId, to: &str) -> Result<(), sqlx::Error> {
+    sqlx::query(
+        "UPDATE studies SET state = 'exported', exported_at = now(), exported_to = $2, attempts = 0, failure_reason = NULL,
+                failed_queue = NULL, updated_at = now()
+         WHERE id = $1 AND state = 'anonymised'",
+    )
+    .bind(id.0)
+    .bind(to)
+    .execute(pool)
+    .await
+    .map(|_| ())
+}
+
+/// A file of the work directory, removed when dropped (whatever way the upload ended).
+struct WorkFile(PathBuf);
+
+impl Drop for WorkFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Empties the work directory (archives left by a crash), creating it if needed.
+fn prepare_work_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(dir)?;
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_file() {
+            std::fs::remove_file(path)?;
+        }
+    }
+    Ok(())
+}
+
+/// Builds the context: database, broker, secret store, destinations, work directory.
+pub async fn connect(config: &ExportConfig, settings: &Settings) -> anyhow::Result<Context> {
+    prepare_work_dir(&config.work_dir).map_err(|e| anyhow::anyhow!("EXPORT_API_WORK_DIR {}: {e}", config.work_dir.display()))?;
+    // Each upload holds a connection for its lock; the REST API and settling need more.
+    let pool = pixl_core::db::connect(&settings.database, u32::from(config.concurrency) * 2 + 4).await?;
+    let broker = Broker::connect(&settings.rabbitmq, pixl_core::queues::Topology::new(settings.queue_prefix.clone())).await?;
+    let secrets = config.secrets.open()?;
+    let destinations = Destinations::new(config.destinations.clone(), secrets)?;
+    let http = pixl_core::http_client::builder(None)?.connect_timeout(Duration::from_secs(30)).read_timeout(Duration::from_secs(300)).build()?;
+    Ok(Context {
+        pool,
+        broker,
+        anon_node: AnonNodeClient::new(http, &config.anon_node_url),
+        destinations,
+        configs_dir: settings.project_configs_dir.clone(),
+        export_root: settings.host_export_root_dir.clone(),
+        work_dir: config.work_dir.clone(),
+        retry: Retry { max_attempts: config.max_attempts, first_pause: config.retry_pause, max_pause: Duration::from_secs(300) },
+    })
+}
+
+/// Consumes `export` until `shutdown`, `concurrency` studies at a time.
+pub async fn consume(context: Arc<Context>, concurrency: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
+    pixl_core::consumer::consume(&context.broker, WorkQueue::Export, "pixl-export-api", concurrency, shutdown, |delivery| {
+        let context = Arc::clone(&context);
+        async move {
+            let handled = handle(&context, &delivery.data).await;
+            settle(&context.pool, &context.broker, WorkQueue::Export, context.retry, &delivery, handled).await;
+        }
+    })
+    .await?;
+    Ok(())
+}
+
+/// Runs export-api (consumer and REST) on `http` until `shutdown`.
+pub async fn run(config: ExportConfig, settings: &Settings, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let context = Arc::new(connect(&config, settings).await?);
+    let web = tokio::spawn(pixl_core::http::serve(http, crate::api::routes(Arc::clone(&context)), shutdown.clone()));
+    let consumed = consume(context, config.concurrency, shutdown.clone()).await;
+    // Whatever ended the consumer ends the service.
+    shutdown.cancel();
+    web.await??;
+    consumed
+}
