@@ -9,5 +9,6 @@ pub mod demo;
 pub mod demo_data;
 pub mod cohort;
 pub mod dc;
+pub mod export;
 pub mod populate;
 pub mod secrets;

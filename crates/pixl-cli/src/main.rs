@@ -70,6 +70,15 @@ enum Command {
         #[arg(long)]
         project: Option<String>,
     },
+    /// Write the image linker of an extract and upload its parquet files to the project's
+    /// destination (export-api at EXPORT_API_URL does the work).
+    ExportPatientData {
+        /// The OMOP-ES extract directory (its extract_summary.json names project and time).
+        parquet_dir: PathBuf,
+        /// Seconds to wait for export-api's answer.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
     /// De-identify a folder of DICOM files offline with a project's config and the local keys.
     Anonymise {
         /// Project slug (its config in PROJECT_CONFIGS_DIR).
@@ -222,6 +231,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::RetryFailed { project } => {
             let queued = runtime.block_on(pixl_cli::control::retry_failed(&settings, project.as_deref()))?;
             println!("queued {queued} failed studies again");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ExportPatientData { parquet_dir, timeout } => {
+            let url = pixl_cli::export::export_api_url();
+            let exported = runtime.block_on(pixl_cli::export::export_patient_data(&url, &parquet_dir, std::time::Duration::from_secs(timeout)))?;
+            print!("{}", pixl_cli::export::render(&exported));
             Ok(ExitCode::SUCCESS)
         }
         Command::Anonymise { project, input, output } => {

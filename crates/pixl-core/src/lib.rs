@@ -19,6 +19,7 @@ pub mod outbox;
 pub mod project_config;
 pub mod pseudonym_keys;
 pub mod queues;
+pub mod rest;
 pub mod secrets;
 pub mod shutdown;
 pub mod telemetry;

@@ -19,37 +19,11 @@ use axum::{Json, Router};
 use pixl_core::export_tree;
 use pixl_core::ids::ProjectSlug;
 use pixl_core::project_config::{ProjectConfigError, load_project};
-use serde::{Deserialize, Serialize};
 
 use crate::destination::{ParquetBundle, UploadError};
 use crate::service::Context;
 
-/// PIXL's request body.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ExportPatientData {
-    /// The project's slug or its name (slugified as PIXL does).
-    pub project_name: String,
-    /// The extract's timestamp, as in its `extract_summary.json`.
-    pub extract_datetime: String,
-    /// Sent by PIXL's client; ignored (the export tree is `HOST_EXPORT_ROOT_DIR`).
-    #[serde(default)]
-    pub output_dir: Option<String>,
-}
-
-/// What was exported.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
-pub struct PatientDataExported {
-    pub project: String,
-    /// The extract's time slug.
-    pub extract: String,
-    /// Rows of the image linker (exported studies of the extract).
-    pub linked_studies: usize,
-    /// `ftps`, `directory` or `none`.
-    pub destination: String,
-    /// Remote paths of the uploaded files (empty for `none`).
-    pub uploaded: Vec<String>,
-}
+pub use pixl_core::rest::{ExportPatientData, PatientDataExported};
 
 /// Every way the endpoint fails, and its status: the one place statuses are chosen.
 #[derive(Debug, thiserror::Error)]

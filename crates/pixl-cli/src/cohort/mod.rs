@@ -7,7 +7,7 @@
 
 mod copy_text;
 mod csv_cohort;
-mod omop;
+pub mod omop;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

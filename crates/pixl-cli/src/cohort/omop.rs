@@ -44,28 +44,34 @@ struct SummarySettings {
     cdm_source_name: String,
 }
 
+/// The project slug (slugified `settings.cdm_source_name`) and timestamp (`datetime`) of
+/// an extract, from its `extract_summary.json`.
+pub fn read_summary(root: &Path) -> Result<(ProjectSlug, DateTime<Utc>), CohortError> {
+    let summary_path = root.join("extract_summary.json");
+    if !summary_path.is_file() {
+        return Err(CohortError::MissingFile { extract: root.to_owned(), what: "extract_summary.json".to_owned() });
+    }
+    let unreadable = |problem: String| CohortError::Unreadable { path: summary_path.clone(), problem };
+    let text = std::fs::read_to_string(&summary_path).map_err(|e| unreadable(e.to_string()))?;
+    let summary: Summary = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
+    let project = ProjectSlug::from_name(&summary.settings.cdm_source_name).map_err(|e| CohortError::BadValue {
+        path: summary_path.clone(),
+        location: "settings".to_owned(),
+        column: "cdm_source_name".to_owned(),
+        problem: e.to_string(),
+    })?;
+    let extract_datetime = parse_timestamp(summary.datetime.trim()).map_err(|problem| CohortError::BadValue {
+        path: summary_path.clone(),
+        location: "summary".to_owned(),
+        column: "datetime".to_owned(),
+        problem,
+    })?;
+    Ok((project, extract_datetime))
+}
+
 impl OmopExtract {
     pub fn open(root: &Path) -> Result<Self, CohortError> {
-        let summary_path = root.join("extract_summary.json");
-        if !summary_path.is_file() {
-            return Err(CohortError::MissingFile { extract: root.to_owned(), what: "extract_summary.json".to_owned() });
-        }
-        let unreadable = |problem: String| CohortError::Unreadable { path: summary_path.clone(), problem };
-        let text = std::fs::read_to_string(&summary_path).map_err(|e| unreadable(e.to_string()))?;
-        let summary: Summary = serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()))?;
-        let project = ProjectSlug::from_name(&summary.settings.cdm_source_name).map_err(|e| CohortError::BadValue {
-            path: summary_path.clone(),
-            location: "settings".to_owned(),
-            column: "cdm_source_name".to_owned(),
-            problem: e.to_string(),
-        })?;
-        let extract_datetime = parse_timestamp(summary.datetime.trim()).map_err(|problem| CohortError::BadValue {
-            path: summary_path.clone(),
-            location: "summary".to_owned(),
-            column: "datetime".to_owned(),
-            problem,
-        })?;
-
+        let (project, extract_datetime) = read_summary(root)?;
         let private = root.join("private");
         let public = root.join("public");
         let public_tables = if public.join("omop").is_dir() { public.join("omop") } else { public.clone() };

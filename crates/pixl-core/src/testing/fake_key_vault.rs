@@ -62,23 +62,7 @@ impl FakeKeyVault {
             .fallback(|| async { (StatusCode::BAD_REQUEST, "the fake does not implement this call") })
             .with_state(state.clone());
 
-        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-        let certs = rustls_pki(&pki);
-        let server_config = rustls::ServerConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("TLS versions")
-            .with_no_client_auth()
-            .with_single_cert(certs.0, certs.1)
-            .expect("server certificate");
-        let tls = axum_server::tls_rustls::RustlsConfig::from_config(Arc::new(server_config));
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let address = listener.local_addr().expect("address");
-        let handle = axum_server::Handle::new();
-        let server = axum_server::from_tcp_rustls(listener, tls).expect("server").handle(handle.clone());
-        tokio::spawn(async move {
-            let _ = server.serve(router.into_make_service()).await;
-        });
+        let (address, handle) = super::tls::serve_https(router, &pki);
         Self { address, pki, state, handle }
     }
 
@@ -93,14 +77,6 @@ impl FakeKeyVault {
     }
 }
 
-fn rustls_pki(pki: &TestPki) -> (Vec<rustls::pki_types::CertificateDer<'static>>, rustls::pki_types::PrivateKeyDer<'static>) {
-    use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("certificate PEM");
-    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).expect("key PEM");
-    (certs, key)
-}
 
 async fn token(State(state): State<Arc<FakeState>>, Path(tenant): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
     state.token_requests.fetch_add(1, Ordering::SeqCst);

@@ -95,4 +95,5 @@ impl TestContext {
 }
 
 pub mod fake_key_vault;
+pub mod peers;
 pub mod tls;

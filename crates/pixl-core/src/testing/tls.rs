@@ -42,3 +42,30 @@ impl Default for TestPki {
         Self::new()
     }
 }
+
+/// Serves `router` over HTTPS on 127.0.0.1 (random port) with `pki`'s server certificate,
+/// until the returned handle shuts it down. For fakes of services that only speak HTTPS.
+pub fn serve_https(router: axum::Router, pki: &TestPki) -> (std::net::SocketAddr, axum_server::Handle<std::net::SocketAddr>) {
+    use rustls::pki_types::pem::PemObject;
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .expect("certificate PEM");
+    let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).expect("key PEM");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let server_config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .expect("server certificate");
+    let tls = axum_server::tls_rustls::RustlsConfig::from_config(std::sync::Arc::new(server_config));
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let address = listener.local_addr().expect("address");
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(listener, tls).expect("server").handle(handle.clone());
+    tokio::spawn(async move {
+        let _ = server.serve(router.into_make_service()).await;
+    });
+    (address, handle)
+}
