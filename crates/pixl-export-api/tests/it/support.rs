@@ -280,6 +280,36 @@ impl ExportApi {
     }
 }
 
+/// The variables of the binary: this test's database, queues and configs.
+pub fn binary_env(ctx: &TestContext, vars: &[(String, String)]) -> Vec<(String, String)> {
+    let settings = &ctx.settings;
+    let mut env = vec![
+        ("PIXL_DB_HOST".to_owned(), settings.database.host.clone()),
+        ("PIXL_DB_PORT".to_owned(), settings.database.port.to_string()),
+        ("PIXL_DB_USER".to_owned(), settings.database.user.clone()),
+        ("PIXL_DB_NAME".to_owned(), settings.database.name.clone()),
+        ("PIXL_QUEUE_PREFIX".to_owned(), settings.queue_prefix.clone()),
+        ("PROJECT_CONFIGS_DIR".to_owned(), settings.project_configs_dir.display().to_string()),
+        ("HOST_EXPORT_ROOT_DIR".to_owned(), settings.host_export_root_dir.display().to_string()),
+        ("EXPORT_API_PORT".to_owned(), pixl_core::testing::peers::free_port().to_string()),
+        ("PIXL_LOG_FORMAT".to_owned(), "text".to_owned()),
+    ];
+    env.extend(vars.iter().cloned());
+    env
+}
+
+pub fn spawn(env: &[(String, String)], log: &Path) -> Child {
+    let log = std::fs::OpenOptions::new().create(true).append(true).open(log).unwrap();
+    Command::new(env!("CARGO_BIN_EXE_pixl-export-api"))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 /// (state, failure reason, exported_to) of a study.
 pub async fn study_state(ctx: &TestContext, id: StudyId) -> (String, Option<String>, Option<String>) {
     let row = sqlx::query("SELECT state::text AS state, failure_reason, exported_to FROM studies WHERE id = $1").bind(id.0).fetch_one(&ctx.pool).await.unwrap();
