@@ -41,7 +41,6 @@ pub struct FtpsServer {
     pub password: String,
     /// The CA that signed the server's certificate.
     pub ca_file: PathBuf,
-    pub implicit: bool,
     child: Child,
 }
 
@@ -81,7 +80,7 @@ impl FtpsServer {
             .spawn()
             .expect("python3 with pyftpdlib and pyopenssl (test/run.sh installs them)");
         wait_for_port(port, "the FTPS server", &log);
-        Self { root, port, user: "pixl-upload".to_owned(), password: "ftp-password-for-tests".to_owned(), ca_file, implicit, child }
+        Self { root, port, user: "pixl-upload".to_owned(), password: "ftp-password-for-tests".to_owned(), ca_file, child }
     }
 
     /// Every file under the served root, relative, sorted.
@@ -157,7 +156,9 @@ pub struct DeidentifiedStudy {
 /// them with the project's config and local keys into `<anon_store>/<PROJECT>/`, and
 /// records each as an `anonymised` study of one extract.
 pub async fn deidentified_studies(ctx: &TestContext, dir: &Path, anon_store: &Path, count: u32, instances: u32, size: u16) -> Vec<DeidentifiedStudy> {
-    let specs = radiograph_studies(count, instances, size);
+    // Studies made earlier in this test are skipped: the generator is deterministic.
+    let existing: i64 = sqlx::query_scalar("SELECT count(*) FROM studies").fetch_one(&ctx.pool).await.unwrap();
+    let specs: Vec<StudySpec> = radiograph_studies(existing as u32 + count, instances, size).into_iter().skip(existing as usize).collect();
     let secrets = dir.join("engine-secrets.json");
     std::fs::write(&secrets, r#"{"hashing-key": "export-test-key"}"#).unwrap();
     let secrets = secrets.display().to_string();
@@ -173,6 +174,7 @@ pub async fn deidentified_studies(ctx: &TestContext, dir: &Path, anon_store: &Pa
     .unwrap();
     let mut studies = Vec::new();
     for (index, spec) in specs.into_iter().enumerate() {
+        let index = index + existing as usize;
         let input = dir.join(format!("identifiable-{index}"));
         write_study(&input, &spec).unwrap();
         let output = anon_store.join(PROJECT);
