@@ -133,21 +133,32 @@ impl fmt::Display for Status {
     }
 }
 
-/// Queues failed studies (of `project`, or all) again from the start, and removes their
-/// dead letters. Returns how many studies were queued.
+/// Queues failed studies (of `project`, or all) again, and removes their dead letters.
+/// A study that failed at export resumes there (its de-identified copy waits in
+/// anon-node's store); any other starts again from retrieval, which skips what anon-node
+/// still caches. Returns how many studies were queued.
 pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow::Result<u64> {
     let pool = pixl_core::db::connect(&settings.database, 2).await?;
     let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await?;
     let mut tx = pool.begin().await?;
-    let ids: Vec<i64> = sqlx::query_scalar(
-        "UPDATE studies SET state = 'queued', failure_reason = NULL, attempts = 0, updated_at = now()
-         WHERE state = 'failed' AND ($1::text IS NULL OR project_slug = $1) RETURNING id",
+    let rows = sqlx::query(
+        "UPDATE studies SET
+             state = CASE WHEN failed_queue = 'export' AND pseudo_study_uid IS NOT NULL THEN 'anonymised'::study_state ELSE 'queued'::study_state END,
+             failure_reason = NULL, failed_queue = NULL, attempts = 0, updated_at = now()
+         WHERE state = 'failed' AND ($1::text IS NULL OR project_slug = $1) RETURNING id, state::text AS state",
     )
     .bind(project)
     .fetch_all(&mut *tx)
     .await?;
-    for id in &ids {
-        outbox::enqueue(&mut tx, StudyId(*id), MessageKind::Imaging, WorkQueue::ImagingPrimary, 1).await?;
+    let mut ids = Vec::with_capacity(rows.len());
+    for row in &rows {
+        let id = StudyId(row.get("id"));
+        ids.push(id.0);
+        if row.get::<String, _>("state") == "anonymised" {
+            outbox::enqueue(&mut tx, id, MessageKind::Export, WorkQueue::Export, 0).await?;
+        } else {
+            outbox::enqueue(&mut tx, id, MessageKind::Imaging, WorkQueue::ImagingPrimary, 1).await?;
+        }
     }
     tx.commit().await?;
     outbox::relay(&pool, &broker, 1_000, |_| {}).await?;

@@ -96,6 +96,20 @@ async fn a_wrong_password_fails_the_study_with_its_reason_and_a_dead_letter() {
     assert!(server.files().is_empty(), "nothing was stored");
     let failed_queue: Option<String> = sqlx::query_scalar("SELECT failed_queue FROM studies WHERE id = $1").bind(studies[0].id.0).fetch_one(&ctx.pool).await.unwrap();
     assert_eq!(failed_queue.as_deref(), Some("export"));
+    // `pixl status` shows it.
+    let status = pixl_cli::control::status(&ctx.settings).await.unwrap().to_string();
+    assert!(status.contains(&format!("{PROJECT}: 1 × {reason}")), "{status}");
+
+    // The password fixed, `pixl retry-failed` resumes at export (anon-node still holds the
+    // study) and the dead letter goes.
+    ctx.broker.dead_letter(WorkQueue::Export, &letters[0].0, &letters[0].1).await.unwrap();
+    write_secrets(&secrets, &server.secrets(PROJECT));
+    assert_eq!(pixl_cli::control::retry_failed(&ctx.settings, Some(PROJECT)).await.unwrap(), 1);
+    let settled = wait_for(&ctx, &studies, &["exported", "failed"]).await;
+    assert_eq!(settled[0].0, "exported", "{:?}", settled[0].1);
+    assert_eq!(server.files(), [format!("{PROJECT}/{}.zip", studies[0].pseudo_study_uid)]);
+    assert!(ctx.take_dead_letters(WorkQueue::Export).await.is_empty(), "the retried study's dead letter was removed");
+    assert!(ctx.take_messages(WorkQueue::ImagingPrimary).await.is_empty(), "not sent back to retrieval");
     api.stop().await;
     ctx.teardown().await;
 }
