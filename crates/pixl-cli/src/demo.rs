@@ -1,11 +1,13 @@
-//! `pixl demo`: the whole imaging pipeline on this machine. It generates fake studies with
-//! the identifiers of the bundled example extract, starts a local archive (Orthanc from
+//! `pixl demo`: the whole pipeline on this machine. It generates fake studies with the
+//! identifiers of the bundled example extract, starts a local archive (Orthanc from
 //! Debian's `orthanc` package, or dcmtk's `dcmqrscp`) on loopback and loads them, starts
-//! hasher-api (local keys), anon-node and imaging-api as processes against the local
-//! Postgres and RabbitMQ (database `pixl_demo`, queues `demo.*`, both reset first),
-//! populates from the extract, follows progress, and ends with a summary read from the
-//! database. Everything it started is stopped at the end; its files stay in the demo
-//! directory.
+//! hasher-api (local keys), anon-node, imaging-api and export-api as processes against the
+//! local Postgres and RabbitMQ (database `pixl_demo`, queues `demo.*`, both reset first),
+//! populates from the extract, follows progress until every study is exported (to the
+//! project's `directory` destination, `<demo dir>/research-export`), exports the extract's
+//! parquet files with the image linker (`pixl export-patient-data`), and ends with a
+//! summary read from the database and the destination. Everything it started is stopped
+//! at the end; its files stay in the demo directory.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -94,7 +96,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         anyhow::ensure!(path.is_file(), "{} is missing: build every binary first (cargo build --release --workspace)", path.display());
         Ok(path)
     };
-    let (hasher_bin, anon_bin, imaging_bin) = (binary("pixl-hasher-api")?, binary("pixl-anon-node")?, binary("pixl-imaging-api")?);
+    let (hasher_bin, anon_bin, imaging_bin, export_bin) =
+        (binary("pixl-hasher-api")?, binary("pixl-anon-node")?, binary("pixl-imaging-api")?, binary("pixl-export-api")?);
 
     let dir = std::path::absolute(&options.dir)?;
     if dir.exists() {
@@ -179,7 +182,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
     println!("archive: {archive_kind} (AE VNA) on 127.0.0.1:{archive_port}, {} instances of {} studies loaded", files.len(), studies.len());
 
     // The services.
-    let (hasher_port, anon_http, imaging_http) = (free_port()?, free_port()?, free_port()?);
+    let (hasher_port, anon_http, imaging_http, export_http) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let destination = dir.join("research-export");
     let mut env: Vec<(String, String)> = vec![
         ("PIXL_DB_HOST", settings.database.host.clone()),
         ("PIXL_DB_PORT", settings.database.port.to_string()),
@@ -199,18 +203,31 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         ("ANON_NODE_URL", format!("http://127.0.0.1:{anon_http}")),
         ("PRIMARY_DICOM_SOURCE_AE_TITLE", "VNA".to_owned()),
         ("PRIMARY_DICOM_SOURCE_PORT", archive_port.to_string()),
+        ("HOST_EXPORT_ROOT_DIR", settings.host_export_root_dir.display().to_string()),
+        ("EXPORT_API_PORT", export_http.to_string()),
+        ("EXPORT_API_WORK_DIR", dir.join("export-work").display().to_string()),
+        ("EXPORT_DIRECTORY_ROOT", destination.display().to_string()),
         ("PIXL_LOG_FORMAT", "text".to_owned()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
     .collect();
     env.push(("RUST_LOG".to_owned(), "info".to_owned()));
-    for (name, program, port) in [("hasher-api", &hasher_bin, hasher_port), ("anon-node", &anon_bin, anon_http), ("imaging-api", &imaging_bin, imaging_http)] {
+    let services = [
+        ("hasher-api", &hasher_bin, hasher_port),
+        ("anon-node", &anon_bin, anon_http),
+        ("imaging-api", &imaging_bin, imaging_http),
+        ("export-api", &export_bin, export_http),
+    ];
+    for (name, program, port) in services {
         let (process, log) = start(name, program, &[], &env, &logs)?;
         processes.push(process);
         wait_for_port(port, name, &log).await?;
     }
-    println!("services: hasher-api :{hasher_port}, anon-node DICOM :{anon_dicom} HTTP :{anon_http}, imaging-api :{imaging_http} (logs in {})", logs.display());
+    println!(
+        "services: hasher-api :{hasher_port}, anon-node DICOM :{anon_dicom} HTTP :{anon_http}, imaging-api :{imaging_http}, export-api :{export_http} (logs in {})",
+        logs.display()
+    );
 
     // Populate from the example extract; imaging-api consumes at its default rate.
     let summary = populate(&settings, &PopulateOptions { path: options.extract.clone(), queue: WorkQueue::ImagingPrimary, priority: 1, show_progress: false }).await?;
@@ -218,7 +235,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         println!("populate: {line}");
     }
 
-    // Progress until every study is de-identified or failed.
+    // Progress until every study is exported or failed.
     let pool = pixl_core::db::connect(&settings.database, 2).await?;
     let deadline = Instant::now() + options.timeout;
     let mut last = String::new();
@@ -229,7 +246,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
             println!("progress: {line}");
             last = line;
         }
-        let open: i64 = counts.iter().filter(|(s, _)| !matches!(s.as_str(), "anonymised" | "exported" | "failed")).map(|(_, n)| n).sum();
+        let open: i64 = counts.iter().filter(|(s, _)| !matches!(s.as_str(), "exported" | "failed")).map(|(_, n)| n).sum();
         if open == 0 {
             break;
         }
@@ -239,7 +256,15 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    let report = summary_report(&pool, &dir).await?;
+    // The extract's parquet files and the image linker, as `pixl export-patient-data` does.
+    let parquet = match crate::export::export_patient_data(&format!("http://127.0.0.1:{export_http}"), &options.extract, Duration::from_secs(120)).await {
+        Ok(exported) => crate::export::render(&exported),
+        Err(error) => format!("export-patient-data failed: {error:#}\n"),
+    };
+    for line in parquet.lines() {
+        println!("export-patient-data: {line}");
+    }
+    let report = summary_report(&pool, &dir, &destination).await?;
     pool.close().await;
     drop(processes);
     Ok(report)
@@ -259,10 +284,10 @@ async fn reset(settings: &Settings) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The closing summary, every count from the database.
-async fn summary_report(pool: &sqlx::PgPool, dir: &Path) -> anyhow::Result<String> {
+/// The closing summary: every count from the database, every file from the destination.
+async fn summary_report(pool: &sqlx::PgPool, dir: &Path, destination: &Path) -> anyhow::Result<String> {
     let rows = sqlx::query(
-        "SELECT id, project_slug, state::text AS state, failure_reason, deid_summary, pseudo_study_uid FROM studies ORDER BY id",
+        "SELECT id, project_slug, state::text AS state, failure_reason, deid_summary, pseudo_study_uid, exported_to FROM studies ORDER BY id",
     )
     .fetch_all(pool)
     .await?;
@@ -273,29 +298,71 @@ async fn summary_report(pool: &sqlx::PgPool, dir: &Path) -> anyhow::Result<Strin
     }
     let count = |s: &str| by_state.get(s).copied().unwrap_or(0);
     out.push_str(&format!(
-        "  studies: {} queued from the extract; {} retrieved, {} de-identified, {} failed\n",
+        "  studies: {} queued from the extract; {} retrieved, {} de-identified, {} exported, {} failed\n",
         rows.len(),
         count("retrieved") + count("anonymised") + count("exported"),
         count("anonymised") + count("exported"),
+        count("exported"),
         count("failed")
     ));
     for row in &rows {
         let id: i64 = row.get("id");
         let project: String = row.get("project_slug");
         let state: String = row.get("state");
+        let uid = row.get::<Option<String>, _>("pseudo_study_uid").unwrap_or_default();
+        let deid = row.get::<Option<String>, _>("deid_summary").unwrap_or_default();
         match state.as_str() {
-            "anonymised" | "exported" => out.push_str(&format!(
-                "  study {id} ({project}): de-identified as {}: {}\n",
-                row.get::<Option<String>, _>("pseudo_study_uid").unwrap_or_default(),
-                row.get::<Option<String>, _>("deid_summary").unwrap_or_default()
+            "exported" => out.push_str(&format!(
+                "  study {id} ({project}): exported to {} as {uid}: {deid}\n",
+                row.get::<Option<String>, _>("exported_to").unwrap_or_default()
             )),
+            "anonymised" => out.push_str(&format!("  study {id} ({project}): de-identified as {uid}, not exported yet: {deid}\n")),
             "failed" => out.push_str(&format!("  study {id} ({project}): failed: {}\n", row.get::<Option<String>, _>("failure_reason").unwrap_or_default())),
             other => out.push_str(&format!("  study {id} ({project}): still {other}\n")),
         }
     }
+    out.push_str(&format!("\nexported files (the research environment: {})\n", destination.display()));
+    let files = files_under(destination);
+    if files.is_empty() {
+        out.push_str("  none\n");
+    }
+    for (path, bytes) in &files {
+        out.push_str(&format!("  {} ({})\n", path.display(), human_bytes(*bytes)));
+    }
     out.push_str(&format!(
-        "  de-identified output: {}/<project>/<pseudonymous study uid>/<series>/<instance>.dcm\n  (export to a research environment is not part of this demo yet)\n",
-        dir.join("anon-store").display()
+        "\nde-identified studies as anon-node keeps them: {}\nidentifiable working data (raw cache, database pixl_demo) stays inside: {}\n",
+        dir.join("anon-store").display(),
+        dir.join("raw-cache").display()
     ));
     Ok(out)
+}
+
+/// Every file under `root` (hidden partial files excluded), relative, with its size.
+fn files_under(root: &Path) -> Vec<(PathBuf, u64)> {
+    fn walk(root: &Path, dir: &Path, found: &mut Vec<(PathBuf, u64)>) {
+        let Ok(entries) = std::fs::read_dir(dir) else { return };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_name().to_string_lossy().starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                walk(root, &path, found);
+            } else if let Ok(metadata) = entry.metadata() {
+                found.push((path.strip_prefix(root).unwrap_or(&path).to_owned(), metadata.len()));
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(root, root, &mut found);
+    found.sort();
+    found
+}
+
+fn human_bytes(bytes: u64) -> String {
+    match bytes {
+        0..1_000 => format!("{bytes} B"),
+        1_000..1_000_000 => format!("{:.1} kB", bytes as f64 / 1e3),
+        _ => format!("{:.1} MB", bytes as f64 / 1e6),
+    }
 }
