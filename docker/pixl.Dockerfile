@@ -16,8 +16,8 @@ RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates curl \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --home-dir /pixl pixl \
-    && mkdir -p /pixl/exports /pixl/raw-cache /pixl/anon-store \
-    && chown pixl /pixl/exports /pixl/raw-cache /pixl/anon-store
+    && mkdir -p /pixl/exports /pixl/raw-cache /pixl/anon-store /pixl/export-work /pixl/research-export \
+    && chown pixl /pixl/exports /pixl/raw-cache /pixl/anon-store /pixl/export-work /pixl/research-export
 COPY --from=build /out/ /usr/local/bin/
 COPY projects /pixl/projects
 USER pixl

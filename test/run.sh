@@ -10,8 +10,9 @@ log() { printf '== %s\n' "$*" >&2; }
 # --- packages -------------------------------------------------------------------------
 # Debian packages the tests use as real peers or tools.
 # dcmtk: storescu/echoscu as real DICOM peers of anon-node, dcmqrscp as the PACS;
-# orthanc: the VNA of the imaging-api tests and of `pixl demo`.
-apt_packages=(docker-compose postgresql-client dcmtk orthanc)
+# orthanc: the VNA of the imaging-api tests and of `pixl demo`; orthanc-dicomweb: the
+# STOW-RS target of the export-api tests; curl: the baseline of the FTPS benchmark.
+apt_packages=(docker-compose postgresql-client dcmtk orthanc orthanc-dicomweb curl)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
@@ -24,10 +25,11 @@ if ((${#missing[@]})); then
 fi
 
 # PyPI packages: pydicom's bundled test files are the real DICOM corpus of the
-# de-identification tests.
-python3 -c 'import pydicom' 2>/dev/null || {
-  log "installing pydicom"
-  python3 -m pip install -q --disable-pip-version-check pydicom
+# de-identification tests; pyftpdlib with pyOpenSSL is the real FTPS server of the
+# export-api tests (test/ftps_server.py).
+python3 -c 'import pydicom, pyftpdlib, OpenSSL' 2>/dev/null || {
+  log "installing pydicom, pyftpdlib, pyopenssl"
+  python3 -m pip install -q --disable-pip-version-check pydicom pyftpdlib pyopenssl
 }
 
 # --- services -------------------------------------------------------------------------
