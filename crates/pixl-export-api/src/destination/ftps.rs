@@ -24,7 +24,7 @@ use secrecy::{ExposeSecret, SecretString};
 use suppaftp::tokio::{AsyncRustlsConnector, AsyncRustlsFtpStream};
 use suppaftp::types::FileType;
 use suppaftp::{FtpError, Status};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::{DestinationSettings, FtpsTls, ParquetBundle, ProjectSecrets, StudyPackage, UploadError, Uploader};
 
@@ -34,9 +34,12 @@ const KIND: &str = "ftps";
 /// takes as long as it needs, as long as it keeps moving.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// Bytes per write to the data connection: large writes keep TLS records full and system
-/// calls few.
+/// Bytes per read of the file and write to the data connection: large enough to keep
+/// system calls few, small enough that reading the next one overlaps sending this one.
 const CHUNK: usize = 256 * 1024;
+
+/// Chunks in flight between the reader thread and the connection.
+const CHUNKS_IN_FLIGHT: usize = 4;
 
 /// Where and as whom to log in. `Debug` shows none of it: the values come from the
 /// secret store.
@@ -186,21 +189,11 @@ impl FtpsUploader {
             }
         }
         let partial = format!(".{name}.partial");
-        let mut file = tokio::fs::File::open(source).await.map_err(|e| UploadError::transient(KIND, format!("cannot read the file to upload: {e}")))?;
-        let size = file.metadata().await.map_err(|e| UploadError::transient(KIND, format!("cannot read the file to upload: {e}")))?.len();
+        // Opened before STOR, so a missing file fails without touching the server.
+        let file = std::fs::File::open(source).map_err(|e| UploadError::transient(KIND, format!("cannot read the file to upload: {e}")))?;
+        let size = file.metadata().map_err(|e| UploadError::transient(KIND, format!("cannot read the file to upload: {e}")))?.len();
         let mut transfer = self.step("STOR", ftp.put_with_stream(partial.as_str())).await?;
-        let mut buffer = vec![0u8; CHUNK];
-        loop {
-            let read = file.read(&mut buffer).await.map_err(|e| UploadError::transient(KIND, format!("cannot read the file to upload: {e}")))?;
-            if read == 0 {
-                break;
-            }
-            match tokio::time::timeout(IDLE_TIMEOUT, transfer.write_all(&buffer[..read])).await {
-                Ok(Ok(())) => {}
-                Ok(Err(error)) => return Err(UploadError::transient(KIND, format!("upload interrupted: {error}"))),
-                Err(_) => return Err(UploadError::transient(KIND, format!("upload stalled for {} s", IDLE_TIMEOUT.as_secs()))),
-            }
-        }
+        send_file(file, &mut transfer).await?;
         self.step("end of transfer", transfer.finish()).await?;
         // SIZE is an extension; a server without it is trusted on its 226.
         if let Ok(Ok(stored)) = tokio::time::timeout(IDLE_TIMEOUT, ftp.size(partial.as_str())).await
@@ -228,6 +221,46 @@ impl FtpsUploader {
         let _ = tokio::time::timeout(IDLE_TIMEOUT, session.ftp.quit()).await;
         Ok(stored)
     }
+}
+
+/// Copies `file` to the data connection. A blocking thread reads chunks ahead into a small
+/// ring of reused buffers while this task writes, so the file and the network are busy at
+/// once and no chunk is allocated or handed to a thread pool per read.
+async fn send_file<W: tokio::io::AsyncWrite + Unpin>(mut file: std::fs::File, transfer: &mut W) -> Result<(), UploadError> {
+    use std::io::Read;
+    let (full_tx, mut full_rx) = tokio::sync::mpsc::channel::<std::io::Result<(Vec<u8>, usize)>>(CHUNKS_IN_FLIGHT);
+    let (empty_tx, mut empty_rx) = tokio::sync::mpsc::channel::<Vec<u8>>(CHUNKS_IN_FLIGHT);
+    for _ in 0..CHUNKS_IN_FLIGHT {
+        empty_tx.try_send(vec![0u8; CHUNK]).expect("room for every buffer");
+    }
+    let reader = tokio::task::spawn_blocking(move || {
+        // Ends when the file is read, or when the writer stops taking chunks.
+        while let Some(mut buffer) = empty_rx.blocking_recv() {
+            let read = match file.read(&mut buffer) {
+                Ok(0) => return,
+                Ok(read) => read,
+                Err(error) => {
+                    let _ = full_tx.blocking_send(Err(error));
+                    return;
+                }
+            };
+            if full_tx.blocking_send(Ok((buffer, read))).is_err() {
+                return;
+            }
+        }
+    });
+    while let Some(chunk) = full_rx.recv().await {
+        let (buffer, read) = chunk.map_err(|e| UploadError::transient(KIND, format!("cannot read the file to upload: {e}")))?;
+        match tokio::time::timeout(IDLE_TIMEOUT, transfer.write_all(&buffer[..read])).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(UploadError::transient(KIND, format!("upload interrupted: {error}"))),
+            Err(_) => return Err(UploadError::transient(KIND, format!("upload stalled for {} s", IDLE_TIMEOUT.as_secs()))),
+        }
+        // The reader may have finished and dropped its receiver; then the buffer is not needed.
+        let _ = empty_tx.send(buffer).await;
+    }
+    reader.await.map_err(|e| UploadError::transient(KIND, format!("file reader: {e}")))?;
+    Ok(())
 }
 
 /// A logged-in FTPS session.
