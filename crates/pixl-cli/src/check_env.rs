@@ -1,5 +1,7 @@
 //! `pixl check-env`: is this machine ready to run pixl? Checks configuration, Postgres,
-//! RabbitMQ, the project configs and the export directory, and says what is wrong.
+//! RabbitMQ, the project configs, each project's export destinations (their credentials
+//! are in the secret store; nothing is contacted) and the export directory, and says what
+//! is wrong.
 
 use std::fmt::Write as _;
 
@@ -49,14 +51,15 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
             outcome: Err("no *.yaml project config found".to_owned()),
         }),
         Ok(results) => {
+            let destinations = export_destinations();
             for result in results {
-                checks.push(match result {
-                    Ok(project) => Check {
-                        what: format!("project {}", project.slug),
-                        outcome: Ok(format!("valid ({})", project.path.display())),
-                    },
-                    Err(error) => Check { what: "project config".to_owned(), outcome: Err(error.to_string()) },
-                });
+                match result {
+                    Ok(project) => {
+                        checks.push(Check { what: format!("project {}", project.slug), outcome: Ok(format!("valid ({})", project.path.display())) });
+                        checks.push(destination_check(&destinations, &project).await);
+                    }
+                    Err(error) => checks.push(Check { what: "project config".to_owned(), outcome: Err(error.to_string()) }),
+                }
             }
         }
     }
@@ -70,6 +73,29 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
             .map_err(|error| error.to_string()),
     });
     checks
+}
+
+/// export-api's destinations as configured in this environment (`EXPORT_API_AZ_*` or the
+/// local secrets file).
+fn export_destinations() -> Result<pixl_export_api::destination::Destinations, String> {
+    let config = pixl_export_api::ExportConfig::from_lookup(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    let store = config.secrets.open().map_err(|e| e.to_string())?;
+    pixl_export_api::destination::Destinations::new(config.destinations, store).map_err(|e| e.to_string())
+}
+
+/// Whether the project's DICOM and parquet destinations have what they need.
+async fn destination_check(destinations: &Result<pixl_export_api::destination::Destinations, String>, project: &pixl_core::project_config::LoadedProject) -> Check {
+    let destination = project.config.destination;
+    let what = format!("project {} destinations (dicom {:?}, parquet {:?})", project.slug, destination.dicom, destination.parquet).to_lowercase();
+    let destinations = match destinations {
+        Ok(destinations) => destinations,
+        Err(error) => return Check { what, outcome: Err(format!("export-api configuration: {error}")) },
+    };
+    let outcome = match (destinations.dicom(project).await, destinations.parquet(project).await) {
+        (Ok(_), Ok(_)) => Ok("credentials present".to_owned()),
+        (Err(error), _) | (_, Err(error)) => Err(error.to_string()),
+    };
+    Check { what, outcome }
 }
 
 fn tempfile_in(dir: &std::path::Path) -> std::io::Result<()> {
