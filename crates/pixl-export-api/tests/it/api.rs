@@ -3,7 +3,6 @@
 //! directory destination.
 
 use pixl_core::rest::{ErrorBody, PatientDataExported};
-use pixl_core::testing::TestContext;
 
 use crate::support::*;
 
@@ -18,13 +17,8 @@ fn error(text: &str) -> String {
 
 #[tokio::test]
 async fn bad_requests_get_clear_answers() {
-    let mut ctx = TestContext::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    ctx.settings.project_configs_dir = project_configs(dir.path(), "directory", "directory");
-    ctx.settings.host_export_root_dir = dir.path().join("exports");
-    let secrets = dir.path().join("secrets.json");
-    write_secrets(&secrets, &[]);
-    let api = ExportApi::start(&ctx, &export_vars(dir.path(), "http://127.0.0.1:9", &secrets)).await;
+    let f = Fixture::new("directory", "directory", 0, 0, 0).await;
+    let api = ExportApi::start(&f.ctx, &f.vars()).await;
     // Before the service listens, retry.
     let mut answer = None;
     for _ in 0..50 {
@@ -46,26 +40,18 @@ async fn bad_requests_get_clear_answers() {
     let (status, _) = post(&api, serde_json::json!({"project_name": "Unknown Project", "extract_datetime": "2023-12-07T14:08:58"})).await;
     assert_eq!(status, 404);
     api.stop().await;
-    ctx.teardown().await;
+    f.ctx.teardown().await;
 }
 
 #[tokio::test]
 async fn directory_destination_gets_the_linker_and_none_exports_nothing() {
-    let mut ctx = TestContext::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    ctx.settings.project_configs_dir = project_configs(dir.path(), "directory", "directory");
-    ctx.settings.host_export_root_dir = dir.path().join("exports");
-    let anon_store = dir.path().join("anon-store");
-    let studies = deidentified_studies(&ctx, dir.path(), &anon_store, 2, 2, 32).await;
-    let anon_node = AnonNodeHttp::start(&anon_store, &dir.path().join("raw-cache")).await;
-    let secrets = dir.path().join("secrets.json");
-    write_secrets(&secrets, &[]);
-    let api = ExportApi::start(&ctx, &export_vars(dir.path(), &anon_node.url, &secrets)).await;
+    let mut f = Fixture::new("directory", "directory", 2, 2, 32).await;
+    let api = ExportApi::start(&f.ctx, &f.vars()).await;
 
-    queue_exports(&ctx, &studies).await;
-    let settled = wait_for(&ctx, &studies, &["exported", "failed"]).await;
+    queue_exports(&f.ctx, &f.studies).await;
+    let settled = wait_for(&f.ctx, &f.studies, &["exported", "failed"]).await;
     assert!(settled.iter().all(|(state, _, to)| state == "exported" && to.as_deref() == Some("directory")), "{settled:?}");
-    let destination = dir.path().join("research-export");
+    let destination = f.dir.path().join("research-export");
     let (status, text) = post(&api, serde_json::json!({"project_name": "Test Extract - UCLH OMOP CDM", "extract_datetime": "2024-01-01 00:00:00", "output_dir": "/ignored"})).await;
     assert_eq!(status, 200, "{text}");
     let answer: PatientDataExported = serde_json::from_str(&text).unwrap();
@@ -76,23 +62,23 @@ async fn directory_destination_gets_the_linker_and_none_exports_nothing() {
     all_files(&destination, &mut found);
     files.extend(found.iter().map(|p| p.strip_prefix(&destination).unwrap().display().to_string()));
     files.sort();
-    let mut expected: Vec<String> = studies.iter().map(|s| format!("{PROJECT}/{}.zip", s.pseudo_study_uid)).collect();
+    let mut expected: Vec<String> = f.studies.iter().map(|s| format!("{PROJECT}/{}.zip", s.pseudo_study_uid)).collect();
     expected.push(answer.uploaded[0].clone());
     expected.sort();
     assert_eq!(files, expected);
     let text = parquet_text(&destination.join(&answer.uploaded[0]));
-    for study in &studies {
+    for study in &f.studies {
         assert!(text.contains(&study.pseudo_study_uid), "the linker names every exported study");
     }
     api.stop().await;
 
     // The same project exporting nothing: studies are done on purpose, nothing uploaded.
-    let configs = project_configs(&dir.path().join("none"), "none", "none");
-    ctx.settings.project_configs_dir = configs;
-    let more = deidentified_studies(&ctx, &dir.path().join("none"), &anon_store, 1, 2, 32).await;
-    let api = ExportApi::start(&ctx, &export_vars(dir.path(), &anon_node.url, &secrets)).await;
-    queue_exports(&ctx, &more).await;
-    let settled = wait_for(&ctx, &more, &["exported", "failed"]).await;
+    let configs = project_configs(&f.dir.path().join("none"), "none", "none");
+    f.ctx.settings.project_configs_dir = configs;
+    let more = deidentified_studies(&f.ctx, &f.dir.path().join("none"), &f.anon_store, 1, 2, 32).await;
+    let api = ExportApi::start(&f.ctx, &f.vars()).await;
+    queue_exports(&f.ctx, &more).await;
+    let settled = wait_for(&f.ctx, &more, &["exported", "failed"]).await;
     assert_eq!((settled[0].0.as_str(), settled[0].2.as_deref()), ("exported", Some("none")));
     let (status, text) = post(&api, serde_json::json!({"project_name": PROJECT, "extract_datetime": "2024-01-01T00:00:00Z"})).await;
     assert_eq!(status, 200, "{text}");
@@ -102,5 +88,5 @@ async fn directory_destination_gets_the_linker_and_none_exports_nothing() {
     all_files(&destination, &mut after);
     assert_eq!(after.len(), expected.len(), "nothing more in the destination");
     api.stop().await;
-    ctx.teardown().await;
+    f.ctx.teardown().await;
 }

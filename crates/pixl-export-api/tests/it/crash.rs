@@ -5,7 +5,6 @@
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use pixl_core::testing::TestContext;
 
 use crate::support::*;
 
@@ -15,25 +14,19 @@ fn partial_size(path: &PathBuf) -> u64 {
 
 #[tokio::test]
 async fn a_killed_upload_is_redone_whole_once_and_never_visible_half_done() {
-    let mut ctx = TestContext::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    ctx.settings.project_configs_dir = project_configs(dir.path(), "ftps", "none");
-    let anon_store = dir.path().join("anon-store");
     // 5 instances of 1024² 16-bit pixels: a zip of about 10.5 MB, uploaded at 2 MB/s.
-    let studies = deidentified_studies(&ctx, dir.path(), &anon_store, 1, 5, 1024).await;
-    let study = &studies[0];
-    let anon_node = AnonNodeHttp::start(&anon_store, &dir.path().join("raw-cache")).await;
-    let server = FtpsServer::start(dir.path(), true, Some(2_000_000));
-    let secrets = dir.path().join("secrets.json");
-    write_secrets(&secrets, &server.secrets(PROJECT));
-    let mut vars = export_vars(dir.path(), &anon_node.url, &secrets);
+    let f = Fixture::new("ftps", "none", 1, 5, 1024).await;
+    let study = &f.studies[0];
+    let server = FtpsServer::start(f.dir.path(), true, Some(2_000_000));
+    write_secrets(&f.secrets, &server.secrets(PROJECT));
+    let mut vars = f.vars();
     vars.push(("PIXL_EXTRA_CA_FILE".to_owned(), server.ca_file.display().to_string()));
     vars.push(("RUST_LOG".to_owned(), "info".to_owned()));
-    let env = binary_env(&ctx, &vars);
-    let log = dir.path().join("export-api.log");
+    let env = binary_env(&f.ctx, &vars);
+    let log = f.dir.path().join("export-api.log");
 
     let mut first = spawn(&env, &log);
-    queue_exports(&ctx, &studies).await;
+    queue_exports(&f.ctx, &f.studies).await;
     let final_path = server.root.join(PROJECT).join(format!("{}.zip", study.pseudo_study_uid));
     let partial_path = server.root.join(PROJECT).join(format!(".{}.zip.partial", study.pseudo_study_uid));
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -46,11 +39,11 @@ async fn a_killed_upload_is_redone_whole_once_and_never_visible_half_done() {
     first.wait().unwrap();
     let left = partial_size(&partial_path);
     let mut instances = Vec::new();
-    all_files(&anon_store.join(PROJECT).join(&study.pseudo_study_uid), &mut instances);
+    all_files(&f.anon_store.join(PROJECT).join(&study.pseudo_study_uid), &mut instances);
     let study_bytes: u64 = instances.iter().map(|f| std::fs::metadata(f).unwrap().len()).sum();
     assert!(left > 0 && left < study_bytes, "the upload was cut midway: {left} of about {study_bytes} bytes");
     assert!(!final_path.exists(), "nothing under the study's name after the crash");
-    assert_eq!(study_state(&ctx, study.id).await.0, "anonymised", "not recorded as exported");
+    assert_eq!(study_state(&f.ctx, study.id).await.0, "anonymised", "not recorded as exported");
 
     // While the restarted service uploads, the study's name never shows a partial file.
     let mut second = spawn(&env, &log);
@@ -61,7 +54,7 @@ async fn a_killed_upload_is_redone_whole_once_and_never_visible_half_done() {
             let uids = zip_study_uids(&final_path);
             assert_eq!(uids.len(), study.instances, "the file under the study's name is whole");
         }
-        if study_state(&ctx, study.id).await.0 == "exported" {
+        if study_state(&f.ctx, study.id).await.0 == "exported" {
             exported_seen = true;
             break;
         }
@@ -74,10 +67,10 @@ async fn a_killed_upload_is_redone_whole_once_and_never_visible_half_done() {
     let uids = zip_study_uids(&final_path);
     assert_eq!(uids.len(), study.instances);
     assert!(uids.iter().all(|uid| *uid == study.pseudo_study_uid));
-    let (state, _, to) = study_state(&ctx, study.id).await;
+    let (state, _, to) = study_state(&f.ctx, study.id).await;
     assert_eq!((state.as_str(), to.as_deref()), ("exported", Some("ftps")));
-    assert!(ctx.take_messages(pixl_core::queues::WorkQueue::Export).await.is_empty(), "no message left to upload it again");
+    assert!(f.ctx.take_messages(pixl_core::queues::WorkQueue::Export).await.is_empty(), "no message left to upload it again");
     let exported_lines = std::fs::read_to_string(&log).unwrap().lines().filter(|l| l.contains("study exported")).count();
     assert_eq!(exported_lines, 1, "exported once");
-    ctx.teardown().await;
+    f.ctx.teardown().await;
 }

@@ -2,7 +2,6 @@
 //! `orthanc-dicomweb`) and HTTP basic authentication. The studies are queryable there
 //! afterwards (QIDO-RS); refused credentials fail the study with a clear reason.
 
-use pixl_core::testing::TestContext;
 use pixl_core::testing::peers::{OrthancOptions, Peer};
 
 use crate::support::*;
@@ -24,30 +23,24 @@ async fn qido(orthanc: &Peer, path: &str) -> Vec<serde_json::Value> {
 
 #[tokio::test]
 async fn studies_stored_by_stow_rs_are_queryable_and_bad_credentials_fail() {
-    let mut ctx = TestContext::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    ctx.settings.project_configs_dir = project_configs(dir.path(), "dicomweb", "none");
-    let anon_store = dir.path().join("anon-store");
-    let studies = deidentified_studies(&ctx, dir.path(), &anon_store, 3, 3, 64).await;
-    let anon_node = AnonNodeHttp::start(&anon_store, &dir.path().join("raw-cache")).await;
+    let f = Fixture::new("dicomweb", "none", 3, 3, 64).await;
     let options = OrthancOptions { dicomweb: true, user: Some(("researcher".to_owned(), "dicomweb-password".to_owned())) };
-    let orthanc = Peer::orthanc_with(dir.path(), "RESEARCH", ("NOBODY", 1), &options);
+    let orthanc = Peer::orthanc_with(f.dir.path(), "RESEARCH", ("NOBODY", 1), &options);
     let base = format!("http://127.0.0.1:{}/dicom-web", orthanc.http_port.unwrap());
-    let secrets = dir.path().join("secrets.json");
     let good = vec![
         (format!("{PROJECT}--dicomweb--url"), base.clone()),
         (format!("{PROJECT}--dicomweb--username"), "researcher".to_owned()),
         (format!("{PROJECT}--dicomweb--password"), "dicomweb-password".to_owned()),
     ];
-    write_secrets(&secrets, &good);
-    let api = ExportApi::start(&ctx, &export_vars(dir.path(), &anon_node.url, &secrets)).await;
+    write_secrets(&f.secrets, &good);
+    let api = ExportApi::start(&f.ctx, &f.vars()).await;
 
-    queue_exports(&ctx, &studies[..2]).await;
-    let settled = wait_for(&ctx, &studies[..2], &["exported", "failed"]).await;
+    queue_exports(&f.ctx, &f.studies[..2]).await;
+    let settled = wait_for(&f.ctx, &f.studies[..2], &["exported", "failed"]).await;
     for (state, reason, to) in &settled {
         assert_eq!((state.as_str(), to.as_deref()), ("exported", Some("dicomweb")), "{reason:?}");
     }
-    for study in &studies[..2] {
+    for study in &f.studies[..2] {
         let found = qido(&orthanc, &format!("studies?StudyInstanceUID={}", study.pseudo_study_uid)).await;
         assert_eq!(found.len(), 1, "the study is queryable by its pseudonymous UID");
         let instances = qido(&orthanc, &format!("studies/{}/instances", study.pseudo_study_uid)).await;
@@ -60,9 +53,9 @@ async fn studies_stored_by_stow_rs_are_queryable_and_bad_credentials_fail() {
     // A wrong password (secrets are read afresh: PIXL_SECRETS_TTL_SECONDS=0).
     let mut bad = good.clone();
     bad[2].1 = "wrong".to_owned();
-    write_secrets(&secrets, &bad);
-    queue_exports(&ctx, &studies[2..]).await;
-    let settled = wait_for(&ctx, &studies[2..], &["exported", "failed"]).await;
+    write_secrets(&f.secrets, &bad);
+    queue_exports(&f.ctx, &f.studies[2..]).await;
+    let settled = wait_for(&f.ctx, &f.studies[2..], &["exported", "failed"]).await;
     let (state, reason, _) = &settled[0];
     assert_eq!(state, "failed");
     assert_eq!(
@@ -71,5 +64,5 @@ async fn studies_stored_by_stow_rs_are_queryable_and_bad_credentials_fail() {
     );
     assert_eq!(qido(&orthanc, "studies").await.len(), 2, "nothing more was stored");
     api.stop().await;
-    ctx.teardown().await;
+    f.ctx.teardown().await;
 }

@@ -4,32 +4,24 @@
 
 use std::time::{Duration, Instant};
 
-use pixl_core::testing::TestContext;
 
 use crate::support::*;
 
 #[tokio::test]
 async fn trace_logs_hold_no_secret_and_no_identifier() {
-    let mut ctx = TestContext::new().await;
-    let dir = tempfile::tempdir().unwrap();
-    ctx.settings.project_configs_dir = project_configs(dir.path(), "ftps", "ftps");
-    ctx.settings.host_export_root_dir = dir.path().join("exports");
-    let anon_store = dir.path().join("anon-store");
-    let studies = deidentified_studies(&ctx, dir.path(), &anon_store, 1, 2, 32).await;
-    let anon_node = AnonNodeHttp::start(&anon_store, &dir.path().join("raw-cache")).await;
-    let server = FtpsServer::start(dir.path(), true, None);
-    let secrets = dir.path().join("secrets.json");
-    write_secrets(&secrets, &server.secrets(PROJECT));
-    let mut vars = export_vars(dir.path(), &anon_node.url, &secrets);
+    let f = Fixture::new("ftps", "ftps", 1, 2, 32).await;
+    let server = FtpsServer::start(f.dir.path(), true, None);
+    write_secrets(&f.secrets, &server.secrets(PROJECT));
+    let mut vars = f.vars();
     vars.push(("PIXL_EXTRA_CA_FILE".to_owned(), server.ca_file.display().to_string()));
     vars.push(("RUST_LOG".to_owned(), "trace".to_owned()));
-    let env = binary_env(&ctx, &vars);
+    let env = binary_env(&f.ctx, &vars);
     let port = env.iter().find(|(k, _)| k == "EXPORT_API_PORT").unwrap().1.clone();
-    let log = dir.path().join("export-api.log");
+    let log = f.dir.path().join("export-api.log");
     let mut child = spawn(&env, &log);
 
-    queue_exports(&ctx, &studies).await;
-    let settled = wait_for(&ctx, &studies, &["exported", "failed"]).await;
+    queue_exports(&f.ctx, &f.studies).await;
+    let settled = wait_for(&f.ctx, &f.studies, &["exported", "failed"]).await;
     assert_eq!(settled[0].0, "exported", "{:?}", settled[0].1);
     let deadline = Instant::now() + Duration::from_secs(30);
     let response = loop {
@@ -50,7 +42,7 @@ async fn trace_logs_hold_no_secret_and_no_identifier() {
 
     let logs = std::fs::read_to_string(&log).unwrap();
     assert!(logs.contains("TRACE") && logs.contains("study exported"), "the logs are at trace level and cover the export");
-    let original = &studies[0].original;
+    let original = &f.studies[0].original;
     let forbidden = [
         ("FTP password", server.password.as_str()),
         ("FTP user name", server.user.as_str()),
@@ -63,5 +55,5 @@ async fn trace_logs_hold_no_secret_and_no_identifier() {
     for (what, value) in forbidden {
         assert!(!logs.contains(value), "the logs contain the {what}");
     }
-    ctx.teardown().await;
+    f.ctx.teardown().await;
 }

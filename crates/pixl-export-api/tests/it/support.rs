@@ -206,6 +206,38 @@ pub async fn deidentified_studies(ctx: &TestContext, dir: &Path, anon_store: &Pa
     studies
 }
 
+/// One test's world: its database and queues, a directory, the project's destinations,
+/// `count` studies de-identified into an anon store that anon-node's routes serve, and an
+/// empty secrets file for export-api (`PIXL_SECRETS_FILE`).
+pub struct Fixture {
+    pub ctx: TestContext,
+    pub dir: tempfile::TempDir,
+    pub anon_store: PathBuf,
+    pub studies: Vec<DeidentifiedStudy>,
+    pub anon_node: AnonNodeHttp,
+    pub secrets: PathBuf,
+}
+
+impl Fixture {
+    pub async fn new(dicom: &str, parquet: &str, count: u32, instances: u32, size: u16) -> Self {
+        let mut ctx = TestContext::new().await;
+        let dir = tempfile::tempdir().unwrap();
+        ctx.settings.project_configs_dir = project_configs(dir.path(), dicom, parquet);
+        ctx.settings.host_export_root_dir = dir.path().join("exports");
+        let anon_store = dir.path().join("anon-store");
+        let studies = if count == 0 { Vec::new() } else { deidentified_studies(&ctx, dir.path(), &anon_store, count, instances, size).await };
+        let anon_node = AnonNodeHttp::start(&anon_store, &dir.path().join("raw-cache")).await;
+        let secrets = dir.path().join("secrets.json");
+        write_secrets(&secrets, &[]);
+        Self { ctx, dir, anon_store, studies, anon_node, secrets }
+    }
+
+    /// export-api's variables for this fixture.
+    pub fn vars(&self) -> Vec<(String, String)> {
+        export_vars(self.dir.path(), &self.anon_node.url, &self.secrets)
+    }
+}
+
 /// Queues an `export` message per study through the outbox, as anon-node does.
 pub async fn queue_exports(ctx: &TestContext, studies: &[DeidentifiedStudy]) {
     let mut tx = ctx.pool.begin().await.unwrap();
