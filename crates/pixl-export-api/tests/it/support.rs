@@ -11,7 +11,7 @@ use pixl_core::ids::{ProjectSlug, StudyId};
 use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::WorkQueue;
 use pixl_core::testing::TestContext;
-use pixl_core::testing::peers::free_port;
+use pixl_core::testing::peers::{free_port, wait_for_port};
 use pixl_core::testing::tls::TestPki;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
@@ -21,14 +21,6 @@ pub const PROJECT: &str = "test-extract-uclh-omop-cdm";
 /// The repository's `test/` directory.
 pub fn test_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test")
-}
-
-fn wait_for_port(port: u16, what: &str, log: &Path) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start: {}", std::fs::read_to_string(log).unwrap_or_default());
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 /// A running pyftpdlib FTPS server (test/ftps_server.py), killed when dropped.
