@@ -110,7 +110,10 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         };
     };
 
-    // The lock and the final update share this transaction.
+    // The lock and the final update share this transaction, which stays open (idle) while
+    // the study uploads: a server-side `idle_in_transaction_session_timeout` shorter than
+    // an upload would end it, and the study would be uploaded again on retry (harmless,
+    // but wasted). Leave that setting off (Postgres's default) for pixl's database.
     let mut tx = match context.pool.begin().await {
         Ok(tx) => tx,
         Err(error) => return Handled::transient(id, format!("database: {error}")),
@@ -143,7 +146,12 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
     let expected = uid.clone();
     let instances = match tokio::task::spawn_blocking(move || crate::anon_archive::verify(&verify_path, &expected)).await {
         Ok(Ok(instances)) => instances,
-        Ok(Err(problem)) => return Handled::permanent(id, format!("refusing to export the archive anon-node served: {problem}")),
+        Ok(Err(problem)) => {
+            // Never expected: anon-node writes only de-identified instances. Worth an alert.
+            metrics::counter!("pixl_export_archives_refused_total").increment(1);
+            tracing::error!(study = id.0, %problem, "an archive failed the de-identification check; nothing was uploaded");
+            return Handled::permanent(id, format!("refusing to export the archive anon-node served: {problem}"));
+        }
         Err(error) => return Handled::transient(id, format!("checking the archive: {error}")),
     };
     let package = StudyPackage { project: project.slug.clone(), pseudo_study_uid: uid, pseudo_patient_id: patient, zip: zip.0.clone(), bytes, instances };
