@@ -18,6 +18,7 @@ pub mod service;
 use std::path::PathBuf;
 use std::time::Duration;
 
+use pixl_core::config::ConfigError;
 use pixl_core::secrets::SecretsConfig;
 
 use crate::destination::{DestinationSettings, FtpsTls, XnatDestination, XnatOverwrite};
@@ -47,18 +48,10 @@ pub struct ExportConfig {
     pub secrets: SecretsConfig,
 }
 
-/// A configuration problem, naming the variable.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
-
 impl ExportConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let invalid = |variable: &'static str, problem: String| ConfigError { variable, problem };
+        let invalid = |variable: &'static str, problem: String| ConfigError::Invalid { variable, problem };
         let number = |variable: &'static str, default: f64, min: f64, max: f64| -> Result<f64, ConfigError> {
             match get(variable) {
                 None => Ok(default),
@@ -143,7 +136,7 @@ mod tests {
             ("ANON_NODE_URL", "not a url"),
         ] {
             let error = config(&[(variable, value)]).unwrap_err();
-            assert_eq!(error.variable, variable, "{error}");
+            assert!(matches!(&error, ConfigError::Invalid { variable: named, .. } if *named == variable), "{error}");
         }
     }
 }
