@@ -1,7 +1,9 @@
 //! The `export` consumer: one de-identified study per message, uploaded once.
 //!
 //! Per message: read the study row (the message has only its key; export-api reads only
-//! pseudonymous columns). Already `exported` → nothing to do. The project's
+//! pseudonymous columns). Already `exported` → nothing to do; not `anonymised` (a stale
+//! message for a study being retrieved again, or failed) → acknowledged and logged, the
+//! row left as it is. The project's
 //! `destination.dicom` is `none` → marked exported with `exported_to = 'none'` on purpose,
 //! not left to be retried forever. Otherwise, inside a transaction holding an advisory
 //! lock on the study (so two deliveries of the same message, in one process or several,
@@ -79,7 +81,12 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         return Handled::Done;
     }
     if state != "anonymised" {
-        return Handled::permanent(id, format!("an export was asked for a study that is {state}, not de-identified"));
+        // A stale message: the study was sent back to retrieval (`pixl retry-failed`) or
+        // failed meanwhile. Its row is the authority; failing it here would overwrite that
+        // state, and anon-node queues a new export once the study is de-identified again.
+        tracing::warn!(study = id.0, state, "export asked for a study that is not de-identified; nothing to do");
+        metrics::counter!("pixl_export_stale_messages_total").increment(1);
+        return Handled::Done;
     }
     if row.get::<String, _>("project_slug") != message.project.as_str() {
         return Handled::permanent(id, "the message names another project than the study's");

@@ -77,7 +77,6 @@ impl FakeKeyVault {
     }
 }
 
-
 async fn token(State(state): State<Arc<FakeState>>, Path(tenant): Path<String>, Form(form): Form<HashMap<String, String>>) -> Response {
     state.token_requests.fetch_add(1, Ordering::SeqCst);
     let field = |name: &str| form.get(name).map(String::as_str);

@@ -90,3 +90,23 @@ async fn directory_destination_gets_the_linker_and_none_exports_nothing() {
     api.stop().await;
     f.ctx.teardown().await;
 }
+
+#[tokio::test]
+async fn a_stale_export_message_leaves_the_study_as_it_is() {
+    let f = Fixture::new("directory", "none", 2, 2, 32).await;
+    let context = pixl_export_api::service::connect(&config(&f.vars()), &f.ctx.settings).await.unwrap();
+    // One study sent back to retrieval by `pixl retry-failed`, one failed elsewhere.
+    for (study, state) in f.studies.iter().zip(["retrieved", "failed"]) {
+        sqlx::query("UPDATE studies SET state = $2::study_state WHERE id = $1").bind(study.id.0).bind(state).execute(&f.ctx.pool).await.unwrap();
+        let message = pixl_core::messages::QueueMessage::ExportV1(pixl_core::messages::ExportRequest {
+            study_id: study.id,
+            project: pixl_core::ids::ProjectSlug::parse(PROJECT).unwrap(),
+            pseudo_study_uid: pixl_core::ids::PseudoStudyUid::parse(&study.pseudo_study_uid).unwrap(),
+        });
+        let handled = pixl_export_api::service::handle(&context, &message.encode()).await;
+        assert_eq!(handled, pixl_core::consumer::Handled::Done, "{state}");
+        assert_eq!(study_state(&f.ctx, study.id).await.0, state, "the row keeps its state");
+    }
+    assert!(!f.dir.path().join("research-export").exists(), "nothing was exported");
+    f.ctx.teardown().await;
+}
