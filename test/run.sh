@@ -60,6 +60,11 @@ psql -h 127.0.0.1 -U postgres -d postgres -Atqc "SELECT datname FROM pg_database
 # --- static checks --------------------------------------------------------------------
 log "validating docker-compose.yml"
 docker-compose --env-file .env.sample -f docker-compose.yml config -q
+docker-compose --env-file .env.sample -f docker-compose.yml -f docker-compose.host-ports.yml config -q
+
+log "checking formatting and lints"
+cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # --- tests ----------------------------------------------------------------------------
 log "running the tests"

@@ -48,7 +48,8 @@ impl AnonStore {
 pub fn write_zip(study_dir: &Path, out: std::fs::File) -> Result<std::fs::File, String> {
     let mut zip = zip::ZipWriter::new(out);
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored).large_file(false);
-    let mut series: Vec<PathBuf> = std::fs::read_dir(study_dir).map_err(|e| e.to_string())?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
+    let mut series: Vec<PathBuf> =
+        std::fs::read_dir(study_dir).map_err(|e| e.to_string())?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_dir()).collect();
     series.sort();
     for series_dir in series {
         let series_name = series_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
@@ -127,29 +128,68 @@ struct CachedQuery {
     study_uid: String,
 }
 
-/// `POST /raw-cache/series` `{"study_uid": ...}` → `{"series": {"<series uid>": <instances>}}`:
-/// what the raw cache holds of a study, so that imaging-api moves only what is missing.
-/// Inside the identifiable zone (original UIDs); the UID travels in the body, never in a
-/// URL that a proxy or access log would keep.
+/// `POST /raw-cache/series` `{"study_uid": ...}` → `{"series": {"<series uid>": <instances>},
+/// "accepting": bool}`: what the raw cache holds of a study, so that imaging-api moves only
+/// what is missing, and whether the cache takes new studies now (backpressure). Inside the
+/// identifiable zone (original UIDs); the UID travels in the body, never in a URL that a
+/// proxy or access log would keep. Needs the API token.
 async fn cached_series(State(cache): State<RawCache>, body: Result<axum::Json<CachedQuery>, axum::extract::rejection::JsonRejection>) -> Response {
     let Ok(axum::Json(query)) = body else {
         return problem(StatusCode::BAD_REQUEST, "expected {\"study_uid\": <uid>}");
     };
-    let uid = query.study_uid;
-    if uid.is_empty() || uid.len() > 64 || !uid.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+    let Ok(uid) = pixl_core::ids::StudyUid::parse(&query.study_uid) else {
         return problem(StatusCode::BAD_REQUEST, "not a study instance UID");
-    }
+    };
+    let accepting = cache.accepting();
     match tokio::task::spawn_blocking(move || cache.series_counts(&uid)).await {
-        Ok(Ok(counts)) => axum::Json(serde_json::json!({ "series": counts })).into_response(),
+        Ok(Ok(counts)) => axum::Json(serde_json::json!({ "series": counts, "accepting": accepting })).into_response(),
         _ => problem(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the raw cache"),
     }
 }
 
-/// `/heart-beat`, `/metrics`, `/studies/{uid}/archive` and `POST /raw-cache/series`.
-pub fn routes(store: AnonStore, cache: RawCache) -> Router {
-    Router::new()
+/// `GET /stores`: disk use of the raw cache and the anon store (sizes and counts only).
+async fn stores(State((store, cache)): State<(AnonStore, RawCache)>) -> Response {
+    let root = store.root.clone();
+    let anon = tokio::task::spawn_blocking(move || disk_use(&root)).await.unwrap_or_default();
+    axum::Json(serde_json::json!({
+        "raw_cache": cache.usage(),
+        "anon_store": { "bytes": anon.0, "studies": anon.1 },
+    }))
+    .into_response()
+}
+
+/// Bytes under `root` and the number of study directories (`<project>/<study>`).
+fn disk_use(root: &Path) -> (u64, u64) {
+    fn bytes(dir: &Path) -> u64 {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(Result::ok)
+                    .map(|e| match e.file_type() {
+                        Ok(t) if t.is_dir() => bytes(&e.path()),
+                        _ => e.metadata().map(|m| m.len()).unwrap_or(0),
+                    })
+                    .sum()
+            })
+            .unwrap_or(0)
+    }
+    let studies = std::fs::read_dir(root)
+        .map(|projects| projects.filter_map(Result::ok).map(|p| std::fs::read_dir(p.path()).map(|d| d.count() as u64).unwrap_or(0)).sum())
+        .unwrap_or(0);
+    (bytes(root), studies)
+}
+
+/// The node's HTTP API. `/studies/{uid}/archive` and `POST /raw-cache/series` need the API
+/// token (when one is configured); `/stores`, `/heart-beat` and `/metrics` are open (they
+/// hold counts only). Internal: compose publishes no port of anon-node.
+pub fn routes(store: AnonStore, cache: RawCache, token: Option<secrecy::SecretString>, health: pixl_core::http::Health) -> Router {
+    let protected = Router::new()
         .route("/studies/{uid}/archive", get(archive))
-        .with_state(store)
-        .merge(Router::new().route("/raw-cache/series", axum::routing::post(cached_series)).with_state(cache))
-        .merge(pixl_core::http::observability_routes("anon-node"))
+        .with_state(store.clone())
+        .merge(Router::new().route("/raw-cache/series", axum::routing::post(cached_series)).with_state(cache.clone()));
+    let protected = match token {
+        Some(token) => pixl_core::http::require_bearer(protected, token),
+        None => protected,
+    };
+    protected.merge(Router::new().route("/stores", get(stores)).with_state((store, cache))).merge(pixl_core::http::observability_routes("anon-node", health))
 }

@@ -9,10 +9,13 @@ async fn main() -> anyhow::Result<()> {
     pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, pixl_core::telemetry::SERVICE_FILTER);
     let settings = pixl_core::config::Settings::from_env()?;
     let config = pixl_anon_node::AnonNodeConfig::from_lookup(|name| std::env::var(name).ok())?;
-    let dicom = tokio::net::TcpListener::bind(config.dicom_bind).await.with_context(|| format!("cannot listen on {}", config.dicom_bind))?;
+    let dicom = match config.scp {
+        true => Some(tokio::net::TcpListener::bind(config.dicom_bind).await.with_context(|| format!("cannot listen on {}", config.dicom_bind))?),
+        false => None,
+    };
     let http = tokio::net::TcpListener::bind(config.http_bind).await.with_context(|| format!("cannot listen on {}", config.http_bind))?;
-    tracing::info!(ae_title = %config.ae_title, dicom = %dicom.local_addr()?, http = %http.local_addr()?, "anon-node listening");
+    tracing::info!(ae_title = %config.ae_title, scp = config.scp, http = %http.local_addr()?, "anon-node listening");
     let shutdown = pixl_core::shutdown::on_signals();
     let hasher = pixl_core::hasher_client::HasherClientConfig::from_env();
-    pixl_anon_node::service::run(config, &settings, hasher, dicom, http, shutdown).await
+    Ok(pixl_anon_node::service::run(config, &settings, hasher, dicom, http, shutdown).await?)
 }

@@ -1,30 +1,42 @@
 //! The raw cache: instances as received, in the identifiable zone, as Part 10 files under
-//! `<root>/<study instance uid>/<sop instance uid>.dcm`. Files are written to a temporary
-//! name and renamed, so a reader never sees half an instance.
+//! `<root>/<study instance uid>/<sop instance uid>.dcm`.
 //!
-//! The cache is bounded (`ANON_NODE_RAW_CACHE_MAX_SIZE_MB`): when a store takes it over
-//! the bound, the studies written least recently are evicted, except those in progress:
-//! pinned by an association still receiving them or by a de-identification reading them.
-//! If everything left is in progress the cache stays over its bound (and says so) rather
-//! than lose an instance.
+//! - **Acknowledged means on disk**: an instance is written to a temporary name, fsynced,
+//!   renamed and its directory fsynced before [`RawCache::store`] returns (and so before
+//!   the SCP answers C-STORE success).
+//! - **Work in progress is never evicted**: a study is *in progress* from its first
+//!   instance until anon-node has de-identified it ([`RawCache::release`]). Released
+//!   studies are deleted at once, or (with a retention) kept, marked `.deidentified` on
+//!   disk, and are the only ones eviction takes, oldest release first.
+//! - **Backpressure, not loss**: when the cache is over its bound
+//!   (`ANON_NODE_RAW_CACHE_MAX_SIZE_MB`) and nothing can be evicted, [`RawCache::accepting`]
+//!   is false: the SCP refuses instances of studies it is not already receiving ("out of
+//!   resources"; the rest of a study in progress is still taken, so it can complete and be
+//!   de-identified), and imaging-api, which asks before it moves a study, waits.
+//!
+//! A restart recounts the disk, removes partial writes and knows released studies by
+//! their marker.
 
 use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::SystemTime;
-
-use std::io::{Read, Write};
+use std::time::{Duration, SystemTime};
 
 use dicom_dictionary_std::tags;
 use dicom_object::meta::FileMetaTableBuilder;
 use dicom_object::{OpenFileOptions, file::ReadPreamble};
+use pixl_core::ids::{SopInstanceUid, StudyUid};
+
+/// The marker of a released (de-identified) study kept for its retention.
+const RELEASED_MARKER: &str = ".deidentified";
 
 /// Where an instance was stored.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub path: PathBuf,
     /// Original StudyInstanceUID (identifiable).
-    pub study_uid: String,
+    pub study_uid: StudyUid,
 }
 
 /// Why an instance was not stored.
@@ -32,7 +44,10 @@ pub struct Stored {
 pub enum StoreError {
     /// The data set cannot be read: the sender gets "cannot understand".
     #[error("unreadable data set: {0}")]
-    Unreadable(String),
+    Unreadable(&'static str),
+    /// The cache is full of studies waiting for de-identification: "out of resources".
+    #[error("the raw cache is full of studies waiting for de-identification")]
+    Full,
     /// The cache cannot be written: the sender gets "out of resources".
     #[error("cannot write to the raw cache: {0}")]
     Io(#[from] std::io::Error),
@@ -48,32 +63,28 @@ pub struct RawCache {
 
 #[derive(Debug, Default)]
 struct Index {
+    /// By original StudyInstanceUID (the directory name).
     studies: HashMap<String, StudyEntry>,
     total: u64,
-    over_bound_warned: bool,
+    full_warned: bool,
 }
 
 #[derive(Debug)]
 struct StudyEntry {
     bytes: u64,
-    last_write: SystemTime,
-    pins: usize,
+    /// When de-identification released it; `None` while in progress.
+    released: Option<SystemTime>,
 }
 
-/// Keeps a study from eviction while held.
-#[derive(Debug)]
-pub struct Pin {
-    index: Arc<Mutex<Index>>,
-    study_uid: String,
-}
-
-impl Drop for Pin {
-    fn drop(&mut self) {
-        let mut index = self.index.lock().expect("raw cache index");
-        if let Some(entry) = index.studies.get_mut(&self.study_uid) {
-            entry.pins = entry.pins.saturating_sub(1);
-        }
-    }
+/// Sizes for `pixl status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+pub struct CacheUse {
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub studies: usize,
+    /// Studies received and not yet de-identified.
+    pub in_progress: usize,
+    pub accepting: bool,
 }
 
 impl RawCache {
@@ -89,21 +100,22 @@ impl RawCache {
                 continue;
             }
             let mut bytes = 0;
-            let mut last_write = SystemTime::UNIX_EPOCH;
+            let mut released = None;
             for file in std::fs::read_dir(entry.path())? {
                 let file = file?;
                 let name = file.file_name();
-                if name.to_string_lossy().starts_with('.') {
+                let name = name.to_string_lossy();
+                if name == RELEASED_MARKER {
+                    released = Some(file.metadata()?.modified().unwrap_or(SystemTime::now()));
+                } else if name.starts_with('.') {
                     // A partial write from a crash: the sender got no success for it.
                     let _ = std::fs::remove_file(file.path());
-                    continue;
+                } else {
+                    bytes += file.metadata()?.len();
                 }
-                let metadata = file.metadata()?;
-                bytes += metadata.len();
-                last_write = last_write.max(metadata.modified().unwrap_or(SystemTime::UNIX_EPOCH));
             }
             index.total += bytes;
-            index.studies.insert(entry.file_name().to_string_lossy().into_owned(), StudyEntry { bytes, last_write, pins: 0 });
+            index.studies.insert(entry.file_name().to_string_lossy().into_owned(), StudyEntry { bytes, released });
         }
         Ok(Self { root, max_bytes, index: Arc::new(Mutex::new(index)) })
     }
@@ -112,109 +124,207 @@ impl RawCache {
         &self.root
     }
 
+    fn lock(&self) -> std::sync::MutexGuard<'_, Index> {
+        self.index.lock().expect("raw cache index")
+    }
+
     /// Bytes held.
     pub fn size(&self) -> u64 {
-        self.index.lock().expect("raw cache index").total
+        self.lock().total
     }
 
-    /// Keeps `study_uid` from eviction until the pin is dropped.
-    pub fn pin(&self, study_uid: &str) -> Pin {
-        let mut index = self.index.lock().expect("raw cache index");
-        let entry = index.studies.entry(study_uid.to_owned()).or_insert(StudyEntry { bytes: 0, last_write: SystemTime::now(), pins: 0 });
-        entry.pins += 1;
-        Pin { index: Arc::clone(&self.index), study_uid: study_uid.to_owned() }
+    /// What the cache holds, for `pixl status`.
+    pub fn usage(&self) -> CacheUse {
+        let index = self.lock();
+        CacheUse {
+            bytes: index.total,
+            max_bytes: self.max_bytes,
+            studies: index.studies.len(),
+            in_progress: index.studies.values().filter(|e| e.released.is_none()).count(),
+            accepting: self.has_room(&index),
+        }
     }
 
-    /// Records a write and evicts as needed.
+    fn has_room(&self, index: &Index) -> bool {
+        self.max_bytes == 0 || index.total < self.max_bytes || index.studies.values().any(|e| e.released.is_some())
+    }
+
+    /// Whether new instances can be taken: below the bound, or something released that
+    /// eviction can take.
+    pub fn accepting(&self) -> bool {
+        let index = self.lock();
+        self.has_room(&index)
+    }
+
+    /// Records a write, and evicts released studies while over the bound.
     fn account(&self, study_uid: &str, added: u64, replaced: u64) {
         let mut evict = Vec::new();
         {
-            let mut index = self.index.lock().expect("raw cache index");
-            let entry = index.studies.entry(study_uid.to_owned()).or_insert(StudyEntry { bytes: 0, last_write: SystemTime::now(), pins: 0 });
+            let mut index = self.lock();
+            let entry = index.studies.entry(study_uid.to_owned()).or_insert(StudyEntry { bytes: 0, released: None });
             entry.bytes = entry.bytes + added - replaced.min(entry.bytes);
-            entry.last_write = SystemTime::now();
             index.total = index.total + added - replaced.min(index.total);
             if self.max_bytes == 0 || index.total <= self.max_bytes {
-                index.over_bound_warned = false;
+                index.full_warned = false;
                 return;
             }
             let mut candidates: Vec<(SystemTime, String, u64)> =
-                index.studies.iter().filter(|(uid, e)| e.pins == 0 && uid.as_str() != study_uid).map(|(uid, e)| (e.last_write, uid.clone(), e.bytes)).collect();
+                index.studies.iter().filter_map(|(uid, e)| e.released.map(|at| (at, uid.clone(), e.bytes))).collect();
             candidates.sort();
-            let mut total = index.total;
             for (_, uid, bytes) in candidates {
-                if total <= self.max_bytes {
+                if index.total <= self.max_bytes {
                     break;
                 }
-                total -= bytes.min(total);
+                index.total -= bytes.min(index.total);
                 index.studies.remove(&uid);
                 evict.push(uid);
             }
-            index.total = total;
-            if total > self.max_bytes && !index.over_bound_warned {
-                index.over_bound_warned = true;
-                tracing::warn!(bytes = total, bound = self.max_bytes, "raw cache over its bound: every remaining study is in progress");
+            if index.total > self.max_bytes && !index.full_warned {
+                index.full_warned = true;
+                tracing::warn!(
+                    bytes = index.total,
+                    bound = self.max_bytes,
+                    "raw cache full of studies waiting for de-identification: refusing new instances until some are done"
+                );
             }
         }
         for uid in evict {
-            match std::fs::remove_dir_all(self.root.join(&uid)) {
-                Ok(()) => {
-                    metrics::counter!("pixl_raw_cache_evicted_studies_total").increment(1);
-                    tracing::info!("evicted a study from the raw cache");
-                }
-                Err(error) => tracing::error!(%error, "cannot evict a study from the raw cache"),
+            self.remove_dir(&uid, "evicted a de-identified study from the raw cache");
+        }
+    }
+
+    fn remove_dir(&self, uid: &str, done: &'static str) {
+        match std::fs::remove_dir_all(self.root.join(uid)) {
+            Ok(()) => {
+                metrics::counter!("pixl_raw_cache_removed_studies_total").increment(1);
+                tracing::info!("{done}");
             }
+            Err(error) if error.kind() == std::io::ErrorKind::NotFound => {}
+            Err(error) => tracing::error!(%error, "cannot remove a study from the raw cache"),
         }
     }
 
     /// Stores a data set received in `transfer_syntax` as a Part 10 file, byte for byte,
-    /// under its study. Only the elements before the pixel data are parsed (to find the
-    /// Study and SOP Instance UIDs); the data set is written as received.
+    /// under its study, durably (see the module's documentation). Only the elements before
+    /// the pixel data are parsed (to find the Study and SOP Instance UIDs).
     pub fn store(&self, sop_class_uid: &str, sop_instance_uid: &str, transfer_syntax: &str, dataset: &[u8]) -> Result<Stored, StoreError> {
         let meta = FileMetaTableBuilder::new()
             .transfer_syntax(transfer_syntax)
             .media_storage_sop_class_uid(sop_class_uid)
             .media_storage_sop_instance_uid(sop_instance_uid)
             .build()
-            .map_err(|e| StoreError::Unreadable(e.to_string()))?;
+            .map_err(|_| StoreError::Unreadable("the command's SOP class, instance or transfer syntax is missing"))?;
         let mut head = Vec::with_capacity(128 + 512);
         head.extend_from_slice(&[0u8; 128]);
         head.extend_from_slice(b"DICM");
-        meta.write(&mut head).map_err(|e| StoreError::Unreadable(e.to_string()))?;
+        meta.write(&mut head).map_err(|_| StoreError::Unreadable("cannot write a file meta group"))?;
 
         let header = OpenFileOptions::new()
             .read_preamble(ReadPreamble::Never)
             .read_until(tags::PIXEL_DATA)
             .from_reader(std::io::Cursor::new(&head[128..]).chain(dataset))
-            .map_err(|e| StoreError::Unreadable(e.to_string()))?;
-        let text = |tag| header.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_owned())).unwrap_or_default();
-        let study_uid = text(tags::STUDY_INSTANCE_UID);
-        let sop_uid = text(tags::SOP_INSTANCE_UID);
-        let safe = |uid: &str| !uid.is_empty() && uid.len() <= 64 && uid.bytes().all(|b| b.is_ascii_digit() || b == b'.');
-        if !safe(&study_uid) || sop_uid != sop_instance_uid || !safe(&sop_uid) {
-            return Err(StoreError::Unreadable("the data set lacks valid Study or SOP Instance UIDs matching the command".to_owned()));
+            .map_err(|_| StoreError::Unreadable("the data set cannot be parsed"))?;
+        let text = |tag| pixl_dicom::element_text(&header, tag).unwrap_or_default();
+        let (Ok(study_uid), Ok(sop_uid)) = (StudyUid::parse(&text(tags::STUDY_INSTANCE_UID)), SopInstanceUid::parse(&text(tags::SOP_INSTANCE_UID))) else {
+            return Err(StoreError::Unreadable("the data set lacks valid Study or SOP Instance UIDs"));
+        };
+        if sop_uid.expose() != sop_instance_uid.trim_end_matches(['\0', ' ']) {
+            return Err(StoreError::Unreadable("the data set's SOP Instance UID differs from the command's"));
+        }
+        // A full cache still takes the rest of a study it is receiving (so that study can
+        // be completed and de-identified), never a new one.
+        {
+            let index = self.lock();
+            let receiving = index.studies.get(study_uid.expose()).is_some_and(|e| e.released.is_none());
+            if !receiving && !self.has_room(&index) {
+                return Err(StoreError::Full);
+            }
         }
 
-        let dir = self.root.join(&study_uid);
+        let dir = self.root.join(study_uid.expose());
+        let new_dir = !dir.is_dir();
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{sop_uid}.dcm"));
-        let partial = dir.join(format!(".{sop_uid}.partial"));
+        if new_dir {
+            sync_dir(&self.root)?;
+        }
+        let path = dir.join(format!("{}.dcm", sop_uid.expose()));
+        let partial = dir.join(format!(".{}.partial", sop_uid.expose()));
         let mut file = std::fs::File::create(&partial)?;
         file.write_all(&head)?;
         file.write_all(dataset)?;
+        file.sync_all()?;
         drop(file);
         let replaced = std::fs::metadata(&path).map(|m| m.len()).unwrap_or(0);
         std::fs::rename(&partial, &path)?;
-        self.account(&study_uid, (head.len() + dataset.len()) as u64, replaced);
+        // A study that was released and is received again (another project asked for it)
+        // is in progress again.
+        match std::fs::remove_file(dir.join(RELEASED_MARKER)) {
+            Err(error) if error.kind() != std::io::ErrorKind::NotFound => return Err(error.into()),
+            _ => {}
+        }
+        sync_dir(&dir)?;
+        if let Some(entry) = self.lock().studies.get_mut(study_uid.expose()) {
+            entry.released = None;
+        }
+        self.account(study_uid.expose(), (head.len() + dataset.len()) as u64, replaced);
         Ok(Stored { path, study_uid })
     }
 
+    /// The study has been de-identified: with `retention` zero its instances are deleted
+    /// now; otherwise they are marked released, kept that long, and evictable meanwhile.
+    pub fn release(&self, study_uid: &StudyUid, retention: Duration) -> std::io::Result<()> {
+        let uid = study_uid.expose();
+        if retention.is_zero() {
+            {
+                let mut index = self.lock();
+                if let Some(entry) = index.studies.remove(uid) {
+                    index.total -= entry.bytes.min(index.total);
+                }
+            }
+            self.remove_dir(uid, "deleted the raw instances of a de-identified study");
+            return Ok(());
+        }
+        let dir = self.root.join(uid);
+        if !dir.is_dir() {
+            return Ok(());
+        }
+        std::fs::write(dir.join(RELEASED_MARKER), b"")?;
+        if let Some(entry) = self.lock().studies.get_mut(uid) {
+            entry.released = Some(SystemTime::now());
+        }
+        Ok(())
+    }
+
+    /// Deletes released studies older than `retention`; returns how many.
+    pub fn sweep(&self, retention: Duration) -> usize {
+        let now = SystemTime::now();
+        let expired: Vec<String> = {
+            let mut index = self.lock();
+            let expired: Vec<String> = index
+                .studies
+                .iter()
+                .filter(|(_, e)| e.released.is_some_and(|at| now.duration_since(at).unwrap_or_default() >= retention))
+                .map(|(uid, _)| uid.clone())
+                .collect();
+            for uid in &expired {
+                if let Some(entry) = index.studies.remove(uid) {
+                    index.total -= entry.bytes.min(index.total);
+                }
+            }
+            expired
+        };
+        for uid in &expired {
+            self.remove_dir(uid, "deleted the raw instances of a de-identified study (retention passed)");
+        }
+        expired.len()
+    }
+
     /// Instances cached per series of a study (reads each instance's header).
-    pub fn series_counts(&self, study_uid: &str) -> std::io::Result<std::collections::BTreeMap<String, usize>> {
+    pub fn series_counts(&self, study_uid: &StudyUid) -> std::io::Result<std::collections::BTreeMap<String, usize>> {
         let mut counts = std::collections::BTreeMap::new();
         for path in self.instances(study_uid)? {
             let Ok(header) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(&path) else { continue };
-            if let Some(series) = header.element_opt(tags::SERIES_INSTANCE_UID).ok().flatten().and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_owned())) {
+            if let Some(series) = pixl_dicom::element_text(&header, tags::SERIES_INSTANCE_UID) {
                 *counts.entry(series).or_insert(0) += 1;
             }
         }
@@ -222,16 +332,19 @@ impl RawCache {
     }
 
     /// Instances cached for a study.
-    pub fn instances(&self, study_uid: &str) -> std::io::Result<Vec<PathBuf>> {
-        let dir = self.root.join(study_uid);
+    pub fn instances(&self, study_uid: &StudyUid) -> std::io::Result<Vec<PathBuf>> {
+        let dir = self.root.join(study_uid.expose());
         if !dir.is_dir() {
             return Ok(Vec::new());
         }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "dcm"))
-            .collect();
+        let mut files: Vec<PathBuf> =
+            std::fs::read_dir(dir)?.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "dcm")).collect();
         files.sort();
         Ok(files)
     }
+}
+
+/// Makes a directory's entries (a rename, a new file) durable.
+pub fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    std::fs::File::open(dir)?.sync_all()
 }

@@ -4,7 +4,7 @@
 //! cannot be parsed gets a failure status and the association goes on. Logs name AE
 //! titles and counts, never a UID or a value.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use dicom_ul::association::Association as _;
@@ -13,8 +13,8 @@ use dicom_ul::pdu::{AssociationRJServiceUserReason, PDataValue, PDataValueType, 
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use pixl_dicom::dimse::{self, Request};
-use crate::raw_cache::{Pin, RawCache, StoreError};
+use crate::raw_cache::{RawCache, StoreError};
+use pixl_dimse::{self as dimse, Request};
 
 /// Transfer syntaxes accepted, in order of preference.
 const TRANSFER_SYNTAXES: &[&str] = &[
@@ -45,7 +45,13 @@ pub struct ScpConfig {
 struct CallerList(Arc<BTreeSet<String>>);
 
 impl AccessControl for CallerList {
-    fn check_access(&self, this_ae_title: &str, calling_ae_title: &str, called_ae_title: &str, _identity: Option<&UserIdentity>) -> Result<(), AssociationRJServiceUserReason> {
+    fn check_access(
+        &self,
+        this_ae_title: &str,
+        calling_ae_title: &str,
+        called_ae_title: &str,
+        _identity: Option<&UserIdentity>,
+    ) -> Result<(), AssociationRJServiceUserReason> {
         if called_ae_title.trim() != this_ae_title.trim() {
             return Err(AssociationRJServiceUserReason::CalledAETitleNotRecognized);
         }
@@ -97,9 +103,6 @@ async fn handle(mut association: Association, cache: &RawCache) -> Result<(), di
     let mut dataset = Vec::new();
     let mut pending: Option<(u8, Request)> = None;
     let mut stored = 0u64;
-    // Studies this association stored into stay pinned (not evicted) until it ends: an
-    // archive's C-MOVE sends a study over one association.
-    let mut pins: HashMap<String, Pin> = HashMap::new();
     loop {
         match association.receive().await? {
             Pdu::PData { data } => {
@@ -111,7 +114,9 @@ async fn handle(mut association: Association, cache: &RawCache) -> Result<(), di
                                 let request = Request::decode(&std::mem::take(&mut command));
                                 match request {
                                     Ok(request) if request.has_dataset => pending = Some((value.presentation_context_id, request)),
-                                    Ok(request) => respond(&mut association, value.presentation_context_id, &request, cache, None, &mut stored, &mut pins).await?,
+                                    Ok(request) => {
+                                        respond(&mut association, value.presentation_context_id, &request, cache, None, &mut stored).await?;
+                                    }
                                     Err(error) => {
                                         tracing::warn!(%error, "unreadable command; aborting the association");
                                         return association.abort().await;
@@ -124,7 +129,8 @@ async fn handle(mut association: Association, cache: &RawCache) -> Result<(), di
                             if value.is_last
                                 && let Some((context, request)) = pending.take()
                             {
-                                respond(&mut association, context, &request, cache, Some(&dataset), &mut stored, &mut pins).await?;
+                                let data = std::mem::take(&mut dataset);
+                                dataset = respond(&mut association, context, &request, cache, Some(data), &mut stored).await?;
                                 // Cleared, not dropped: the next instance reuses the capacity.
                                 dataset.clear();
                             }
@@ -148,31 +154,39 @@ async fn respond(
     context: u8,
     request: &Request,
     cache: &RawCache,
-    dataset: Option<&[u8]>,
+    dataset: Option<Vec<u8>>,
     stored: &mut u64,
-    pins: &mut HashMap<String, Pin>,
-) -> Result<(), dicom_ul::association::Error> {
+) -> Result<Vec<u8>, dicom_ul::association::Error> {
+    let mut buffer = Vec::new();
     let (field, status) = match request.command_field {
         dimse::C_ECHO_RQ => (dimse::C_ECHO_RSP, dimse::SUCCESS),
         dimse::C_STORE_RQ => {
-            let transfer_syntax = association
-                .presentation_contexts()
-                .iter()
-                .find(|pc| pc.id == context)
-                .map(|pc| pc.transfer_syntax.clone())
-                .unwrap_or_default();
-            let status = match cache.store(&request.affected_sop_class_uid, &request.affected_sop_instance_uid, &transfer_syntax, dataset.unwrap_or_default()) {
-                Ok(done) => {
+            let transfer_syntax =
+                association.presentation_contexts().iter().find(|pc| pc.id == context).map(|pc| pc.transfer_syntax.clone()).unwrap_or_default();
+            // Writing and fsyncing blocks: off the association's task.
+            let (store_cache, class, instance, data) =
+                (cache.clone(), request.affected_sop_class_uid.clone(), request.affected_sop_instance_uid.clone(), dataset.unwrap_or_default());
+            let (result, data) = tokio::task::spawn_blocking(move || (store_cache.store(&class, &instance, &transfer_syntax, &data), data))
+                .await
+                .unwrap_or_else(|_| (Err(StoreError::Unreadable("internal error while storing")), Vec::new()));
+            buffer = data;
+            let status = match result {
+                Ok(_) => {
                     *stored += 1;
                     metrics::counter!("pixl_anon_node_instances_received_total").increment(1);
-                    if !pins.contains_key(&done.study_uid) {
-                        let pin = cache.pin(&done.study_uid);
-                        pins.insert(done.study_uid, pin);
-                    }
                     dimse::SUCCESS
                 }
-                Err(StoreError::Unreadable(_)) => {
-                    metrics::counter!("pixl_anon_node_instances_refused_total").increment(1);
+                Err(StoreError::Full) => {
+                    metrics::counter!("pixl_anon_node_instances_refused_total", "reason" => "cache full").increment(1);
+                    tracing::warn!(
+                        caller = association.peer_ae_title(),
+                        "refusing an instance: the raw cache is full of studies waiting for de-identification"
+                    );
+                    dimse::OUT_OF_RESOURCES
+                }
+                Err(StoreError::Unreadable(problem)) => {
+                    metrics::counter!("pixl_anon_node_instances_refused_total", "reason" => "unreadable").increment(1);
+                    tracing::info!(caller = association.peer_ae_title(), problem, "refusing an instance that cannot be read");
                     dimse::CANNOT_UNDERSTAND
                 }
                 Err(error) => {
@@ -188,5 +202,6 @@ async fn respond(
     let bytes = dimse::response(request, field, status);
     association
         .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: context, value_type: PDataValueType::Command, is_last: true, data: bytes }] })
-        .await
+        .await?;
+    Ok(buffer)
 }

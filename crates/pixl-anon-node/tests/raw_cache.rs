@@ -1,11 +1,15 @@
-//! The raw cache's bound: the least recently written studies go first, pinned studies
-//! (being received or de-identified) never, and a restart counts what is on disk.
+//! The raw cache's bound: only studies already de-identified are evicted (first released,
+//! first evicted), studies waiting for de-identification never; a full cache refuses new
+//! studies; a restart counts what is on disk.
 
 use dicom_core::{DataElement, PrimitiveValue, VR};
 use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
-use pixl_anon_node::raw_cache::RawCache;
+use std::time::Duration;
+
+use pixl_anon_node::raw_cache::{RawCache, StoreError};
+use pixl_core::ids::StudyUid;
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -26,45 +30,74 @@ fn dataset(study: &str, sop: &str) -> Vec<u8> {
 
 fn store(cache: &RawCache, study: &str, sop: &str) {
     cache.store(CT, sop, EXPLICIT_LE, &dataset(study, sop)).unwrap();
-    // Distinct write times, so "least recently written" is well defined.
+    // Distinct times, so "released first" is well defined.
     std::thread::sleep(std::time::Duration::from_millis(20));
 }
 
+fn uid(text: &str) -> StudyUid {
+    StudyUid::parse(text).unwrap()
+}
+
+fn count(cache: &RawCache, study: &str) -> usize {
+    cache.instances(&uid(study)).unwrap().len()
+}
+
+const KEEP: Duration = Duration::from_secs(3600);
+
 #[test]
-fn oldest_unpinned_studies_are_evicted_past_the_bound() {
+fn studies_waiting_for_de_identification_are_never_evicted() {
     let dir = tempfile::tempdir().unwrap();
     // Room for about four instances.
     let cache = RawCache::open(dir.path(), 45_000).unwrap();
-    let pinned = cache.pin("1.2.3.1");
     store(&cache, "1.2.3.1", "1.2.3.1.1");
     store(&cache, "1.2.3.2", "1.2.3.2.1");
     store(&cache, "1.2.3.2", "1.2.3.2.2");
     store(&cache, "1.2.3.3", "1.2.3.3.1");
-    assert_eq!(cache.instances("1.2.3.2").unwrap().len(), 2, "under the bound, nothing goes");
+    // Study 2 is de-identified (kept for a retention); studies 1 and 3 wait.
+    cache.release(&uid("1.2.3.2"), KEEP).unwrap();
+    assert!(dir.path().join("1.2.3.2/.deidentified").exists(), "the release is on disk");
+    assert_eq!(count(&cache, "1.2.3.2"), 2, "under the bound, nothing goes");
 
-    // A fifth instance: study 1 is oldest but pinned, so study 2 (next oldest) goes whole.
+    // A fifth instance: study 1 is oldest but waiting, so the released study 2 goes whole.
     store(&cache, "1.2.3.4", "1.2.3.4.1");
-    assert_eq!(cache.instances("1.2.3.1").unwrap().len(), 1, "pinned study kept");
-    assert!(cache.instances("1.2.3.2").unwrap().is_empty(), "least recently written study evicted");
+    assert_eq!(count(&cache, "1.2.3.1"), 1, "waiting study kept");
+    assert_eq!(count(&cache, "1.2.3.2"), 0, "released study evicted");
     assert!(!dir.path().join("1.2.3.2").exists());
-    assert_eq!(cache.instances("1.2.3.3").unwrap().len(), 1);
-    assert_eq!(cache.instances("1.2.3.4").unwrap().len(), 1);
     assert!(cache.size() <= 45_000, "{}", cache.size());
+    assert!(cache.accepting());
 
-    // Unpinned, study 1 is now the oldest and goes next.
-    drop(pinned);
+    // Over the bound with only waiting studies: a new study is refused (backpressure), the
+    // rest of a study being received is still taken, and nothing is lost.
+    store(&cache, "1.2.3.4", "1.2.3.4.2");
+    store(&cache, "1.2.3.4", "1.2.3.4.3");
+    assert!(!cache.accepting(), "{} bytes", cache.size());
+    let refused = cache.store(CT, "1.2.3.6.1", EXPLICIT_LE, &dataset("1.2.3.6", "1.2.3.6.1"));
+    assert!(matches!(refused, Err(StoreError::Full)), "{refused:?}");
+    store(&cache, "1.2.3.4", "1.2.3.4.4");
+    for (study, instances) in [("1.2.3.1", 1), ("1.2.3.3", 1), ("1.2.3.4", 4)] {
+        assert_eq!(count(&cache, study), instances, "{study}");
+    }
+
+    // De-identified with no retention: deleted at once, and room again.
+    cache.release(&uid("1.2.3.4"), Duration::ZERO).unwrap();
+    assert!(!dir.path().join("1.2.3.4").exists());
+    assert!(cache.accepting());
+    assert_eq!(cache.usage().in_progress, 2);
+
+    // A restart counts what is on disk, knows released studies by their marker and clears
+    // partial writes of a crash.
     store(&cache, "1.2.3.5", "1.2.3.5.1");
-    store(&cache, "1.2.3.5", "1.2.3.5.2");
-    assert!(cache.instances("1.2.3.1").unwrap().is_empty());
-    assert!(cache.size() <= 45_000);
-
-    // A restart counts what is on disk and clears partial writes of a crash.
+    cache.release(&uid("1.2.3.5"), KEEP).unwrap();
     std::fs::write(dir.path().join("1.2.3.5").join(".1.2.3.5.9.partial"), b"half an instance").unwrap();
     let size = cache.size();
     drop(cache);
     let reopened = RawCache::open(dir.path(), 45_000).unwrap();
     assert_eq!(reopened.size(), size);
+    assert_eq!(reopened.usage().in_progress, 2);
     assert!(!dir.path().join("1.2.3.5").join(".1.2.3.5.9.partial").exists());
+    // Retention passed: the released study goes.
+    assert_eq!(reopened.sweep(Duration::ZERO), 1);
+    assert!(!dir.path().join("1.2.3.5").exists());
 }
 
 #[test]
@@ -74,5 +107,19 @@ fn a_study_over_the_bound_on_its_own_is_kept_while_arriving() {
     store(&cache, "1.2.4.1", "1.2.4.1.1");
     store(&cache, "1.2.4.1", "1.2.4.1.2");
     store(&cache, "1.2.4.1", "1.2.4.1.3");
-    assert_eq!(cache.instances("1.2.4.1").unwrap().len(), 3, "never evict the study being written to");
+    assert_eq!(count(&cache, "1.2.4.1"), 3, "never evict the study being written to");
+}
+
+#[test]
+fn a_released_study_received_again_is_in_progress_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = RawCache::open(dir.path(), 25_000).unwrap();
+    store(&cache, "1.2.5.1", "1.2.5.1.1");
+    cache.release(&uid("1.2.5.1"), KEEP).unwrap();
+    // Another project asks for the same study: it arrives again and must not be evicted.
+    store(&cache, "1.2.5.1", "1.2.5.1.2");
+    assert!(!dir.path().join("1.2.5.1/.deidentified").exists());
+    store(&cache, "1.2.5.2", "1.2.5.2.1");
+    store(&cache, "1.2.5.2", "1.2.5.2.2");
+    assert_eq!(count(&cache, "1.2.5.1"), 2);
 }

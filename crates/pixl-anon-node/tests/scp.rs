@@ -1,8 +1,7 @@
 //! The storage SCP against dcmtk's `echoscu` and `storescu` (Debian package dcmtk), with
 //! real DICOM files from PyPI pydicom (both installed by test/run.sh).
 
-mod common;
-use common::pydicom_file;
+use pixl_testkit::dicom::pydicom_file;
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
@@ -24,9 +23,7 @@ async fn start(cache: &RawCache) -> (u16, CancellationToken) {
 
 /// Runs a dcmtk tool off the async runtime (it blocks until the association ends).
 async fn dcmtk(tool: &'static str, args: Vec<String>) -> std::process::Output {
-    tokio::task::spawn_blocking(move || Command::new(tool).env("TCP_NODELAY", "1").args(args).output().expect("dcmtk is installed"))
-        .await
-        .unwrap()
+    tokio::task::spawn_blocking(move || Command::new(tool).env("TCP_NODELAY", "1").args(args).output().expect("dcmtk is installed")).await.unwrap()
 }
 
 fn args(calling: &str, port: u16, files: &[PathBuf]) -> Vec<String> {
@@ -55,10 +52,7 @@ async fn echo_and_store_real_files_byte_for_byte() {
         let cached_path = cache.root().join(&study).join(format!("{sop}.dcm"));
         let cached = dicom_object::open_file(&cached_path).unwrap_or_else(|e| panic!("{}: {e}", cached_path.display()));
         assert_eq!(cached.meta().media_storage_sop_instance_uid().trim_end_matches('\0'), sop);
-        assert_eq!(
-            cached.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap(),
-            original.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap()
-        );
+        assert_eq!(cached.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap(), original.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap());
         assert_eq!(cached.element(tags::PATIENT_NAME).unwrap().to_str().unwrap(), original.element(tags::PATIENT_NAME).unwrap().to_str().unwrap());
     }
     shutdown.cancel();
@@ -81,13 +75,13 @@ async fn unknown_callers_are_rejected_and_nothing_is_cached() {
 fn command(elements: Vec<dicom_core::DataElement<dicom_object::InMemDicomObject>>) -> Vec<u8> {
     let object = dicom_object::InMemDicomObject::command_from_element_iter(elements);
     let mut bytes = Vec::new();
-    object.write_dataset_with_ts(&mut bytes, pixl_dicom::dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
+    object.write_dataset_with_ts(&mut bytes, pixl_dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
     bytes
 }
 
 fn status_of(pdu: dicom_ul::pdu::Pdu) -> u16 {
     let dicom_ul::pdu::Pdu::PData { data } = pdu else { panic!("expected P-DATA, got {pdu:?}") };
-    let object = dicom_object::InMemDicomObject::read_dataset_with_ts(&data[0].data[..], pixl_dicom::dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
+    let object = dicom_object::InMemDicomObject::read_dataset_with_ts(&data[0].data[..], pixl_dimse::transfer_syntax("1.2.840.10008.1.2").unwrap()).unwrap();
     object.element(tags::STATUS).unwrap().to_int::<u16>().unwrap()
 }
 
@@ -138,7 +132,9 @@ async fn a_truncated_data_set_fails_with_a_status_and_the_association_survives()
             DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
         ]);
         association
-            .send(&Pdu::PData { data: vec![PDataValue { presentation_context_id: echo_context, value_type: PDataValueType::Command, is_last: true, data: echo }] })
+            .send(&Pdu::PData {
+                data: vec![PDataValue { presentation_context_id: echo_context, value_type: PDataValueType::Command, is_last: true, data: echo }],
+            })
             .unwrap();
         let echo_status = status_of(association.receive().unwrap());
         association.release().unwrap();

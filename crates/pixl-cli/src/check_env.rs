@@ -46,17 +46,16 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
     let configs_dir = &settings.project_configs_dir;
     match pixl_core::project_config::load_all(configs_dir) {
         Err(error) => checks.push(Check { what: format!("project configs in {}", configs_dir.display()), outcome: Err(error.to_string()) }),
-        Ok(results) if results.is_empty() => checks.push(Check {
-            what: format!("project configs in {}", configs_dir.display()),
-            outcome: Err("no *.yaml project config found".to_owned()),
-        }),
+        Ok(results) if results.is_empty() => {
+            checks.push(Check { what: format!("project configs in {}", configs_dir.display()), outcome: Err("no *.yaml project config found".to_owned()) })
+        }
         Ok(results) => {
-            let destinations = export_destinations();
+            let store = export_secret_store();
             for result in results {
                 match result {
                     Ok(project) => {
                         checks.push(Check { what: format!("project {}", project.slug), outcome: Ok(format!("valid ({})", project.path.display())) });
-                        checks.push(destination_check(&destinations, &project).await);
+                        checks.push(destination_check(&store, &project).await);
                     }
                     Err(error) => checks.push(Check { what: "project config".to_owned(), outcome: Err(error.to_string()) }),
                 }
@@ -75,25 +74,25 @@ pub async fn run(settings: &Settings) -> Vec<Check> {
     checks
 }
 
-/// export-api's destinations as configured in this environment (`EXPORT_API_AZ_*` or the
-/// local secrets file).
-fn export_destinations() -> Result<pixl_export_api::destination::Destinations, String> {
-    let config = pixl_export_api::ExportConfig::from_lookup(|name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
-    let store = config.secrets.open().map_err(|e| e.to_string())?;
-    pixl_export_api::destination::Destinations::new(config.destinations, store).map_err(|e| e.to_string())
+/// The secret store export-api reads destination credentials from (`EXPORT_API_AZ_*`, else
+/// the local secrets file).
+fn export_secret_store() -> Result<std::sync::Arc<dyn pixl_secrets::SecretStore>, String> {
+    let config = pixl_secrets::SecretsConfig::from_lookup("EXPORT_API", |name| std::env::var(name).ok()).map_err(|e| e.to_string())?;
+    config.open().map_err(|e| e.to_string())
 }
 
-/// Whether the project's DICOM and parquet destinations have what they need.
-async fn destination_check(destinations: &Result<pixl_export_api::destination::Destinations, String>, project: &pixl_core::project_config::LoadedProject) -> Check {
+/// Whether the project's DICOM and parquet destinations have their credentials.
+async fn destination_check(store: &Result<std::sync::Arc<dyn pixl_secrets::SecretStore>, String>, project: &pixl_core::project_config::LoadedProject) -> Check {
     let destination = project.config.destination;
     let what = format!("project {} destinations (dicom {:?}, parquet {:?})", project.slug, destination.dicom, destination.parquet).to_lowercase();
-    let destinations = match destinations {
-        Ok(destinations) => destinations,
-        Err(error) => return Check { what, outcome: Err(format!("export-api configuration: {error}")) },
+    let store = match store {
+        Ok(store) => store,
+        Err(error) => return Check { what, outcome: Err(format!("export-api secret store: {error}")) },
     };
-    let outcome = match (destinations.dicom(project).await, destinations.parquet(project).await) {
-        (Ok(_), Ok(_)) => Ok("credentials present".to_owned()),
-        (Err(error), _) | (_, Err(error)) => Err(error.to_string()),
+    let outcome = match pixl_secrets::destinations::check_project(store.as_ref(), project).await {
+        Ok(checked) if checked.is_empty() => Ok("no credentials needed".to_owned()),
+        Ok(_) => Ok("credentials present".to_owned()),
+        Err(error) => Err(error.to_string()),
     };
     Check { what, outcome }
 }

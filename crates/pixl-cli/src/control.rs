@@ -12,6 +12,7 @@ use pixl_core::ids::StudyId;
 use pixl_core::messages::QueueMessage;
 use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::{Broker, Topology, WorkQueue};
+use pixl_core::state::{Changes, StudyState};
 use sqlx::{PgPool, Row};
 
 /// imaging-api's address: `IMAGING_API_URL` (default `http://127.0.0.1:8001`).
@@ -43,24 +44,23 @@ pub async fn set_rate(base_url: &str, queues: &[WorkQueue], rate: f64) -> anyhow
 pub async fn purge(settings: &Settings, queues: &[WorkQueue]) -> anyhow::Result<u64> {
     let pool = pixl_core::db::connect(&settings.database, 2).await?;
     let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await?;
-    let channel = broker.connection().create_channel().await?;
+    let channel = broker.open_channel().await?;
     let mut purged = 0u64;
+    let mut conn = pool.acquire().await?;
     for queue in queues {
         let name = broker.topology().queue_name(*queue);
         purged += u64::from(channel.queue_purge(name.as_str().into(), QueuePurgeOptions::default()).await?);
+        // Only the studies whose next message was on this queue lost it.
+        pixl_core::state::fail_waiting(&mut conn, *queue, "purged by pixl stop --purge").await?;
     }
-    let states: &[&str] = &["queued"];
-    sqlx::query("UPDATE studies SET state = 'failed', failure_reason = 'purged by pixl stop --purge', updated_at = now() WHERE state::text = ANY($1)")
-        .bind(states)
-        .execute(&pool)
-        .await?;
+    drop(conn);
     let _ = channel.close(200, "done".into()).await;
     broker.close().await;
     Ok(purged)
 }
 
 /// What `pixl status` shows.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Status {
     /// project → state → studies.
     pub studies: BTreeMap<String, BTreeMap<String, i64>>,
@@ -68,20 +68,69 @@ pub struct Status {
     pub failures: BTreeMap<String, Vec<(String, i64)>>,
     /// queue → (ready messages, dead letters).
     pub queues: Vec<(String, u32, u32)>,
+    /// queue → messages waiting in its delay queues (retries not yet due).
+    pub delayed: Vec<(String, u32)>,
+    /// Outbox rows moved aside because they could not become messages.
+    pub rejected_outbox_rows: i64,
+    /// anon-node's stores (`ANON_NODE_URL`/stores), or why they could not be read.
+    pub stores: Result<StoreUse, String>,
+}
+
+/// Disk use of anon-node's raw cache and anon store.
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct StoreUse {
+    pub raw_cache: RawCacheUse,
+    pub anon_store: AnonStoreUse,
+}
+
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct RawCacheUse {
+    pub bytes: u64,
+    pub max_bytes: u64,
+    pub studies: u64,
+    pub in_progress: u64,
+    pub accepting: bool,
+}
+
+#[derive(Debug, Default, Clone, serde::Deserialize)]
+pub struct AnonStoreUse {
+    pub bytes: u64,
+    pub studies: u64,
+}
+
+/// anon-node's `/stores`.
+async fn stores() -> Result<StoreUse, String> {
+    let url = std::env::var("ANON_NODE_URL").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "http://127.0.0.1:8002".to_owned());
+    let client =
+        pixl_core::http_client::builder(None).map_err(|e| e.to_string())?.timeout(std::time::Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
+    let response = client
+        .get(format!("{}/stores", url.trim_end_matches('/')))
+        .send()
+        .await
+        .map_err(|e| format!("anon-node at {url} is not reachable ({})", e.without_url()))?;
+    if !response.status().is_success() {
+        return Err(format!("anon-node at {url} answered {}", response.status()));
+    }
+    response.json().await.map_err(|_| format!("anon-node at {url} answered something else than its store sizes"))
 }
 
 pub async fn status(settings: &Settings) -> anyhow::Result<Status> {
     let pool = pixl_core::db::connect(&settings.database, 2).await?;
     let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await?;
-    let mut status = Status::default();
+    let mut status = Status {
+        studies: BTreeMap::new(),
+        failures: BTreeMap::new(),
+        queues: Vec::new(),
+        delayed: Vec::new(),
+        rejected_outbox_rows: sqlx::query_scalar("SELECT count(*) FROM outbox_rejected").fetch_one(&pool).await?,
+        stores: stores().await,
+    };
     for row in sqlx::query("SELECT project_slug, state::text AS state, count(*) AS n FROM studies GROUP BY 1, 2 ORDER BY 1, 2").fetch_all(&pool).await? {
         status.studies.entry(row.get("project_slug")).or_default().insert(row.get("state"), row.get("n"));
     }
-    for row in sqlx::query(
-        "SELECT project_slug, failure_reason, count(*) AS n FROM studies WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2",
-    )
-    .fetch_all(&pool)
-    .await?
+    for row in sqlx::query("SELECT project_slug, failure_reason, count(*) AS n FROM studies WHERE state = 'failed' GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2")
+        .fetch_all(&pool)
+        .await?
     {
         let reasons = status.failures.entry(row.get("project_slug")).or_default();
         if reasons.len() < 5 {
@@ -92,6 +141,7 @@ pub async fn status(settings: &Settings) -> anyhow::Result<Status> {
         let ready = broker.counts(&broker.topology().queue_name(queue)).await?.messages;
         let dead = broker.counts(&broker.topology().dead_letter_queue_name(queue)).await?.messages;
         status.queues.push((queue.base_name().to_owned(), ready, dead));
+        status.delayed.push((queue.base_name().to_owned(), broker.delayed(queue).await?));
     }
     broker.close().await;
     pool.close().await;
@@ -117,9 +167,28 @@ impl fmt::Display for Status {
                 writeln!(f)?;
             }
         }
-        writeln!(f, "\n{:<20} {:>8} {:>12}", "queue", "waiting", "dead-letter")?;
-        for (queue, ready, dead) in &self.queues {
-            writeln!(f, "{queue:<20} {ready:>8} {dead:>12}")?;
+        writeln!(f, "\n{:<20} {:>8} {:>12} {:>14}", "queue", "waiting", "dead-letter", "retry pending")?;
+        for ((queue, ready, dead), (_, delayed)) in self.queues.iter().zip(&self.delayed) {
+            writeln!(f, "{queue:<20} {ready:>8} {dead:>12} {delayed:>14}")?;
+        }
+        if self.rejected_outbox_rows > 0 {
+            writeln!(f, "\n{} outbox row(s) could not become messages (table outbox_rejected; their studies failed)", self.rejected_outbox_rows)?;
+        }
+        match &self.stores {
+            Ok(stores) => {
+                let raw = &stores.raw_cache;
+                let bound = if raw.max_bytes == 0 { "unbounded".to_owned() } else { format!("of {}", megabytes(raw.max_bytes)) };
+                writeln!(
+                    f,
+                    "\nraw cache:   {} {bound}, {} studies ({} waiting for de-identification){}",
+                    megabytes(raw.bytes),
+                    raw.studies,
+                    raw.in_progress,
+                    if raw.accepting { "" } else { "; FULL: retrieval waits" }
+                )?;
+                writeln!(f, "anon store:  {}, {} studies", megabytes(stores.anon_store.bytes), stores.anon_store.studies)?;
+            }
+            Err(problem) => writeln!(f, "\nstores: {problem}")?,
         }
         if !self.failures.is_empty() {
             writeln!(f, "\nfailures (most frequent reasons):")?;
@@ -133,6 +202,10 @@ impl fmt::Display for Status {
     }
 }
 
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
 /// Queues failed studies (of `project`, or all) again, and removes their dead letters.
 /// A study that failed at export resumes there (its de-identified copy waits in
 /// anon-node's store); any other starts again from retrieval, which skips what anon-node
@@ -142,10 +215,8 @@ pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow:
     let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await?;
     let mut tx = pool.begin().await?;
     let rows = sqlx::query(
-        "UPDATE studies SET
-             state = CASE WHEN failed_queue = 'export' AND pseudo_study_uid IS NOT NULL THEN 'anonymised'::study_state ELSE 'queued'::study_state END,
-             failure_reason = NULL, failed_queue = NULL, attempts = 0, updated_at = now()
-         WHERE state = 'failed' AND ($1::text IS NULL OR project_slug = $1) RETURNING id, state::text AS state",
+        "SELECT id, (failed_queue = 'export' AND pseudo_study_uid IS NOT NULL) AS at_export FROM studies
+         WHERE state = 'failed' AND ($1::text IS NULL OR project_slug = $1) ORDER BY id FOR UPDATE",
     )
     .bind(project)
     .fetch_all(&mut *tx)
@@ -153,11 +224,15 @@ pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow:
     let mut ids = Vec::with_capacity(rows.len());
     for row in &rows {
         let id = StudyId(row.get("id"));
-        ids.push(id.0);
-        if row.get::<String, _>("state") == "anonymised" {
-            outbox::enqueue(&mut tx, id, MessageKind::Export, WorkQueue::Export, 0).await?;
+        let (to, kind, queue, priority) = if row.get::<bool, _>("at_export") {
+            (StudyState::Anonymised, MessageKind::Export, WorkQueue::Export, 0)
         } else {
-            outbox::enqueue(&mut tx, id, MessageKind::Imaging, WorkQueue::ImagingPrimary, 1).await?;
+            (StudyState::Queued, MessageKind::Imaging, WorkQueue::ImagingPrimary, 1)
+        };
+        if pixl_core::state::transition(&mut tx, id, to, &Changes::default()).await? {
+            sqlx::query("UPDATE studies SET raw_refetches = 0 WHERE id = $1").bind(id.0).execute(&mut *tx).await?;
+            outbox::enqueue(&mut tx, id, kind, queue, priority).await?;
+            ids.push(id.0);
         }
     }
     tx.commit().await?;
@@ -165,7 +240,7 @@ pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow:
 
     // Their dead letters are settled now: take them off; leave every other one.
     let retried: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
-    let channel = broker.connection().create_channel().await?;
+    let channel = broker.open_channel().await?;
     for queue in WorkQueue::ALL {
         let name = broker.topology().dead_letter_queue_name(queue);
         let mut keep = Vec::new();

@@ -116,9 +116,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
 
     // Local keys: a fresh hashing key in the demo's secrets file.
     let secrets_file = dir.join("secrets.json");
-    let secrets_config = pixl_core::secrets::SecretsConfig::from_lookup("HASHER_API", |name| {
-        (name == "PIXL_SECRETS_FILE").then(|| secrets_file.display().to_string())
-    })?;
+    let secrets_config =
+        pixl_secrets::SecretsConfig::from_lookup("HASHER_API", |name| (name == "PIXL_SECRETS_FILE").then(|| secrets_file.display().to_string()))?;
     crate::secrets::init(&secrets_config, "hashing-key").await?;
 
     // The archive, loaded with the studies the extract names.
@@ -208,6 +207,9 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         ("EXPORT_API_WORK_DIR", dir.join("export-work").display().to_string()),
         ("EXPORT_DIRECTORY_ROOT", destination.display().to_string()),
         ("PIXL_LOG_FORMAT", "text".to_owned()),
+        // Fresh tokens for this run: the internal APIs are never open, not even here.
+        ("HASHER_API_TOKEN", pixl_core::hashing::new_hashing_key()),
+        ("ANON_NODE_API_TOKEN", pixl_core::hashing::new_hashing_key()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -230,7 +232,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
     );
 
     // Populate from the example extract; imaging-api consumes at its default rate.
-    let summary = populate(&settings, &PopulateOptions { path: options.extract.clone(), queue: WorkQueue::ImagingPrimary, priority: 1, show_progress: false }).await?;
+    let summary =
+        populate(&settings, &PopulateOptions { path: options.extract.clone(), queue: WorkQueue::ImagingPrimary, priority: 1, show_progress: false }).await?;
     for line in summary.to_string().lines() {
         println!("populate: {line}");
     }
@@ -278,7 +281,8 @@ async fn reset(settings: &Settings) -> anyhow::Result<()> {
         .context("cannot reach Postgres (is it running? see README)")?;
     sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", settings.database.name))).execute(&mut admin).await?;
     admin.close().await?;
-    let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await.context("cannot reach RabbitMQ (is it running? see README)")?;
+    let broker =
+        Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await.context("cannot reach RabbitMQ (is it running? see README)")?;
     broker.delete_topology().await?;
     broker.close().await;
     Ok(())
@@ -286,11 +290,10 @@ async fn reset(settings: &Settings) -> anyhow::Result<()> {
 
 /// The closing summary: every count from the database, every file from the destination.
 async fn summary_report(pool: &sqlx::PgPool, dir: &Path, destination: &Path) -> anyhow::Result<String> {
-    let rows = sqlx::query(
-        "SELECT id, project_slug, state::text AS state, failure_reason, deid_summary, pseudo_study_uid, exported_to FROM studies ORDER BY id",
-    )
-    .fetch_all(pool)
-    .await?;
+    let rows =
+        sqlx::query("SELECT id, project_slug, state::text AS state, failure_reason, deid_summary, pseudo_study_uid, exported_to FROM studies ORDER BY id")
+            .fetch_all(pool)
+            .await?;
     let mut by_state: BTreeMap<String, i64> = BTreeMap::new();
     let mut out = String::from("\nsummary (from the database)\n");
     for row in &rows {

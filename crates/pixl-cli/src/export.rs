@@ -25,7 +25,8 @@ pub async fn export_patient_data(base_url: &str, parquet_dir: &Path, timeout: Du
     };
     let client = pixl_core::http_client::builder(None)?.timeout(timeout).build()?;
     let url = format!("{}/export-patient-data", base_url.trim_end_matches('/'));
-    let response = client.post(&url).json(&request).send().await.map_err(|e| anyhow::anyhow!("export-api at {base_url} is not reachable ({e}); is it running?"))?;
+    let response =
+        client.post(&url).json(&request).send().await.map_err(|e| anyhow::anyhow!("export-api at {base_url} is not reachable ({e}); is it running?"))?;
     let status = response.status();
     if !status.is_success() {
         let text = response.text().await.unwrap_or_default();
@@ -37,10 +38,7 @@ pub async fn export_patient_data(base_url: &str, parquet_dir: &Path, timeout: Du
 
 /// What `pixl export-patient-data` prints.
 pub fn render(exported: &PatientDataExported) -> String {
-    let mut out = format!(
-        "project {} extract {}: image linker with {} exported studies\n",
-        exported.project, exported.extract, exported.linked_studies
-    );
+    let mut out = format!("project {} extract {}: image linker with {} exported studies\n", exported.project, exported.extract, exported.linked_studies);
     if exported.destination == "none" {
         out.push_str("the project's parquet destination is none: nothing uploaded\n");
     } else {

@@ -4,11 +4,11 @@
 pub mod anonymise;
 pub mod bench;
 pub mod check_env;
+pub mod cohort;
 pub mod control;
+pub mod dc;
 pub mod demo;
 pub mod demo_data;
-pub mod cohort;
-pub mod dc;
 pub mod export;
 pub mod populate;
 pub mod secrets;

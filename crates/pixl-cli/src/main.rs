@@ -194,7 +194,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 let rate = rate.unwrap_or_else(default_rate);
                 match runtime.block_on(pixl_cli::control::set_rate(&pixl_cli::control::imaging_api_url(), &[queues], rate)) {
                     Ok(()) => println!("started {} at {rate} studies/s", queues.base_name()),
-                    Err(error) => eprintln!("warning: the studies are queued but retrieval was not started: {error:#}\nrun `pixl start` once imaging-api is up"),
+                    Err(error) => {
+                        eprintln!("warning: the studies are queued but retrieval was not started: {error:#}\nrun `pixl start` once imaging-api is up")
+                    }
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -241,7 +243,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Anonymise { project, input, output } => {
             let project = pixl_core::ids::ProjectSlug::parse(&project).context("--project")?;
-            let keys = pixl_core::pseudonym_keys::KeySettings::from_env()?.open()?;
+            let keys = pixl_secrets::pseudonym_keys::KeySettings::from_env()?.open()?;
             let summary = runtime.block_on(pixl_cli::anonymise::anonymise(&settings.project_configs_dir, &keys, &project, &input, &output))?;
             print!("{summary}");
             Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
@@ -253,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Secrets(SecretsCommand::Init) => {
-            let config = pixl_core::secrets::SecretsConfig::from_env_prefix("HASHER_API")?;
+            let config = pixl_secrets::SecretsConfig::from_env_prefix("HASHER_API")?;
             let key_name = std::env::var("AZURE_KEY_VAULT_SECRET_NAME").ok().filter(|v| !v.trim().is_empty());
             let key_name = key_name.as_deref().unwrap_or("hashing-key");
             match runtime.block_on(pixl_cli::secrets::init(&config, key_name))? {
@@ -265,8 +267,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::GenerateOmop { rows, project_name, out }) => {
-            pixl_cli::bench::generate_omop(&out, rows, &project_name)
-                .with_context(|| format!("cannot write the extract to {}", out.display()))?;
+            pixl_cli::bench::generate_omop(&out, rows, &project_name).with_context(|| format!("cannot write the extract to {}", out.display()))?;
             println!("wrote {rows} procedures to {}", out.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -275,7 +276,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut csv = String::from("procedure_id,mrn,accession_number,project_name,extract_generated_timestamp,study_date,study_uid,participant_id\n");
             for (i, spec) in specs.iter().enumerate() {
                 pixl_cli::demo_data::write_study(&out.join("dicom"), spec).with_context(|| format!("cannot write to {}", out.display()))?;
-                csv.push_str(&format!("{i},{},{},test-extract-uclh-omop-cdm,2024-01-01T00:00:00Z,2023-01-01,{},\n", spec.patient_id, spec.accession_number, spec.study_uid));
+                csv.push_str(&format!(
+                    "{i},{},{},test-extract-uclh-omop-cdm,2024-01-01T00:00:00Z,2023-01-01,{},\n",
+                    spec.patient_id, spec.accession_number, spec.study_uid
+                ));
             }
             std::fs::write(out.join("cohort.csv"), csv)?;
             let uids: String = specs.iter().map(|s| format!("{}\n", s.study_uid)).collect();

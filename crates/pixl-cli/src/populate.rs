@@ -134,8 +134,7 @@ pub async fn populate(settings: &Settings, options: &PopulateOptions) -> Result<
     let cohort = Cohort::open(&options.path)?;
     if let Cohort::Omop(extract) = &cohort {
         // Fail before touching any service when the project is unknown.
-        pixl_core::project_config::load_project(&settings.project_configs_dir, &extract.project)
-            .map_err(CohortError::from)?;
+        pixl_core::project_config::load_project(&settings.project_configs_dir, &extract.project).map_err(CohortError::from)?;
     }
 
     // Connect to both services first, so that a broker that is down stops us before any
@@ -245,11 +244,7 @@ async fn stage(
     let (sender, mut receiver) = tokio::sync::mpsc::channel(4);
     let reader = tokio::task::spawn_blocking(move || {
         let mut check_project = crate::cohort::cached_project_check(configs_dir);
-        cohort.stream(
-            &mut check_project,
-            &mut |chunk| sender.blocking_send(chunk).map_err(|_| CohortError::WriterGone),
-            &mut |rows| progress.inc(rows),
-        )
+        cohort.stream(&mut check_project, &mut |chunk| sender.blocking_send(chunk).map_err(|_| CohortError::WriterGone), &mut |rows| progress.inc(rows))
     });
 
     let copy_error = |source| PopulateError::Sql { step: "staging rows", source };
@@ -265,10 +260,7 @@ async fn stage(
         (Ok(stats), Ok(())) => {
             for table in ["stage_cohort", "stage_person", "stage_procedure", "stage_procedure_link"] {
                 // Temporary tables get no statistics otherwise, and the join plan needs them.
-                sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}")))
-                    .execute(&mut *conn)
-                    .await
-                    .map_err(copy_error)?;
+                sqlx::query(sqlx::AssertSqlSafe(format!("ANALYZE {table}"))).execute(&mut *conn).await.map_err(copy_error)?;
             }
             Ok(stats)
         }
@@ -277,10 +269,7 @@ async fn stage(
 
 /// Writes chunks with one `COPY` per run of chunks for the same table (readers send each
 /// table's chunks together).
-async fn copy_chunks(
-    conn: &mut PgConnection,
-    receiver: &mut tokio::sync::mpsc::Receiver<crate::cohort::StageChunk>,
-) -> Result<(), sqlx::Error> {
+async fn copy_chunks(conn: &mut PgConnection, receiver: &mut tokio::sync::mpsc::Receiver<crate::cohort::StageChunk>) -> Result<(), sqlx::Error> {
     let mut next = receiver.recv().await;
     while let Some(first) = next.take() {
         let table = first.table;
@@ -304,12 +293,7 @@ async fn copy_chunks(
 
 /// PIXL's join: person links ⋈ procedure occurrence ⋈ procedure links. Returns the
 /// number of links with identifiers that matched nothing.
-async fn join_omop(
-    conn: &mut PgConnection,
-    project: &ProjectSlug,
-    extract_datetime: DateTime<Utc>,
-    path: &Path,
-) -> Result<i64, PopulateError> {
+async fn join_omop(conn: &mut PgConnection, project: &ProjectSlug, extract_datetime: DateTime<Utc>, path: &Path) -> Result<i64, PopulateError> {
     let sql = |step: &'static str| move |source| PopulateError::Sql { step, source };
     sqlx::query(
         "INSERT INTO stage_cohort (row_no, project_slug, extract_datetime, mrn, accession_number, study_uid, study_date, procedure_occurrence_id)
@@ -368,10 +352,10 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
     let queued_rows = sqlx::query(
         "WITH inserted AS (
              INSERT INTO studies (extract_id, project_slug, mrn, accession_number, study_uid, series_uids,
-                                  study_date, procedure_occurrence_id, participant_id)
+                                  study_date, procedure_occurrence_id, participant_id, waiting_queue)
              SELECT e.id, s.project_slug, s.mrn, s.accession_number, s.study_uid,
                     COALESCE(string_to_array(s.series_uids, E'\\\\'), '{}'),
-                    s.study_date, s.procedure_occurrence_id, s.participant_id
+                    s.study_date, s.procedure_occurrence_id, s.participant_id, $2
              FROM stage_studies s
              JOIN extracts e ON e.project_slug = s.project_slug AND e.extract_datetime = s.extract_datetime
              ORDER BY s.row_no
@@ -388,9 +372,7 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
     .bind(i16::from(options.priority))
     .fetch_all(&mut *conn)
     .await?;
-    let in_input = sqlx::query("SELECT project_slug, count(*) FROM stage_studies GROUP BY project_slug ORDER BY project_slug")
-        .fetch_all(&mut *conn)
-        .await?;
+    let in_input = sqlx::query("SELECT project_slug, count(*) FROM stage_studies GROUP BY project_slug ORDER BY project_slug").fetch_all(&mut *conn).await?;
 
     let mut outcomes = Vec::with_capacity(in_input.len());
     for row in in_input {
@@ -411,12 +393,7 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
 /// Copies `public/` to `<root>/<slug>/all_extracts/<ts>/omop/public/` (replacing an earlier
 /// copy of the same extract) and points `<root>/<slug>/latest` at the extract directory.
 /// Both steps end with a rename, so a reader never sees a half-copied tree.
-fn copy_public_files(
-    public_dir: &Path,
-    export_root: &Path,
-    project: &ProjectSlug,
-    extract_datetime: DateTime<Utc>,
-) -> Result<PathBuf, PopulateError> {
+fn copy_public_files(public_dir: &Path, export_root: &Path, project: &ProjectSlug, extract_datetime: DateTime<Utc>) -> Result<PathBuf, PopulateError> {
     let project_dir = export_tree::project_dir(export_root, project);
     let relative_extract = export_tree::relative_extract_dir(extract_datetime);
     let target = export_tree::public_dir(&project_dir.join(&relative_extract));

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use pixl_core::secrets::{LocalFileStore, SecretError, SecretStore, SecretsConfig, SecretsSettings};
+use pixl_secrets::{LocalFileStore, SecretError, SecretStore, SecretsConfig, SecretsSettings};
 use secrecy::SecretString;
 
 /// What `init` did.
@@ -16,9 +16,7 @@ pub enum InitOutcome {
 /// Creates the hashing key `key_name` in the local secrets file of `config`.
 pub async fn init(config: &SecretsConfig, key_name: &str) -> Result<InitOutcome, SecretError> {
     let SecretsSettings::LocalFile { path } = &config.backend else {
-        return Err(SecretError::Config(
-            "HASHER_API_AZ_* variables are set: secrets live in Azure Key Vault, and the hashing key is managed there".to_owned(),
-        ));
+        return Err(SecretError::Config("HASHER_API_AZ_* variables are set: secrets live in Azure Key Vault, and the hashing key is managed there".to_owned()));
     };
     let store = LocalFileStore::new(path.clone());
     if store.get(key_name).await?.is_some() {

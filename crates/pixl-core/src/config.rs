@@ -23,6 +23,7 @@ pub const VARIABLES: &[&str] = &[
     "RABBITMQ_PASSWORD",
     "PIXL_QUEUE_PREFIX",
     "PIXL_MAX_MESSAGES_IN_FLIGHT",
+    "PIXL_SHUTDOWN_GRACE_SECONDS",
     "PROJECT_CONFIGS_DIR",
     "HOST_EXPORT_ROOT_DIR",
     "PIXL_ROOT",
@@ -30,6 +31,7 @@ pub const VARIABLES: &[&str] = &[
     "HASHER_API_HOST",
     "HASHER_API_PORT",
     "HASHER_API_TOKEN",
+    "HASHER_API_ALLOW_NO_TOKEN",
     "HASHER_ALGORITHM",
     "AZURE_KEY_VAULT_SECRET_NAME",
     "LOCAL_SALT_VALUE",
@@ -66,10 +68,16 @@ pub const VARIABLES: &[&str] = &[
     "ANON_NODE_ALLOWED_CALLERS",
     "ANON_NODE_RAW_CACHE_DIR",
     "ANON_NODE_RAW_CACHE_MAX_SIZE_MB",
+    "ANON_NODE_RAW_RETENTION_HOURS",
     "ANON_NODE_ANON_STORE_DIR",
+    "ANON_NODE_ANON_RETENTION_DAYS",
+    "ANON_NODE_SWEEP_SECONDS",
     "ANON_NODE_HTTP_HOST",
     "ANON_NODE_HTTP_PORT",
+    "ANON_NODE_API_TOKEN",
+    "ANON_NODE_ALLOW_NO_TOKEN",
     "ANON_NODE_CONCURRENCY",
+    "ANON_NODE_SCP",
     "EXPORT_API_HOST",
     "EXPORT_API_PORT",
     "EXPORT_API_URL",
@@ -98,6 +106,132 @@ pub enum ConfigError {
     Invalid { variable: &'static str, problem: String },
     #[error("could not read {path}: {problem}")]
     DotEnv { path: PathBuf, problem: String },
+}
+
+/// The one environment reader of every pixl binary: values come through a lookup (the
+/// process environment, or a map in tests), a blank value counts as unset, and every
+/// problem is a [`ConfigError`] naming the variable, never echoing a secret.
+pub struct Env<F> {
+    lookup: F,
+}
+
+impl<F> std::fmt::Debug for Env<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Env")
+    }
+}
+
+impl Env<fn(&str) -> Option<String>> {
+    /// The process environment.
+    pub fn process() -> Self {
+        Env { lookup: |name| std::env::var(name).ok() }
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env<F> {
+    pub fn new(lookup: F) -> Self {
+        Self { lookup }
+    }
+
+    /// The trimmed value, if set and not blank.
+    pub fn get(&self, name: &str) -> Option<String> {
+        (self.lookup)(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+    }
+
+    pub fn text(&self, name: &str, default: &str) -> String {
+        self.get(name).unwrap_or_else(|| default.to_owned())
+    }
+
+    pub fn path(&self, name: &str, default: &str) -> PathBuf {
+        PathBuf::from(self.text(name, default))
+    }
+
+    /// A number within `min..=max`.
+    pub fn number<T>(&self, name: &'static str, default: T, min: T, max: T) -> Result<T, ConfigError>
+    where
+        T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy,
+    {
+        match self.get(name) {
+            None => Ok(default),
+            Some(raw) => raw
+                .parse::<T>()
+                .ok()
+                .filter(|value| *value >= min && *value <= max)
+                .ok_or_else(|| ConfigError::Invalid { variable: name, problem: format!("{raw:?} is not a number from {min} to {max}") }),
+        }
+    }
+
+    /// A duration in (fractional) seconds within `0..=max_seconds`.
+    pub fn seconds(&self, name: &'static str, default: f64, max_seconds: f64) -> Result<std::time::Duration, ConfigError> {
+        let seconds = self.number(name, default, 0.0, max_seconds)?;
+        Ok(std::time::Duration::from_secs_f64(seconds))
+    }
+
+    /// `true`/`false` (also `1`/`0`, `yes`/`no`).
+    pub fn flag(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        match self.get(name).map(|v| v.to_ascii_lowercase()) {
+            None => Ok(default),
+            Some(v) if ["true", "1", "yes"].contains(&v.as_str()) => Ok(true),
+            Some(v) if ["false", "0", "no"].contains(&v.as_str()) => Ok(false),
+            Some(v) => Err(ConfigError::Invalid { variable: name, problem: format!("{v:?} is neither true nor false") }),
+        }
+    }
+
+    /// One of `choices` (by name).
+    pub fn choice<T: Copy>(&self, name: &'static str, default: &str, choices: &[(&str, T)]) -> Result<T, ConfigError> {
+        let value = self.text(name, default);
+        choices.iter().find(|(text, _)| *text == value).map(|(_, choice)| *choice).ok_or_else(|| {
+            let names: Vec<&str> = choices.iter().map(|(text, _)| *text).collect();
+            ConfigError::Invalid { variable: name, problem: format!("{value:?} is not one of {}", names.join(", ")) }
+        })
+    }
+
+    /// `host_var`:`port_var` as a socket address to bind or reach.
+    pub fn socket(&self, host_var: &'static str, port_var: &'static str, default_host: &str, default_port: u16) -> Result<std::net::SocketAddr, ConfigError> {
+        let host = self.text(host_var, default_host);
+        let port = self.number(port_var, default_port, 0, u16::MAX)?;
+        format!("{host}:{port}").parse().map_err(|_| ConfigError::Invalid { variable: host_var, problem: format!("{host:?} is not an IP address") })
+    }
+
+    /// A DICOM AE title: 1-16 printable ASCII characters.
+    pub fn ae_title(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.text(name, default);
+        if value.is_empty() || value.len() > 16 || !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(ConfigError::Invalid { variable: name, problem: "an AE title is 1-16 printable characters".to_owned() });
+        }
+        Ok(value)
+    }
+
+    /// An http(s) URL.
+    pub fn url(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
+        let value = self.text(name, default);
+        match url::Url::parse(&value) {
+            Ok(parsed) if ["http", "https"].contains(&parsed.scheme()) => Ok(value),
+            _ => Err(ConfigError::Invalid { variable: name, problem: "not an http(s) URL".to_owned() }),
+        }
+    }
+
+    /// The lookup itself, for readers of a variable family (the secret stores).
+    pub fn lookup(&self) -> &F {
+        &self.lookup
+    }
+}
+
+/// A service's bearer token from `token_var`: required, unless `allow_var` is explicitly
+/// true (development only), because an open internal API is a door to identifiable data.
+pub fn api_token<F: Fn(&str) -> Option<String>>(env: &Env<F>, token_var: &'static str, allow_var: &'static str) -> Result<Option<SecretString>, ConfigError> {
+    let token = env.get(token_var);
+    if token.as_deref().is_some_and(|t| t.starts_with("change-me")) {
+        return Err(ConfigError::Invalid { variable: token_var, problem: "still holds the placeholder of .env.sample: set a long random value".to_owned() });
+    }
+    let token = token.map(SecretString::from);
+    if token.is_none() && !env.flag(allow_var, false)? {
+        return Err(ConfigError::Invalid {
+            variable: token_var,
+            problem: format!("is required (a bearer token); for development only, {allow_var}=true runs without one"),
+        });
+    }
+    Ok(token)
 }
 
 /// Loads `.env` from the working directory into the process environment, if the file
@@ -143,12 +277,7 @@ impl DatabaseSettings {
 
     /// Options for another database on the same server (used to create ours).
     pub fn connect_options_for(&self, database: &str) -> sqlx::postgres::PgConnectOptions {
-        let options = sqlx::postgres::PgConnectOptions::new()
-            .host(&self.host)
-            .port(self.port)
-            .username(&self.user)
-            .database(database)
-            .application_name("pixl");
+        let options = sqlx::postgres::PgConnectOptions::new().host(&self.host).port(self.port).username(&self.user).database(database).application_name("pixl");
         let password = self.password.expose_secret();
         if password.is_empty() { options } else { options.password(password) }
     }
@@ -175,13 +304,7 @@ impl RabbitSettings {
                 })
                 .collect::<String>()
         };
-        SecretString::from(format!(
-            "amqp://{}:{}@{}:{}/%2f",
-            encode(&self.username),
-            encode(self.password.expose_secret()),
-            self.host,
-            self.port
-        ))
+        SecretString::from(format!("amqp://{}:{}@{}:{}/%2f", encode(&self.username), encode(self.password.expose_secret()), self.host, self.port))
     }
 }
 
@@ -201,6 +324,9 @@ pub struct Settings {
     pub queue_prefix: String,
     /// `ENV` of PIXL (dev, test, prod...): names the docker compose project.
     pub env_name: String,
+    /// `PIXL_SHUTDOWN_GRACE_SECONDS` (default 8): how long in-flight messages may go on after
+    /// SIGTERM; within compose's stop timeout (10 s by default).
+    pub shutdown_grace: std::time::Duration,
 }
 
 impl Settings {
@@ -212,28 +338,17 @@ impl Settings {
     /// Reads settings through `lookup`, so that tests need not touch the process
     /// environment. An empty value counts as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| {
+        let env = Env::new(|name: &str| {
             debug_assert!(VARIABLES.contains(&name), "{name} must be listed in VARIABLES and .env.sample");
-            lookup(name).filter(|value| !value.trim().is_empty())
-        };
-        let text = |name: &'static str, default: &str| get(name).unwrap_or_else(|| default.to_owned());
-        let number = |name: &'static str, default: u16, min: u16| -> Result<u16, ConfigError> {
-            match get(name) {
-                None => Ok(default),
-                Some(raw) => match raw.trim().parse::<u16>() {
-                    Ok(value) if value >= min => Ok(value),
-                    Ok(_) => Err(ConfigError::Invalid { variable: name, problem: format!("must be at least {min}") }),
-                    Err(_) => Err(ConfigError::Invalid { variable: name, problem: format!("{raw:?} is not a whole number from {min} to 65535") }),
-                },
-            }
-        };
+            lookup(name)
+        });
+        let get = |name: &str| env.get(name);
+        let text = |name: &'static str, default: &str| env.text(name, default);
+        let number = |name: &'static str, default: u16, min: u16| env.number(name, default, min, u16::MAX);
 
         let queue_prefix = text("PIXL_QUEUE_PREFIX", "");
         if !queue_prefix.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
-            return Err(ConfigError::Invalid {
-                variable: "PIXL_QUEUE_PREFIX",
-                problem: "only letters, digits, '-', '_' and '.' are allowed".to_owned(),
-            });
+            return Err(ConfigError::Invalid { variable: "PIXL_QUEUE_PREFIX", problem: "only letters, digits, '-', '_' and '.' are allowed".to_owned() });
         }
 
         Ok(Self {
@@ -255,6 +370,7 @@ impl Settings {
             max_messages_in_flight: number("PIXL_MAX_MESSAGES_IN_FLIGHT", 5, 1)?,
             queue_prefix,
             env_name: text("ENV", "dev"),
+            shutdown_grace: env.seconds("PIXL_SHUTDOWN_GRACE_SECONDS", 8.0, 3600.0)?,
         })
     }
 }

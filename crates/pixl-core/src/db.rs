@@ -21,6 +21,54 @@ pub enum DbError {
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
 
+/// A database error, classified into pixl's own words. sqlx's and Postgres's messages can
+/// quote values (a unique violation's detail names the duplicate key, a type error the
+/// text that did not parse), so they never reach a log line, a failure reason or a dead
+/// letter; only the kind, the SQLSTATE code and the constraint's name do.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DbFailure {
+    /// A constraint refused the change: retrying cannot help.
+    #[error("database: the change breaks constraint {constraint} (SQLSTATE {code})")]
+    Constraint { constraint: String, code: String },
+    /// The server answered with another error.
+    #[error("database: the server refused a statement (SQLSTATE {code})")]
+    Refused { code: String },
+    /// The server is unreachable or the pool is exhausted: may pass.
+    #[error("database: {0}")]
+    Unavailable(&'static str),
+    /// A row did not have the expected shape (pixl's own bug or a schema mismatch).
+    #[error("database: unexpected data ({0})")]
+    Data(&'static str),
+}
+
+impl DbFailure {
+    pub fn classify(error: &sqlx::Error) -> Self {
+        match error {
+            sqlx::Error::Database(database) => {
+                let code = database.code().map(|c| c.into_owned()).unwrap_or_default();
+                // Class 23: integrity constraint violation.
+                if code.starts_with("23") {
+                    Self::Constraint { constraint: database.constraint().unwrap_or("unnamed").to_owned(), code }
+                } else {
+                    Self::Refused { code }
+                }
+            }
+            sqlx::Error::PoolTimedOut => Self::Unavailable("no free connection in time"),
+            sqlx::Error::PoolClosed => Self::Unavailable("the pool is closed"),
+            sqlx::Error::Io(_) | sqlx::Error::Tls(_) | sqlx::Error::Protocol(_) => Self::Unavailable("the connection to Postgres failed"),
+            sqlx::Error::RowNotFound => Self::Data("no row"),
+            sqlx::Error::ColumnNotFound(_) | sqlx::Error::ColumnIndexOutOfBounds { .. } => Self::Data("a column is missing"),
+            sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) | sqlx::Error::TypeNotFound { .. } => Self::Data("a value has the wrong type"),
+            _ => Self::Unavailable("the query failed"),
+        }
+    }
+
+    /// Whether trying again later may succeed.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
 /// Connects to the configured database, creating it if the server has none of that name,
 /// and applies pending migrations.
 pub async fn connect(settings: &DatabaseSettings, max_connections: u32) -> Result<PgPool, DbError> {
@@ -49,9 +97,7 @@ async fn ensure_database(settings: &DatabaseSettings) -> Result<(), DbError> {
         let _ = conn.close().await;
         return Ok(());
     }
-    let mut admin = PgConnection::connect_with(&settings.connect_options_for("postgres"))
-        .await
-        .map_err(|source| connect_error(settings, source))?;
+    let mut admin = PgConnection::connect_with(&settings.connect_options_for("postgres")).await.map_err(|source| connect_error(settings, source))?;
     let exists: bool = sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)")
         .bind(name)
         .fetch_one(&mut admin)

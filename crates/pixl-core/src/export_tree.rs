@@ -89,6 +89,9 @@ mod tests {
         let extract = extract_dir(Path::new("/exports"), &project, at);
         assert_eq!(extract, Path::new("/exports/my-project/all_extracts/2023-12-07t14-08-58"));
         assert_eq!(public_dir(&extract), Path::new("/exports/my-project/all_extracts/2023-12-07t14-08-58/omop/public"));
-        assert_eq!(radiology_dir(&extract).join(IMAGE_LINKER_FILE), Path::new("/exports/my-project/all_extracts/2023-12-07t14-08-58/radiology/IMAGE_LINKER.parquet"));
+        assert_eq!(
+            radiology_dir(&extract).join(IMAGE_LINKER_FILE),
+            Path::new("/exports/my-project/all_extracts/2023-12-07t14-08-58/radiology/IMAGE_LINKER.parquet")
+        );
     }
 }

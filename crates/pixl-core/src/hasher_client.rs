@@ -94,10 +94,7 @@ const MAX_BATCH: usize = 5_000;
 
 impl HasherClient {
     pub fn new(config: HasherClientConfig) -> Result<Self, HasherError> {
-        let http = reqwest::Client::builder()
-            .timeout(config.timeout)
-            .build()
-            .map_err(|e| HasherError::Unavailable { attempts: 0, problem: e.to_string() })?;
+        let http = reqwest::Client::builder().timeout(config.timeout).build().map_err(|e| HasherError::Unavailable { attempts: 0, problem: e.to_string() })?;
         let capacity = NonZeroUsize::new(config.cache_entries.max(1)).expect("at least one");
         Ok(Self { http, cache: Mutex::new(lru::LruCache::new(capacity)), config })
     }
@@ -138,10 +135,8 @@ impl HasherClient {
             }
             match request.send().await {
                 Ok(response) if response.status().is_success() => {
-                    let answer: BatchResponse = response
-                        .json()
-                        .await
-                        .map_err(|e| HasherError::Unavailable { attempts: attempt, problem: format!("unreadable answer: {e}") })?;
+                    let answer: BatchResponse =
+                        response.json().await.map_err(|e| HasherError::Unavailable { attempts: attempt, problem: format!("unreadable answer: {e}") })?;
                     if answer.hashes.len() != messages.len() {
                         return Err(HasherError::BadAnswer { expected: messages.len(), got: answer.hashes.len() });
                     }

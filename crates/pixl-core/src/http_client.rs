@@ -9,8 +9,8 @@ pub fn builder(extra_ca_file: Option<&Path>) -> Result<reqwest::ClientBuilder, H
     let mut builder = reqwest::Client::builder();
     if let Some(path) = extra_ca_file {
         let pem = std::fs::read(path).map_err(|e| HttpClientError::CaFile { path: path.to_owned(), problem: e.to_string() })?;
-        let certificates = reqwest::Certificate::from_pem_bundle(&pem)
-            .map_err(|e| HttpClientError::CaFile { path: path.to_owned(), problem: e.to_string() })?;
+        let certificates =
+            reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| HttpClientError::CaFile { path: path.to_owned(), problem: e.to_string() })?;
         if certificates.is_empty() {
             return Err(HttpClientError::CaFile { path: path.to_owned(), problem: "holds no PEM certificate".to_owned() });
         }

@@ -166,6 +166,10 @@ raw_identifier!(
     SeriesUid, "series UID", check_uid
 );
 raw_identifier!(
+    /// An original SOPInstanceUID, as issued by the hospital.
+    SopInstanceUid, "SOP instance UID", check_uid
+);
+raw_identifier!(
     /// A research participant id supplied with the cohort; identifying within the trust.
     ParticipantId, "participant id", |kind, v| check_text(kind, v, 64)
 );

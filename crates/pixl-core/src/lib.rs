@@ -17,11 +17,11 @@ pub mod ids;
 pub mod messages;
 pub mod outbox;
 pub mod project_config;
-pub mod pseudonym_keys;
 pub mod queues;
 pub mod rest;
-pub mod secrets;
+pub mod retry;
 pub mod shutdown;
+pub mod state;
 pub mod telemetry;
 
 #[cfg(feature = "test-support")]

@@ -42,11 +42,28 @@ pub struct ExportRequest {
     pub pseudo_study_uid: PseudoStudyUid,
 }
 
-/// A message body that is not a pixl message. Carries serde's description (which names
-/// the field and position, not the value).
-#[derive(Debug, thiserror::Error)]
-#[error("message is not a valid pixl message: {0}")]
-pub struct DecodeError(#[from] serde_json::Error);
+/// The largest message body a consumer reads: pixl's messages are a few hundred bytes.
+pub const MAX_MESSAGE_BYTES: usize = 16 * 1024;
+
+/// A message body that is not a pixl message. Says what kind of problem it is and where,
+/// never what the body held: serde's own messages quote values (`invalid type: string
+/// "<value>"`), and a malformed message may carry an identifier.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecodeError {
+    #[error("message is not a valid pixl message: {size} bytes, more than the {MAX_MESSAGE_BYTES} allowed")]
+    TooLarge { size: usize },
+    #[error("message is not a valid pixl message: {kind} at line {line} column {column}")]
+    Syntax { kind: &'static str, line: usize, column: usize },
+    #[error("message is not a valid pixl message: it has no \"type\" naming a message kind")]
+    NoType,
+    #[error("message is not a valid pixl message: unknown type (this pixl knows {})", KNOWN_TYPES.join(", "))]
+    UnknownType,
+    #[error("message is not a valid pixl message: a {kind} message with a missing, unknown or malformed field")]
+    Fields { kind: &'static str },
+}
+
+/// The message kinds this version understands, by their `type` tag.
+pub const KNOWN_TYPES: [&str; 3] = ["imaging.v1", "anonymise.v1", "export.v1"];
 
 impl QueueMessage {
     pub fn encode(&self) -> Vec<u8> {
@@ -55,7 +72,20 @@ impl QueueMessage {
     }
 
     pub fn decode(body: &[u8]) -> Result<Self, DecodeError> {
-        Ok(serde_json::from_slice(body)?)
+        if body.len() > MAX_MESSAGE_BYTES {
+            return Err(DecodeError::TooLarge { size: body.len() });
+        }
+        let value: serde_json::Value = serde_json::from_slice(body).map_err(|error| DecodeError::Syntax {
+            kind: match error.classify() {
+                serde_json::error::Category::Eof => "truncated JSON",
+                _ => "invalid JSON",
+            },
+            line: error.line(),
+            column: error.column(),
+        })?;
+        let kind = value.get("type").and_then(serde_json::Value::as_str).ok_or(DecodeError::NoType)?;
+        let kind = KNOWN_TYPES.into_iter().find(|known| *known == kind).ok_or(DecodeError::UnknownType)?;
+        serde_json::from_value(value).map_err(|_| DecodeError::Fields { kind })
     }
 
     /// The study this message is about.
@@ -87,17 +117,31 @@ mod tests {
                 r#"{"type":"anonymise.v1","study_id":8,"project":"test-extract-uclh-omop-cdm"}"#,
             ),
             (
-                QueueMessage::ExportV1(ExportRequest {
-                    study_id: StudyId(9),
-                    project: slug(),
-                    pseudo_study_uid: PseudoStudyUid::parse("2.25.1234").unwrap(),
-                }),
+                QueueMessage::ExportV1(ExportRequest { study_id: StudyId(9), project: slug(), pseudo_study_uid: PseudoStudyUid::parse("2.25.1234").unwrap() }),
                 r#"{"type":"export.v1","study_id":9,"project":"test-extract-uclh-omop-cdm","pseudo_study_uid":"2.25.1234"}"#,
             ),
         ];
         for (message, json) in cases {
             assert_eq!(String::from_utf8(message.encode()).unwrap(), json);
             assert_eq!(QueueMessage::decode(json.as_bytes()).unwrap(), message);
+        }
+    }
+
+    #[test]
+    fn decode_errors_never_quote_the_body() {
+        let mrn = "40012345678";
+        for (body, expected) in [
+            (format!(r#"{{"type":"imaging.v1","study_id":"{mrn}","project":"p"}}"#), "imaging.v1 message with a missing, unknown or malformed field"),
+            (format!(r#"{{"type":"imaging.v1","study_id":7,"project":"p","mrn":"{mrn}"}}"#), "malformed field"),
+            (format!(r#"{{"type":"{mrn}","study_id":7}}"#), "unknown type"),
+            (format!(r#"{{"type":"imaging.v1","study_id":7,"project":"{mrn}"#), "truncated JSON at line 1"),
+            (format!(r#"{{"{mrn}": 1}}"#), "no \"type\""),
+            (format!("{mrn} plain text"), "invalid JSON at line 1"),
+            (format!(r#"{{"type":"imaging.v1","pad":"{}"}}"#, "9".repeat(MAX_MESSAGE_BYTES)), "more than the 16384 allowed"),
+        ] {
+            let error = QueueMessage::decode(body.as_bytes()).unwrap_err().to_string();
+            assert!(error.contains(expected), "{error}");
+            assert!(!error.contains(mrn), "{error}");
         }
     }
 

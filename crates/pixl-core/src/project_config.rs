@@ -153,13 +153,8 @@ pub fn load_project(configs_dir: &Path, slug: &ProjectSlug) -> Result<LoadedProj
 
 /// Loads and validates one YAML file; its stem must be the project name.
 pub fn load_project_file(configs_dir: &Path, path: &Path) -> Result<LoadedProject, ProjectConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|error| ProjectConfigError::Unreadable { path: path.to_owned(), problem: error.to_string() })?;
-    let invalid = |field: &str, problem: String| ProjectConfigError::Invalid {
-        path: path.to_owned(),
-        field: field.to_owned(),
-        problem,
-    };
+    let text = std::fs::read_to_string(path).map_err(|error| ProjectConfigError::Unreadable { path: path.to_owned(), problem: error.to_string() })?;
+    let invalid = |field: &str, problem: String| ProjectConfigError::Invalid { path: path.to_owned(), field: field.to_owned(), problem };
 
     // Syntax first, so that a YAML error is reported as such rather than against a field.
     serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
@@ -173,19 +168,12 @@ pub fn load_project_file(configs_dir: &Path, path: &Path) -> Result<LoadedProjec
             Some((head, rest)) if field.starts_with(head) => rest.to_owned(),
             _ => problem,
         };
-        if field == "." {
-            ProjectConfigError::Unreadable { path: path.to_owned(), problem }
-        } else {
-            invalid(&field, problem)
-        }
+        if field == "." { ProjectConfigError::Unreadable { path: path.to_owned(), problem } } else { invalid(&field, problem) }
     })?;
 
     let stem = path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
     if config.project.name != stem {
-        return Err(invalid(
-            "project.name",
-            format!("{:?} must equal the file name without .yaml ({stem:?})", config.project.name),
-        ));
+        return Err(invalid("project.name", format!("{:?} must equal the file name without .yaml ({stem:?})", config.project.name)));
     }
     let slug = ProjectSlug::parse(&config.project.name).map_err(|error| invalid("project.name", error.to_string()))?;
     if config.project.modalities.is_empty() {
@@ -234,35 +222,20 @@ pub fn load_project_file(configs_dir: &Path, path: &Path) -> Result<LoadedProjec
             .collect()
     };
     let base_tag_files = resolve("tag_operation_files.base", &tag_dir, &config.tag_operation_files.base)?;
-    let manufacturer_override_files = resolve(
-        "tag_operation_files.manufacturer_overrides",
-        &tag_dir.join("manufacturer-overrides"),
-        &config.tag_operation_files.manufacturer_overrides,
-    )?;
-    let image_operation_files =
-        resolve("image_operation_files", &configs_dir.join("image-operations"), &config.image_operation_files)?;
+    let manufacturer_override_files =
+        resolve("tag_operation_files.manufacturer_overrides", &tag_dir.join("manufacturer-overrides"), &config.tag_operation_files.manufacturer_overrides)?;
+    let image_operation_files = resolve("image_operation_files", &configs_dir.join("image-operations"), &config.image_operation_files)?;
 
-    Ok(LoadedProject {
-        slug,
-        path: path.to_owned(),
-        config,
-        base_tag_files,
-        manufacturer_override_files,
-        image_operation_files,
-    })
+    Ok(LoadedProject { slug, path: path.to_owned(), config, base_tag_files, manufacturer_override_files, image_operation_files })
 }
 
 /// Loads every `*.yaml` project config in `configs_dir`, returning each result, in file
 /// name order. Used by `pixl check-env`.
 pub fn load_all(configs_dir: &Path) -> Result<Vec<Result<LoadedProject, ProjectConfigError>>, ProjectConfigError> {
-    let entries = std::fs::read_dir(configs_dir).map_err(|error| ProjectConfigError::Unreadable {
-        path: configs_dir.to_owned(),
-        problem: error.to_string(),
-    })?;
-    let mut paths: Vec<PathBuf> = entries
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "yaml"))
-        .collect();
+    let entries =
+        std::fs::read_dir(configs_dir).map_err(|error| ProjectConfigError::Unreadable { path: configs_dir.to_owned(), problem: error.to_string() })?;
+    let mut paths: Vec<PathBuf> =
+        entries.filter_map(|entry| entry.ok().map(|e| e.path())).filter(|path| path.is_file() && path.extension().is_some_and(|ext| ext == "yaml")).collect();
     paths.sort();
     Ok(paths.iter().map(|path| load_project_file(configs_dir, path)).collect())
 }
@@ -331,9 +304,17 @@ destination:
     fn bad_configs_name_file_field_and_problem() {
         let cases: &[(&str, String, &str)] = &[
             ("my-project", GOOD.replace("name: \"my-project\"", "name: \"other\""), "field `project.name`: \"other\" must equal the file name"),
-            ("my-project", GOOD.replace("  modalities: [\"DX\", \"CR\"]\n", "  modalities: [\"DX\", \"CR\"]\n  colour: red\n"), "field `project.colour`: unknown field `colour`"),
+            (
+                "my-project",
+                GOOD.replace("  modalities: [\"DX\", \"CR\"]\n", "  modalities: [\"DX\", \"CR\"]\n  colour: red\n"),
+                "field `project.colour`: unknown field `colour`",
+            ),
             ("my-project", GOOD.replace("base: [\"base.yaml\"]", "base: [\"nope.yaml\"]"), "field `tag_operation_files.base[0]`:"),
-            ("my-project", GOOD.replace("base: [\"base.yaml\"]", "base: [\"../base.yaml\"]"), "field `tag_operation_files.base[0]`: \"../base.yaml\" must be a file name"),
+            (
+                "my-project",
+                GOOD.replace("base: [\"base.yaml\"]", "base: [\"../base.yaml\"]"),
+                "field `tag_operation_files.base[0]`: \"../base.yaml\" must be a file name",
+            ),
             ("my-project", GOOD.replace("dicom: \"ftps\"", "dicom: \"carrier-pigeon\""), "field `destination.dicom`: unknown variant `carrier-pigeon`"),
             ("my-project", GOOD.replace("parquet: \"directory\"", "parquet: \"xnat\""), "field `destination.parquet`: unknown variant `xnat`"),
             ("my-project", GOOD.replace("^philips", "(unclosed"), "field `allowed_manufacturers[0].regex`:"),

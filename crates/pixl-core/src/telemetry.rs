@@ -19,10 +19,7 @@ impl LogFormat {
         match std::env::var("PIXL_LOG_FORMAT").unwrap_or_default().trim() {
             "" | "text" => Ok(Self::Text),
             "json" => Ok(Self::Json),
-            other => Err(crate::config::ConfigError::Invalid {
-                variable: "PIXL_LOG_FORMAT",
-                problem: format!("{other:?} is neither \"text\" nor \"json\""),
-            }),
+            other => Err(crate::config::ConfigError::Invalid { variable: "PIXL_LOG_FORMAT", problem: format!("{other:?} is neither \"text\" nor \"json\"") }),
         }
     }
 }

@@ -78,12 +78,7 @@ pub fn keyed_inputs(object: &InMemDicomObject, scheme: &ResolvedScheme) -> BTree
 }
 
 fn patient_id(object: &InMemDicomObject) -> String {
-    object
-        .element_opt(tags::PATIENT_ID)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()))
-        .unwrap_or_default()
+    crate::element_text(object, tags::PATIENT_ID).unwrap_or_default()
 }
 
 fn collect(object: &InMemDicomObject, scheme: &ResolvedScheme, patient_id: &str, inputs: &mut BTreeSet<String>) {
@@ -138,7 +133,7 @@ pub fn deidentify(
     let mut context = Context { scheme, pseudonyms, patient_id, removed: 0, date_shifted: false };
     let mut result = context.transform(object)?;
     mark(&mut result, sources, context.date_shifted);
-    let text = |tag| result.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()));
+    let text = |tag| crate::element_text(&result, tag);
     let outcome = Outcome {
         study_instance_uid: text(tags::STUDY_INSTANCE_UID),
         series_instance_uid: text(tags::SERIES_INSTANCE_UID),

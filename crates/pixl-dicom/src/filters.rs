@@ -57,12 +57,7 @@ impl DropReason {
 }
 
 fn text(object: &InMemDicomObject, tag: Tag) -> Option<String> {
-    object
-        .element_opt(tag)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_str().ok().map(|s| s.trim().to_owned()))
-        .filter(|s| !s.is_empty())
+    crate::element_text(object, tag).filter(|s| !s.is_empty())
 }
 
 impl SeriesFilter {
@@ -83,15 +78,8 @@ impl SeriesFilter {
             return Err(DropReason::ModalityNotAllowed);
         }
         let manufacturer = text(object, tags::MANUFACTURER).ok_or(DropReason::MissingManufacturer)?;
-        let entry = self
-            .allowed_manufacturers
-            .iter()
-            .find(|entry| entry.pattern.is_match(&manufacturer))
-            .ok_or(DropReason::ManufacturerNotAllowed)?;
-        let series_number = text(object, tags::SERIES_NUMBER)
-            .and_then(|n| n.parse::<f64>().ok())
-            .map(|n| n as i64)
-            .ok_or(DropReason::MissingSeriesNumber)?;
+        let entry = self.allowed_manufacturers.iter().find(|entry| entry.pattern.is_match(&manufacturer)).ok_or(DropReason::ManufacturerNotAllowed)?;
+        let series_number = text(object, tags::SERIES_NUMBER).and_then(|n| n.parse::<f64>().ok()).map(|n| n as i64).ok_or(DropReason::MissingSeriesNumber)?;
         if entry.exclude_series_numbers.contains(&series_number) {
             return Err(DropReason::ExcludedSeriesNumber);
         }
@@ -124,7 +112,10 @@ mod tests {
         SeriesFilter::new(
             &["DX".into(), "CR".into()],
             vec![
-                AllowedManufacturer { pattern: regex::RegexBuilder::new("^philips").case_insensitive(true).build().unwrap(), exclude_series_numbers: vec![3, 4] },
+                AllowedManufacturer {
+                    pattern: regex::RegexBuilder::new("^philips").case_insensitive(true).build().unwrap(),
+                    exclude_series_numbers: vec![3, 4],
+                },
                 AllowedManufacturer { pattern: regex::Regex::new("carestream").unwrap(), exclude_series_numbers: vec![] },
             ],
             &["Positioning".into(), "scout".into()],

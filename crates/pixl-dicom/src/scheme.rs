@@ -113,11 +113,7 @@ fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T,
             Some((head, rest)) if location.trim_start_matches('.').starts_with(head.trim_start_matches('.')) => rest.to_owned(),
             _ => problem,
         };
-        SchemeError::Invalid {
-            file: file.to_owned(),
-            location: if location == "." { "file".to_owned() } else { format!("entry {location}") },
-            problem,
-        }
+        SchemeError::Invalid { file: file.to_owned(), location: if location == "." { "file".to_owned() } else { format!("entry {location}") }, problem }
     })
 }
 
@@ -136,8 +132,10 @@ impl TagScheme {
         for (file, text) in override_files {
             let entries: Vec<OverrideEntry> = parse_yaml(file, text)?;
             for (index, entry) in entries.into_iter().enumerate() {
-                let pattern = regex::RegexBuilder::new(&entry.manufacturer).case_insensitive(true).build().map_err(|e| {
-                    SchemeError::Invalid { file: file.clone(), location: format!("entry [{index}].manufacturer"), problem: e.to_string() }
+                let pattern = regex::RegexBuilder::new(&entry.manufacturer).case_insensitive(true).build().map_err(|e| SchemeError::Invalid {
+                    file: file.clone(),
+                    location: format!("entry [{index}].manufacturer"),
+                    problem: e.to_string(),
                 })?;
                 scheme.overrides.push(ManufacturerOverride { pattern, rules: entry.tags });
             }

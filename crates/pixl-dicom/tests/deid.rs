@@ -180,14 +180,20 @@ fn every_op_applies_and_nothing_identifying_survives() {
 
     assert_eq!(first.element(tags::PIXEL_DATA).unwrap().to_bytes().unwrap().to_vec(), pixels_before);
     let written = bytes(&first);
-    for identifier in ["Doe^John", "987654321", "AA12345601", "20200523", "Secret Hospital", "Nested^Secret", "Who^Doctor", "OTHER-SECRET", "1.2.826.0.1.3680043.10.9.1"] {
+    for identifier in
+        ["Doe^John", "987654321", "AA12345601", "20200523", "Secret Hospital", "Nested^Secret", "Who^Doctor", "OTHER-SECRET", "1.2.826.0.1.3680043.10.9.1"]
+    {
         assert!(!contains(&written, identifier), "{identifier} survived");
     }
 }
 
 #[test]
 fn private_elements_go_when_their_creator_is_not_kept() {
-    let scheme = TagScheme::from_yaml(&[("base.yaml".into(), SCHEME.into()), ("half.yaml".into(), "- {name: GEMS private value, group: 0x0009, element: 0x1001, op: keep}\n".into())], &[]).unwrap();
+    let scheme = TagScheme::from_yaml(
+        &[("base.yaml".into(), SCHEME.into()), ("half.yaml".into(), "- {name: GEMS private value, group: 0x0009, element: 0x1001, op: keep}\n".into())],
+        &[],
+    )
+    .unwrap();
     let resolved = scheme.resolve(None);
     let mut object = instance("1.2.3.4", "1.2.3.5");
     let keys = pseudonyms(&[&object], &resolved);
@@ -201,7 +207,12 @@ fn an_op_that_cannot_apply_is_an_error_naming_tag_and_vr() {
     let cases = [
         ("- {name: Patient's Name, group: 0x0010, element: 0x0010, op: replace_UID}\n", Tag(0x0010, 0x0010), VR::PN, TagOp::ReplaceUid),
         ("- {name: Rows, group: 0x0028, element: 0x0010, op: secure-hash}\n", Tag(0x0028, 0x0010), VR::US, TagOp::SecureHash),
-        ("- {name: Study Time, group: 0x0008, element: 0x0020, op: date-shift}\n- {name: Modality, group: 0x0008, element: 0x0060, op: date-shift}\n", Tag(0x0008, 0x0060), VR::CS, TagOp::DateShift),
+        (
+            "- {name: Study Time, group: 0x0008, element: 0x0020, op: date-shift}\n- {name: Modality, group: 0x0008, element: 0x0060, op: date-shift}\n",
+            Tag(0x0008, 0x0060),
+            VR::CS,
+            TagOp::DateShift,
+        ),
     ];
     for (yaml, tag, vr, op) in cases {
         let scheme = TagScheme::from_yaml(&[("x.yaml".into(), yaml.into())], &[]).unwrap();

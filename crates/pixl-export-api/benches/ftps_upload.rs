@@ -19,7 +19,8 @@ use secrecy::SecretString;
 
 fn main() {
     let mut args = std::env::args().skip(1).filter(|a| a != "--bench");
-    let (mut host, mut port, mut user, mut ca, mut tls, mut remote_dir) = ("127.0.0.1".to_owned(), 21u16, String::new(), None, FtpsTls::Explicit, "pixl".to_owned());
+    let (mut host, mut port, mut user, mut ca, mut tls, mut remote_dir) =
+        ("127.0.0.1".to_owned(), 21u16, String::new(), None, FtpsTls::Explicit, "pixl".to_owned());
     let mut files = Vec::new();
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| panic!("{arg} needs a value"));
@@ -37,10 +38,8 @@ fn main() {
     let password = SecretString::from(std::env::var("BENCH_FTP_PASSWORD").expect("BENCH_FTP_PASSWORD"));
     let endpoint = FtpsEndpoint { host, port, username: user, password, tls };
     let uploader = FtpsUploader::new(endpoint, tls_client_config(ca.as_deref()).expect("TLS settings"), "bench");
-    let uploads: Vec<(&std::path::Path, Vec<String>)> = files
-        .iter()
-        .map(|file| (file.as_path(), vec![remote_dir.clone(), file.file_name().unwrap().to_string_lossy().into_owned()]))
-        .collect();
+    let uploads: Vec<(&std::path::Path, Vec<String>)> =
+        files.iter().map(|file| (file.as_path(), vec![remote_dir.clone(), file.file_name().unwrap().to_string_lossy().into_owned()])).collect();
     let bytes: u64 = files.iter().map(|f| std::fs::metadata(f).expect("readable file").len()).sum();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let started = Instant::now();

@@ -19,6 +19,9 @@ pub enum FetchError {
     /// anon-node has no such de-identified study: retrying will not create it.
     #[error("anon-node holds no de-identified study with this UID for the project")]
     NotFound,
+    /// anon-node refused the API token: a configuration problem.
+    #[error("anon-node refused the API token (ANON_NODE_API_TOKEN)")]
+    Unauthorized,
     /// anon-node unreachable, failing, or the disk: may pass.
     #[error("fetching the study from anon-node: {0}")]
     Transient(String),
@@ -29,27 +32,29 @@ pub enum FetchError {
 pub struct AnonNodeClient {
     http: reqwest::Client,
     base_url: String,
+    /// `ANON_NODE_API_TOKEN`, sent as a bearer token.
+    token: Option<secrecy::SecretString>,
 }
 
 impl AnonNodeClient {
-    pub fn new(http: reqwest::Client, base_url: &str) -> Self {
-        Self { http, base_url: base_url.trim_end_matches('/').to_owned() }
+    pub fn new(http: reqwest::Client, base_url: &str, token: Option<secrecy::SecretString>) -> Self {
+        Self { http, base_url: base_url.trim_end_matches('/').to_owned(), token }
     }
 
     /// Streams the study's zip into `into` and returns its size in bytes.
     pub async fn fetch(&self, project: &ProjectSlug, uid: &PseudoStudyUid, into: &Path) -> Result<u64, FetchError> {
         let url = format!("{}/studies/{uid}/archive", self.base_url);
         let failed = |e: String| FetchError::Transient(e);
-        let mut response = self
-            .http
-            .get(url)
-            .query(&[("project", project.as_str())])
-            .send()
-            .await
-            .map_err(|e| failed(crate::destination::describe_http_error(&e)))?;
+        let mut request = self.http.get(url).query(&[("project", project.as_str())]);
+        if let Some(token) = &self.token {
+            use secrecy::ExposeSecret;
+            request = request.bearer_auth(token.expose_secret());
+        }
+        let mut response = request.send().await.map_err(|e| failed(crate::destination::describe_http_error(&e)))?;
         match response.status() {
             reqwest::StatusCode::OK => {}
             reqwest::StatusCode::NOT_FOUND => return Err(FetchError::NotFound),
+            reqwest::StatusCode::UNAUTHORIZED => return Err(FetchError::Unauthorized),
             status => return Err(failed(format!("anon-node answered {status}"))),
         }
         let mut file = tokio::fs::File::create(into).await.map_err(|e| failed(format!("cannot write {}: {e}", into.display())))?;

@@ -21,6 +21,7 @@ use pixl_core::ids::ProjectSlug;
 use pixl_core::project_config::{ProjectConfigError, load_project};
 
 use crate::destination::{ParquetBundle, UploadError};
+use crate::parquet_check::IdentifierDigests;
 use crate::service::Context;
 
 pub use pixl_core::rest::{ExportPatientData, PatientDataExported};
@@ -38,6 +39,9 @@ pub enum ExportDataError {
     Upload(UploadError),
     #[error("{0}")]
     Internal(String),
+    /// A file failed the identifier check: nothing was uploaded.
+    #[error("refusing to export: {0}")]
+    Refused(String),
 }
 
 impl IntoResponse for ExportDataError {
@@ -50,6 +54,7 @@ impl IntoResponse for ExportDataError {
             Self::Upload(error) if error.transient => StatusCode::SERVICE_UNAVAILABLE,
             Self::Upload(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            Self::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
         };
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "export-patient-data failed");
@@ -70,14 +75,16 @@ pub async fn export_patient_data(context: &Context, request: ExportPatientData) 
         .bind(extract_datetime)
         .fetch_optional(&context.pool)
         .await
-        .map_err(|e| ExportDataError::Internal(format!("database: {e}")))?;
+        .map_err(|e| ExportDataError::Internal(pixl_core::db::DbFailure::classify(&e).to_string()))?;
     let extract_slug = export_tree::extract_time_slug(extract_datetime);
     let Some(extract_id) = extract_id else {
         return Err(ExportDataError::NotFound(format!("project {project} has no extract of {extract_slug}; populate it first")));
     };
     let loaded = load_project(&context.configs_dir, &project)?;
 
-    let linked = crate::linker::exported_studies(&context.pool, extract_id).await.map_err(|e| ExportDataError::Internal(format!("database: {e}")))?;
+    let linked = crate::linker::exported_studies(&context.pool, extract_id)
+        .await
+        .map_err(|e| ExportDataError::Internal(pixl_core::db::DbFailure::classify(&e).to_string()))?;
     let extract_dir = export_tree::extract_dir(&context.export_root, &project, extract_datetime);
     let linker_path = export_tree::radiology_dir(&extract_dir).join(export_tree::IMAGE_LINKER_FILE);
     let rows = linked.clone();
@@ -99,6 +106,22 @@ pub async fn export_patient_data(context: &Context, request: ExportPatientData) 
         return Ok(exported);
     };
     let files = crate::linker::parquet_files(&extract_dir).map_err(|e| ExportDataError::Internal(format!("cannot list {}: {e}", extract_dir.display())))?;
+    // Nothing leaves before every file passed the identifier check.
+    let digests = IdentifierDigests::load(&context.pool, project.as_str())
+        .await
+        .map_err(|e| ExportDataError::Internal(pixl_core::db::DbFailure::classify(&e).to_string()))?;
+    let (check_root, check_files, check_digests) = (extract_dir.clone(), files.clone(), digests.clone());
+    tokio::task::spawn_blocking(move || {
+        check_files.iter().try_for_each(|relative| check_digests.scan(&check_root.join(relative), &relative.display().to_string()))
+    })
+    .await
+    .map_err(|_| ExportDataError::Internal("the identifier check of the parquet files failed".to_owned()))?
+    .map_err(|error| {
+        metrics::counter!("pixl_export_parquet_refused_total").increment(1);
+        tracing::error!(%error, "a parquet file failed the identifier check; nothing was uploaded");
+        ExportDataError::Refused(error.to_string())
+    })?;
+    tracing::info!(files = files.len(), identifiers = digests.len(), "parquet files passed the identifier check");
     let bundle = ParquetBundle { project: project.clone(), extract_time_slug: extract_slug, root: extract_dir, files };
     let mut attempt = 1;
     exported.destination = uploader.kind().to_owned();
@@ -106,7 +129,8 @@ pub async fn export_patient_data(context: &Context, request: ExportPatientData) 
         match uploader.upload_parquet(&bundle).await {
             Ok(uploaded) => break uploaded,
             Err(error) if error.transient && attempt < context.retry.max_attempts => {
-                let pause = context.retry.first_pause.saturating_mul(1 << (attempt - 1).min(10)).min(Duration::from_secs(60));
+                // A person waits on this call: the pauses stay short.
+                let pause = context.retry.backoff.pause(attempt).min(Duration::from_secs(60));
                 tracing::warn!(%error, attempt, pause_s = pause.as_secs_f64(), "parquet upload failed; retrying");
                 tokio::time::sleep(pause).await;
                 attempt += 1;
@@ -123,15 +147,35 @@ async fn export_patient_data_route(
     State(context): State<Arc<Context>>,
     body: Result<Json<ExportPatientData>, axum::extract::rejection::JsonRejection>,
 ) -> Result<Json<PatientDataExported>, ExportDataError> {
-    // serde's message names the field and position, never a value.
-    let Json(request) = body.map_err(|e| ExportDataError::BadRequest(e.body_text()))?;
+    // axum's rejection text quotes serde's message, which can quote a value: only its
+    // kind is passed on.
+    let Json(request) = body.map_err(|rejection| ExportDataError::BadRequest(rejection_kind(&rejection)))?;
     export_patient_data(&context, request).await.map(Json)
 }
 
+/// What was wrong with a JSON body, in pixl's words: a missing field is named (the name
+/// is ours); anything else only by kind, since serde quotes unknown keys and bad values.
+pub fn rejection_kind(rejection: &axum::extract::rejection::JsonRejection) -> String {
+    use axum::extract::rejection::JsonRejection;
+    match rejection {
+        JsonRejection::MissingJsonContentType(_) => "expected Content-Type: application/json".to_owned(),
+        JsonRejection::JsonSyntaxError(_) => "the body is not valid JSON".to_owned(),
+        JsonRejection::JsonDataError(error) => {
+            let text = error.body_text();
+            let missing = text.split("missing field `").nth(1).and_then(|rest| rest.split('`').next());
+            match missing.filter(|name| ["project_name", "extract_datetime"].contains(name)) {
+                Some(name) => format!("the body lacks field {name}"),
+                None => "the body has an unknown or malformed field".to_owned(),
+            }
+        }
+        _ => "the body cannot be read".to_owned(),
+    }
+}
+
 /// `POST /export-patient-data`, `/heart-beat`, `/metrics`.
-pub fn routes(context: Arc<Context>) -> Router {
+pub fn routes(context: Arc<Context>, health: pixl_core::http::Health) -> Router {
     Router::new()
         .route("/export-patient-data", post(export_patient_data_route))
         .with_state(context)
-        .merge(pixl_core::http::observability_routes("export-api"))
+        .merge(pixl_core::http::observability_routes("export-api", health))
 }

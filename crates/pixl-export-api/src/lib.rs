@@ -13,13 +13,14 @@ pub mod anon_archive;
 pub mod api;
 pub mod destination;
 pub mod linker;
+pub mod parquet_check;
 pub mod service;
 
 use std::path::PathBuf;
 use std::time::Duration;
 
-use pixl_core::config::ConfigError;
-use pixl_core::secrets::SecretsConfig;
+use pixl_core::config::{ConfigError, Env};
+use pixl_secrets::SecretsConfig;
 
 use crate::destination::{DestinationSettings, FtpsTls, XnatDestination, XnatOverwrite};
 
@@ -31,11 +32,13 @@ pub struct ExportConfig {
     /// `ANON_NODE_URL` (default `http://127.0.0.1:8002`): where de-identified studies are
     /// fetched from.
     pub anon_node_url: String,
+    /// `ANON_NODE_API_TOKEN`: anon-node's bearer token.
+    pub anon_node_token: Option<secrecy::SecretString>,
     /// `EXPORT_API_CONCURRENCY` (default 2): studies uploaded at once.
     pub concurrency: u16,
     /// `EXPORT_API_MAX_ATTEMPTS` (default 5): tries per study (and per parquet upload)
     /// before a passing problem counts as permanent.
-    pub max_attempts: i32,
+    pub max_attempts: u32,
     /// `EXPORT_API_RETRY_PAUSE` seconds (default 5): first pause before a retry, doubling.
     pub retry_pause: Duration,
     /// `EXPORT_API_WORK_DIR` (default `./export-work`): archives being uploaded. Holds
@@ -50,54 +53,31 @@ pub struct ExportConfig {
 
 impl ExportConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let invalid = |variable: &'static str, problem: String| ConfigError::Invalid { variable, problem };
-        let number = |variable: &'static str, default: f64, min: f64, max: f64| -> Result<f64, ConfigError> {
-            match get(variable) {
-                None => Ok(default),
-                Some(raw) => raw
-                    .parse::<f64>()
-                    .ok()
-                    .filter(|v| v.is_finite() && (min..=max).contains(v))
-                    .ok_or_else(|| invalid(variable, format!("{raw:?} is not a number from {min} to {max}"))),
-            }
-        };
-        let host = get("EXPORT_API_HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
-        let port = get("EXPORT_API_PORT").unwrap_or_else(|| "8003".to_owned());
-        let http_bind = format!("{host}:{port}").parse().map_err(|_| invalid("EXPORT_API_PORT", format!("{host}:{port} is not an IP address and port")))?;
-        let anon_node_url = get("ANON_NODE_URL").unwrap_or_else(|| "http://127.0.0.1:8002".to_owned());
-        url::Url::parse(&anon_node_url).map_err(|e| invalid("ANON_NODE_URL", format!("not a URL: {e}")))?;
-
-        let ftps_tls = match get("EXPORT_FTPS_TLS").as_deref().unwrap_or("implicit") {
-            "implicit" => FtpsTls::Implicit,
-            "explicit" => FtpsTls::Explicit,
-            other => return Err(invalid("EXPORT_FTPS_TLS", format!("{other:?} is neither \"implicit\" nor \"explicit\""))),
-        };
-        let xnat_destination = match get("XNAT_DESTINATION").as_deref().unwrap_or("/archive") {
-            "/archive" => XnatDestination::Archive,
-            "/prearchive" => XnatDestination::Prearchive,
-            other => return Err(invalid("XNAT_DESTINATION", format!("{other:?} is neither \"/archive\" nor \"/prearchive\""))),
-        };
-        let xnat_overwrite = match get("XNAT_OVERWRITE").as_deref().unwrap_or("none") {
-            "none" => XnatOverwrite::None,
-            "append" => XnatOverwrite::Append,
-            "delete" => XnatOverwrite::Delete,
-            other => return Err(invalid("XNAT_OVERWRITE", format!("{other:?} is not one of none, append, delete"))),
-        };
-        let secrets = SecretsConfig::from_lookup("EXPORT_API", &lookup).map_err(|e| invalid("EXPORT_API_AZ_*", e.to_string()))?;
+        let env = Env::new(lookup);
+        let secrets =
+            SecretsConfig::from_lookup("EXPORT_API", env.lookup()).map_err(|e| ConfigError::Invalid { variable: "EXPORT_API_AZ_*", problem: e.to_string() })?;
         Ok(Self {
-            http_bind,
-            anon_node_url,
-            concurrency: number("EXPORT_API_CONCURRENCY", 2.0, 1.0, 64.0)? as u16,
-            max_attempts: number("EXPORT_API_MAX_ATTEMPTS", 5.0, 1.0, 100.0)? as i32,
-            retry_pause: Duration::from_secs_f64(number("EXPORT_API_RETRY_PAUSE", 5.0, 0.0, 3600.0)?),
-            work_dir: PathBuf::from(get("EXPORT_API_WORK_DIR").unwrap_or_else(|| "./export-work".to_owned())),
+            http_bind: env.socket("EXPORT_API_HOST", "EXPORT_API_PORT", "127.0.0.1", 8003)?,
+            anon_node_url: env.url("ANON_NODE_URL", "http://127.0.0.1:8002")?,
+            anon_node_token: env.get("ANON_NODE_API_TOKEN").map(secrecy::SecretString::from),
+            concurrency: env.number("EXPORT_API_CONCURRENCY", 2, 1, 64)?,
+            max_attempts: env.number("EXPORT_API_MAX_ATTEMPTS", 5, 1, 100)?,
+            retry_pause: env.seconds("EXPORT_API_RETRY_PAUSE", 5.0, 3600.0)?,
+            work_dir: env.path("EXPORT_API_WORK_DIR", "./export-work"),
             destinations: DestinationSettings {
-                directory_root: PathBuf::from(get("EXPORT_DIRECTORY_ROOT").unwrap_or_else(|| "./research-export".to_owned())),
-                ftps_tls,
-                xnat_destination,
-                xnat_overwrite,
-                extra_ca_file: get("PIXL_EXTRA_CA_FILE").map(PathBuf::from),
+                directory_root: env.path("EXPORT_DIRECTORY_ROOT", "./research-export"),
+                ftps_tls: env.choice("EXPORT_FTPS_TLS", "implicit", &[("implicit", FtpsTls::Implicit), ("explicit", FtpsTls::Explicit)])?,
+                xnat_destination: env.choice(
+                    "XNAT_DESTINATION",
+                    "/archive",
+                    &[("/archive", XnatDestination::Archive), ("/prearchive", XnatDestination::Prearchive)],
+                )?,
+                xnat_overwrite: env.choice(
+                    "XNAT_OVERWRITE",
+                    "none",
+                    &[("none", XnatOverwrite::None), ("append", XnatOverwrite::Append), ("delete", XnatOverwrite::Delete)],
+                )?,
+                extra_ca_file: env.get("PIXL_EXTRA_CA_FILE").map(PathBuf::from),
             },
             secrets,
         })

@@ -45,10 +45,7 @@ pub async fn exported_studies(pool: &PgPool, extract_id: i64) -> Result<Vec<Link
 
 /// The linker's schema.
 pub fn schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("procedure_occurrence_id", DataType::Int64, true),
-        Field::new("pseudo_study_uid", DataType::Utf8, false),
-    ]))
+    Arc::new(Schema::new(vec![Field::new("procedure_occurrence_id", DataType::Int64, true), Field::new("pseudo_study_uid", DataType::Utf8, false)]))
 }
 
 /// Writes the linker to `path` (a temporary file beside it, then a rename).
@@ -118,6 +115,9 @@ mod tests {
         std::fs::write(dir.path().join("omop/public/PROCEDURE_OCCURRENCE.parquet"), b"").unwrap();
         std::fs::write(dir.path().join("omop/public/.half.parquet"), b"").unwrap();
         std::fs::write(dir.path().join("omop/public/notes.txt"), b"").unwrap();
-        assert_eq!(parquet_files(dir.path()).unwrap(), [PathBuf::from("omop/public/PROCEDURE_OCCURRENCE.parquet"), PathBuf::from("radiology/IMAGE_LINKER.parquet")]);
+        assert_eq!(
+            parquet_files(dir.path()).unwrap(),
+            [PathBuf::from("omop/public/PROCEDURE_OCCURRENCE.parquet"), PathBuf::from("radiology/IMAGE_LINKER.parquet")]
+        );
     }
 }

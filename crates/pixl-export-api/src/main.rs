@@ -12,5 +12,5 @@ async fn main() -> anyhow::Result<()> {
     let http = tokio::net::TcpListener::bind(config.http_bind).await.with_context(|| format!("cannot listen on {}", config.http_bind))?;
     tracing::info!(http = %http.local_addr()?, concurrency = config.concurrency, "export-api listening");
     let shutdown = pixl_core::shutdown::on_signals();
-    pixl_export_api::service::run(config, &settings, http, shutdown).await
+    Ok(pixl_export_api::service::run(config, &settings, http, shutdown).await?)
 }

@@ -25,11 +25,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use pixl_core::config::Settings;
-use pixl_core::consumer::{Handled, Retry, load_study, settle};
+use pixl_core::consumer::{ConsumerSpec, Handled, Retry, Settler, claim_study};
 use pixl_core::ids::{PseudoPatientId, PseudoStudyUid, StudyId};
 use pixl_core::outbox::MessageKind;
 use pixl_core::project_config::load_project;
 use pixl_core::queues::{Broker, WorkQueue};
+use pixl_core::retry::Backoff;
+use pixl_core::state::{self, Changes, StudyState};
 use sqlx::{PgPool, Row};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -62,39 +64,39 @@ fn upload_failed(id: StudyId, error: &UploadError) -> Handled {
 /// Exports the study an `export` message names.
 #[tracing::instrument(skip_all, fields(study))]
 pub async fn handle(context: &Context, body: &[u8]) -> Handled {
-    let (message, row) = match load_study(
-        &context.pool,
-        body,
-        MessageKind::Export,
-        "project_slug, state::text AS state, pseudo_study_uid, pseudo_patient_id",
-    )
-    .await
-    {
-        Ok(loaded) => loaded,
+    // The claim's transaction holds the study's lock while it uploads (so two deliveries of
+    // the same message, in one process or several, never upload at once; the lock goes with
+    // the transaction, also on a crash) and records the export at the end. It stays open
+    // (idle) while the study uploads: a server-side `idle_in_transaction_session_timeout`
+    // shorter than an upload would end it, and the study would be uploaded again on retry
+    // (harmless, but wasted). Leave that setting off (Postgres's default) for pixl's database.
+    let claimed = match claim_study(&context.pool, body, MessageKind::Export, "project_slug, state::text AS state, pseudo_study_uid, pseudo_patient_id").await {
+        Ok(claimed) => claimed,
         Err(handled) => return handled,
     };
+    let (message, row, mut lock) = (claimed.study, claimed.row, claimed.lock);
     let id = message.study_id;
     tracing::Span::current().record("study", id.0);
-    let state: String = row.get("state");
-    if state == "exported" {
+    let state = StudyState::parse(row.get("state"));
+    if state == Some(StudyState::Exported) {
         tracing::info!(study = id.0, "already exported; nothing to do");
         return Handled::Done;
     }
-    if state != "anonymised" {
+    if state != Some(StudyState::Anonymised) {
         // A stale message: the study was sent back to retrieval (`pixl retry-failed`) or
         // failed meanwhile. Its row is the authority; failing it here would overwrite that
         // state, and anon-node queues a new export once the study is de-identified again.
-        tracing::warn!(study = id.0, state, "export asked for a study that is not de-identified; nothing to do");
+        tracing::warn!(study = id.0, state = ?state, "export asked for a study that is not de-identified; nothing to do");
         metrics::counter!("pixl_export_stale_messages_total").increment(1);
         return Handled::Done;
     }
     if row.get::<String, _>("project_slug") != message.project.as_str() {
         return Handled::permanent(id, "the message names another project than the study's");
     }
-    let Some(uid) = row.get::<Option<String>, _>("pseudo_study_uid").and_then(|uid| PseudoStudyUid::parse(&uid).ok()) else {
+    let Some(uid) = row.get::<Option<String>, _>("pseudo_study_uid").and_then(|uid| PseudoStudyUid::parse(uid.as_str()).ok()) else {
         return Handled::permanent(id, "no valid pseudonymous study UID is recorded for the study");
     };
-    let Some(patient) = row.get::<Option<String>, _>("pseudo_patient_id").and_then(|p| PseudoPatientId::parse(&p).ok()) else {
+    let Some(patient) = row.get::<Option<String>, _>("pseudo_patient_id").and_then(|p| PseudoPatientId::parse(p.as_str()).ok()) else {
         return Handled::permanent(id, "no valid pseudonymous patient id is recorded for the study");
     };
     let project = match load_project(&context.configs_dir, &message.project) {
@@ -107,46 +109,21 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
     };
     let Some(uploader) = uploader else {
         // destination.dicom: none. Done on purpose: nothing to upload, ever.
-        return match mark_exported(&context.pool, id, "none").await {
+        return match record_export(lock, id, "none").await {
             Ok(()) => {
                 tracing::info!(study = id.0, "the project exports no DICOM (destination none); marked done");
                 metrics::counter!("pixl_export_studies_total", "destination" => "none").increment(1);
                 Handled::Done
             }
-            Err(error) => Handled::transient(id, format!("database: {error}")),
+            Err(error) => Handled::database(id, &error),
         };
     };
-
-    // The lock and the final update share this transaction, which stays open (idle) while
-    // the study uploads: a server-side `idle_in_transaction_session_timeout` shorter than
-    // an upload would end it, and the study would be uploaded again on retry (harmless,
-    // but wasted). Leave that setting off (Postgres's default) for pixl's database.
-    let mut tx = match context.pool.begin().await {
-        Ok(tx) => tx,
-        Err(error) => return Handled::transient(id, format!("database: {error}")),
-    };
-    let locked = sqlx::query_scalar::<_, bool>("SELECT pg_try_advisory_xact_lock($1)").bind(id.0).fetch_one(&mut *tx).await;
-    match locked {
-        Ok(true) => {}
-        Ok(false) => {
-            // The holder settles its own delivery; if it crashes, that delivery comes back.
-            tracing::info!(study = id.0, "another delivery of this study is being exported; this one is done");
-            return Handled::Done;
-        }
-        Err(error) => return Handled::transient(id, format!("database: {error}")),
-    }
-    // The holder before us may have finished between our first read and the lock.
-    match sqlx::query_scalar::<_, String>("SELECT state::text FROM studies WHERE id = $1").bind(id.0).fetch_one(&mut *tx).await {
-        Ok(state) if state == "exported" => return Handled::Done,
-        Ok(_) => {}
-        Err(error) => return Handled::transient(id, format!("database: {error}")),
-    }
 
     let started = Instant::now();
     let zip = WorkFile(context.work_dir.join(format!("study-{}.zip", id.0)));
     let bytes = match context.anon_node.fetch(&project.slug, &uid, &zip.0).await {
         Ok(bytes) => bytes,
-        Err(FetchError::NotFound) => return Handled::permanent(id, FetchError::NotFound.to_string()),
+        Err(error @ (FetchError::NotFound | FetchError::Unauthorized)) => return Handled::permanent(id, error.to_string()),
         Err(error) => return Handled::transient(id, error.to_string()),
     };
     let verify_path = zip.0.clone();
@@ -159,7 +136,7 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
             tracing::error!(study = id.0, %problem, "an archive failed the de-identification check; nothing was uploaded");
             return Handled::permanent(id, format!("refusing to export the archive anon-node served: {problem}"));
         }
-        Err(error) => return Handled::transient(id, format!("checking the archive: {error}")),
+        Err(_) => return Handled::transient(id, "checking the archive failed"),
     };
     let package = StudyPackage { project: project.slug.clone(), pseudo_study_uid: uid, pseudo_patient_id: patient, zip: zip.0.clone(), bytes, instances };
     let kind = uploader.kind();
@@ -170,20 +147,12 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
             return upload_failed(id, &error);
         }
     };
-    let updated = sqlx::query(
-        "UPDATE studies SET state = 'exported', exported_at = now(), exported_to = $2, attempts = 0, failure_reason = NULL,
-                failed_queue = NULL, updated_at = now()
-         WHERE id = $1 AND state = 'anonymised'",
-    )
-    .bind(id.0)
-    .bind(kind)
-    .execute(&mut *tx)
-    .await;
-    if let Err(error) = updated {
-        return Handled::transient(id, format!("database: {error}"));
-    }
-    if let Err(error) = tx.commit().await {
-        return Handled::transient(id, format!("database: {error}"));
+    let recorded = async {
+        state::transition(&mut lock, id, StudyState::Exported, &Changes { exported_to: Some(kind), ..Default::default() }).await?;
+        lock.commit().await
+    };
+    if let Err(error) = recorded.await {
+        return Handled::database(id, &error);
     }
     let seconds = started.elapsed().as_secs_f64();
     metrics::counter!("pixl_export_studies_total", "destination" => kind).increment(1);
@@ -193,18 +162,10 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
     Handled::Done
 }
 
-/// Marks a study exported without an upload (destination `none`).
-async fn mark_exported(pool: &PgPool, id: StudyId, to: &str) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "UPDATE studies SET state = 'exported', exported_at = now(), exported_to = $2, attempts = 0, failure_reason = NULL,
-                failed_queue = NULL, updated_at = now()
-         WHERE id = $1 AND state = 'anonymised'",
-    )
-    .bind(id.0)
-    .bind(to)
-    .execute(pool)
-    .await
-    .map(|_| ())
+/// Marks a study exported to `to` and commits the claim.
+async fn record_export(mut lock: sqlx::Transaction<'static, sqlx::Postgres>, id: StudyId, to: &str) -> Result<(), sqlx::Error> {
+    state::transition(&mut lock, id, StudyState::Exported, &Changes { exported_to: Some(to), ..Default::default() }).await?;
+    lock.commit().await
 }
 
 /// A file of the work directory, removed when dropped (whatever way the upload ended).
@@ -228,47 +189,75 @@ fn prepare_work_dir(dir: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Why export-api could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    #[error("EXPORT_API_WORK_DIR {path}: {source}")]
+    WorkDir { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Database(#[from] pixl_core::db::DbError),
+    #[error(transparent)]
+    Broker(#[from] pixl_core::queues::BrokerError),
+    #[error("secret store: {0}")]
+    Secrets(String),
+    #[error("destinations: {0}")]
+    Destinations(String),
+    #[error("{0} stopped: {1}")]
+    Task(&'static str, String),
+}
+
 /// Builds the context: database, broker, secret store, destinations, work directory.
-pub async fn connect(config: &ExportConfig, settings: &Settings) -> anyhow::Result<Context> {
-    prepare_work_dir(&config.work_dir).map_err(|e| anyhow::anyhow!("EXPORT_API_WORK_DIR {}: {e}", config.work_dir.display()))?;
+pub async fn connect(config: &ExportConfig, settings: &Settings) -> Result<Context, RunFailure> {
+    prepare_work_dir(&config.work_dir).map_err(|source| RunFailure::WorkDir { path: config.work_dir.clone(), source })?;
     // Each upload holds a connection for its lock; the REST API and settling need more.
     let pool = pixl_core::db::connect(&settings.database, u32::from(config.concurrency) * 2 + 4).await?;
     let broker = Broker::connect(&settings.rabbitmq, pixl_core::queues::Topology::new(settings.queue_prefix.clone())).await?;
-    let secrets = config.secrets.open()?;
-    let destinations = Destinations::new(config.destinations.clone(), secrets)?;
-    let http = pixl_core::http_client::builder(None)?.connect_timeout(Duration::from_secs(30)).read_timeout(Duration::from_secs(300)).build()?;
+    let secrets = config.secrets.open().map_err(|e| RunFailure::Secrets(e.to_string()))?;
+    let destinations = Destinations::new(config.destinations.clone(), secrets).map_err(|e| RunFailure::Destinations(e.to_string()))?;
+    let http = pixl_core::http_client::builder(None)
+        .map_err(|e| RunFailure::Destinations(e.to_string()))?
+        .connect_timeout(Duration::from_secs(30))
+        .read_timeout(Duration::from_secs(300))
+        .build()
+        .map_err(|e| RunFailure::Destinations(e.to_string()))?;
     Ok(Context {
         pool,
         broker,
-        anon_node: AnonNodeClient::new(http, &config.anon_node_url),
+        anon_node: AnonNodeClient::new(http, &config.anon_node_url, config.anon_node_token.clone()),
         destinations,
         configs_dir: settings.project_configs_dir.clone(),
         export_root: settings.host_export_root_dir.clone(),
         work_dir: config.work_dir.clone(),
-        retry: Retry { max_attempts: config.max_attempts, first_pause: config.retry_pause, max_pause: Duration::from_secs(300) },
+        retry: Retry { max_attempts: config.max_attempts, backoff: Backoff::new(config.retry_pause, Duration::from_secs(300)) },
     })
 }
 
 /// Consumes `export` until `shutdown`, `concurrency` studies at a time.
-pub async fn consume(context: Arc<Context>, concurrency: u16, shutdown: CancellationToken) -> anyhow::Result<()> {
-    pixl_core::consumer::consume(&context.broker, WorkQueue::Export, "pixl-export-api", concurrency, shutdown, |delivery| {
+pub async fn consume(context: Arc<Context>, concurrency: u16, grace: Duration, shutdown: CancellationToken) -> Result<(), pixl_core::consumer::ConsumeError> {
+    let settler = Settler { pool: context.pool.clone(), broker: context.broker.clone(), queue: WorkQueue::Export, retry: context.retry };
+    let spec = ConsumerSpec { tag: "pixl-export-api", concurrency, grace };
+    pixl_core::consumer::consume(settler, spec, shutdown, move |body| {
         let context = Arc::clone(&context);
-        async move {
-            let handled = handle(&context, &delivery.data).await;
-            settle(&context.pool, &context.broker, WorkQueue::Export, context.retry, &delivery, handled).await;
-        }
+        async move { handle(&context, &body).await }
     })
-    .await?;
-    Ok(())
+    .await
 }
 
 /// Runs export-api (consumer and REST) on `http` until `shutdown`.
-pub async fn run(config: ExportConfig, settings: &Settings, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(config: ExportConfig, settings: &Settings, http: TcpListener, shutdown: CancellationToken) -> Result<(), RunFailure> {
     let context = Arc::new(connect(&config, settings).await?);
-    let web = tokio::spawn(pixl_core::http::serve(http, crate::api::routes(Arc::clone(&context)), shutdown.clone()));
-    let consumed = consume(context, config.concurrency, shutdown.clone()).await;
+    let health = pixl_core::http::Health::default();
+    health.watch_broker(&context.broker);
+    health.watch_database(&context.pool, shutdown.clone());
+    let web = tokio::spawn(pixl_core::http::serve(http, crate::api::routes(Arc::clone(&context), health), shutdown.clone()));
+    let consumed = consume(context, config.concurrency, settings.shutdown_grace, shutdown.clone()).await;
     // Whatever ended the consumer ends the service.
     shutdown.cancel();
-    web.await??;
-    consumed
+    let served = web.await;
+    consumed.map_err(|e| RunFailure::Task("export consumer", e.to_string()))?;
+    match served {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(error)) => Err(RunFailure::Task("HTTP server", error.to_string())),
+        Err(error) => Err(RunFailure::Task("HTTP server", error.to_string())),
+    }
 }

@@ -11,8 +11,8 @@ use axum::routing::get;
 use axum::{Json, Router};
 use pixl_core::hashing::{HashError, MAX_LENGTH, MIN_LENGTH};
 use pixl_core::ids::ProjectSlug;
-use pixl_core::secrets::SecretError;
-use secrecy::{ExposeSecret, SecretString};
+use pixl_secrets::SecretError;
+use secrecy::SecretString;
 use serde::Deserialize;
 
 use crate::keys::{KeyError, KeyRing};
@@ -43,9 +43,7 @@ impl IntoResponse for ApiError {
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::Keys(KeyError::UnknownProject(_)) => StatusCode::NOT_FOUND,
             Self::Keys(KeyError::Hash(HashError::BadLength(_) | HashError::EmptyMessage)) => StatusCode::BAD_REQUEST,
-            Self::Keys(KeyError::Keys(pixl_core::pseudonym_keys::KeyError::Store(SecretError::Unavailable { .. }))) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            Self::Keys(KeyError::Keys(pixl_secrets::pseudonym_keys::KeyError::Store(SecretError::Unavailable { .. }))) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Keys(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
@@ -60,33 +58,21 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(keys: Arc<KeyRing>, token: Option<SecretString>) -> Router {
-    let hash_routes = Router::new()
-        .route("/hash", get(hash_one).post(hash_batch))
-        .with_state(keys)
-        .layer(middleware::from_fn_with_state(Arc::new(token), require_token));
+    let hash_routes =
+        Router::new().route("/hash", get(hash_one).post(hash_batch)).with_state(keys).layer(middleware::from_fn_with_state(Arc::new(token), require_token));
     Router::new()
         .merge(hash_routes)
         .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .merge(pixl_core::http::observability_routes("hasher-api"))
+        .merge(pixl_core::http::observability_routes("hasher-api", pixl_core::http::Health::default()))
 }
 
 async fn require_token(State(token): State<Arc<Option<SecretString>>>, request: Request, next: Next) -> Result<Response, ApiError> {
-    if let Some(expected) = token.as_ref() {
-        let given = request
-            .headers()
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default();
-        if !constant_time_eq(given.as_bytes(), expected.expose_secret().as_bytes()) {
-            return Err(ApiError::Unauthorized);
-        }
+    if let Some(expected) = token.as_ref()
+        && !pixl_core::http::bearer_matches(request.headers(), expected)
+    {
+        return Err(ApiError::Unauthorized);
     }
     Ok(next.run(request).await)
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 fn parse_project(value: Option<&str>) -> Result<ProjectSlug, ApiError> {
@@ -112,10 +98,9 @@ async fn hash_one(State(keys): State<Arc<KeyRing>>, Query(query): Query<HashMap<
     }
     let length = match query.get("length") {
         None => MAX_LENGTH,
-        Some(text) => text.parse::<usize>().map_err(|_| ApiError::Invalid {
-            name: "length",
-            problem: format!("must be a whole number from {MIN_LENGTH} to {MAX_LENGTH}"),
-        })?,
+        Some(text) => text
+            .parse::<usize>()
+            .map_err(|_| ApiError::Invalid { name: "length", problem: format!("must be a whole number from {MIN_LENGTH} to {MAX_LENGTH}") })?,
     };
     let length = check_length(length)?;
     let keys = keys.project(&project).await?;

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use pixl_core::hashing::{HashError, ProjectKeys};
 use pixl_core::ids::ProjectSlug;
 use pixl_core::project_config::{ProjectConfigError, load_project};
-use pixl_core::pseudonym_keys::KeySource;
+use pixl_secrets::pseudonym_keys::KeySource;
 use tokio::sync::OnceCell;
 
 use crate::HasherConfig;
@@ -22,7 +22,7 @@ pub enum KeyError {
     #[error("project config of {slug:?} is invalid")]
     BadProject { slug: String, source: ProjectConfigError },
     #[error(transparent)]
-    Keys(#[from] pixl_core::pseudonym_keys::KeyError),
+    Keys(#[from] pixl_secrets::pseudonym_keys::KeyError),
     #[error("{0}")]
     Hash(#[from] HashError),
 }
@@ -37,11 +37,7 @@ pub struct KeyRing {
 
 impl KeyRing {
     pub fn new(source: KeySource, config: &HasherConfig) -> Self {
-        Self {
-            source,
-            project_configs_dir: config.project_configs_dir.clone(),
-            projects: std::sync::Mutex::new(HashMap::new()),
-        }
+        Self { source, project_configs_dir: config.project_configs_dir.clone(), projects: std::sync::Mutex::new(HashMap::new()) }
     }
 
     /// The keys of `project`, loading (and if needed creating) them on first use. A

@@ -2,8 +2,8 @@
 //!
 //! `GET /hash?project_slug=&message=&length=` (PIXL's endpoint) answers the hex digest as
 //! text; `POST /hash` hashes a JSON batch; `GET /heart-beat`, `GET /metrics` and
-//! `GET /openapi.json` are open. With `HASHER_API_TOKEN` set, `/hash` needs that bearer
-//! token. Keys come from the secret store; a project's salt is created on first use.
+//! `GET /openapi.json` are open; `/hash` needs the bearer token `HASHER_API_TOKEN` (the
+//! service refuses to start without one unless `HASHER_API_ALLOW_NO_TOKEN=true`). Keys come from the secret store; a project's salt is created on first use.
 //! Messages, keys and salts never reach a log line or an error body.
 
 mod api;
@@ -13,7 +13,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use pixl_core::pseudonym_keys::KeySettings;
+use pixl_secrets::pseudonym_keys::KeySettings;
 use secrecy::SecretString;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -25,7 +25,8 @@ pub use keys::KeyRing;
 pub struct HasherConfig {
     /// `HASHER_API_HOST`:`HASHER_API_PORT` (default 127.0.0.1:8000).
     pub bind: SocketAddr,
-    /// `HASHER_API_TOKEN`: bearer token required on `/hash`, if set.
+    /// `HASHER_API_TOKEN`: bearer token required on `/hash`; `None` only when
+    /// `HASHER_API_ALLOW_NO_TOKEN=true`.
     pub token: Option<SecretString>,
     /// Algorithm, key name, local salt and secret store.
     pub keys: KeySettings,
@@ -33,32 +34,26 @@ pub struct HasherConfig {
     pub project_configs_dir: PathBuf,
 }
 
-/// A configuration problem, naming the variable.
-#[derive(Debug, thiserror::Error)]
-#[error("{variable}: {problem}")]
-pub struct ConfigError {
-    pub variable: &'static str,
-    pub problem: String,
-}
+pub use pixl_core::config::ConfigError;
+use pixl_core::config::Env;
 
 impl HasherConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// Refuses to run without `HASHER_API_TOKEN` unless `HASHER_API_ALLOW_NO_TOKEN=true`
+    /// says so explicitly: an open hasher-api is a pseudonym oracle for anyone on the
+    /// network (given an MRN, it tells the MRN's pseudonym).
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
-        let get = |name: &str| lookup(name).map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
-        let host = get("HASHER_API_HOST").unwrap_or_else(|| "127.0.0.1".to_owned());
-        let port = get("HASHER_API_PORT").unwrap_or_else(|| "8000".to_owned());
-        let bind = format!("{host}:{port}")
-            .parse()
-            .map_err(|_| ConfigError { variable: "HASHER_API_HOST", problem: format!("{host}:{port} is not an IP address and port") })?;
-        let keys = KeySettings::from_lookup(&lookup).map_err(|e| ConfigError { variable: "keys", problem: e.to_string() })?;
+        let env = Env::new(lookup);
+        let keys = KeySettings::from_lookup(env.lookup()).map_err(|e| ConfigError::Invalid { variable: "HASHER_*", problem: e.to_string() })?;
+        let token = pixl_core::config::api_token(&env, "HASHER_API_TOKEN", "HASHER_API_ALLOW_NO_TOKEN")?;
         Ok(Self {
-            bind,
-            token: get("HASHER_API_TOKEN").map(SecretString::from),
+            bind: env.socket("HASHER_API_HOST", "HASHER_API_PORT", "127.0.0.1", 8000)?,
+            token,
             keys,
-            project_configs_dir: PathBuf::from(get("PROJECT_CONFIGS_DIR").unwrap_or_else(|| "projects/configs".to_owned())),
+            project_configs_dir: env.path("PROJECT_CONFIGS_DIR", "projects/configs"),
         })
     }
 }

@@ -77,9 +77,9 @@ async fn set_rate(State(buckets): State<Buckets>, body: Result<Json<RateBody>, a
 }
 
 /// The REST routes.
-pub fn routes(buckets: Buckets) -> Router {
+pub fn routes(buckets: Buckets, health: pixl_core::http::Health) -> Router {
     Router::new()
         .route("/token-bucket-refresh-rate", get(get_rate).post(set_rate))
         .with_state(buckets)
-        .merge(pixl_core::http::observability_routes("imaging-api"))
+        .merge(pixl_core::http::observability_routes("imaging-api", health))
 }

@@ -11,7 +11,8 @@ use dicom_dictionary_std::tags;
 use dicom_object::InMemDicomObject;
 use dicom_ul::association::client::{AsyncClientAssociation, ClientAssociationOptions};
 use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
-use pixl_dicom::dimse::{self, Response, SubOperations};
+use pixl_core::ids::{AccessionNumber, Mrn, SeriesUid, StudyUid};
+use pixl_dimse::{self as dimse, Response, SubOperations};
 
 /// A DICOM archive (VNA or PACS).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,9 +42,9 @@ pub enum ScuError {
 /// only some of its series.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StudyQuery {
-    pub study_uid: Option<String>,
-    pub patient_id: String,
-    pub accession_number: Option<String>,
+    pub study_uid: Option<StudyUid>,
+    pub patient_id: Mrn,
+    pub accession_number: Option<AccessionNumber>,
 }
 
 /// Query/retrieve client settings.
@@ -57,7 +58,12 @@ pub struct Scu {
 type Association = AsyncClientAssociation<tokio::net::TcpStream>;
 
 fn text(object: &InMemDicomObject, tag: Tag) -> Option<String> {
-    object.element_opt(tag).ok().flatten().and_then(|e| e.to_str().ok().map(|s| s.trim_end_matches(['\0', ' ']).to_owned())).filter(|s| !s.is_empty())
+    pixl_dicom::element_text(object, tag).filter(|s| !s.is_empty())
+}
+
+/// UIDs joined by a backslash: DICOM's list of values.
+fn joined(series: &[SeriesUid]) -> String {
+    series.iter().map(SeriesUid::expose).collect::<Vec<_>>().join("\\")
 }
 
 fn element(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObject> {
@@ -134,35 +140,36 @@ impl Scu {
     }
 
     /// StudyInstanceUIDs matching `query` (none, one, or several).
-    pub async fn find_studies(&self, archive: &Archive, query: &StudyQuery) -> Result<Vec<String>, ScuError> {
+    pub async fn find_studies(&self, archive: &Archive, query: &StudyQuery) -> Result<Vec<StudyUid>, ScuError> {
         let mut identifier = InMemDicomObject::new_empty();
         identifier.put(element(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "STUDY"));
         match &query.study_uid {
             Some(uid) => {
-                identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, uid));
+                identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, uid.expose()));
             }
             None => {
                 identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, ""));
-                identifier.put(element(tags::PATIENT_ID, VR::LO, &query.patient_id));
-                identifier.put(element(tags::ACCESSION_NUMBER, VR::SH, query.accession_number.as_deref().unwrap_or("")));
+                identifier.put(element(tags::PATIENT_ID, VR::LO, query.patient_id.expose()));
+                identifier.put(element(tags::ACCESSION_NUMBER, VR::SH, query.accession_number.as_ref().map_or("", AccessionNumber::expose)));
             }
         }
         let found = self.find(archive, identifier).await?;
-        let mut uids: Vec<String> = found.iter().filter_map(|o| text(o, tags::STUDY_INSTANCE_UID)).collect();
+        let mut uids: Vec<StudyUid> = found.iter().filter_map(|o| text(o, tags::STUDY_INSTANCE_UID)).filter_map(|u| StudyUid::parse(&u).ok()).collect();
         uids.sort();
         uids.dedup();
         Ok(uids)
     }
 
     /// Which of `series` exist in study `study_uid`.
-    pub async fn find_series(&self, archive: &Archive, study_uid: &str, series: &[String]) -> Result<Vec<String>, ScuError> {
+    pub async fn find_series(&self, archive: &Archive, study_uid: &StudyUid, series: &[SeriesUid]) -> Result<Vec<SeriesUid>, ScuError> {
         let mut identifier = InMemDicomObject::new_empty();
         identifier.put(element(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "SERIES"));
-        identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid));
+        identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.expose()));
         // List of UID matching (PS3.4 C.2.2.2.2): the UIDs joined by a backslash.
-        identifier.put(element(tags::SERIES_INSTANCE_UID, VR::UI, &series.join("\\")));
+        identifier.put(element(tags::SERIES_INSTANCE_UID, VR::UI, &joined(series)));
         let found = self.find(archive, identifier).await?;
-        let mut uids: Vec<String> = found.iter().filter_map(|o| text(o, tags::SERIES_INSTANCE_UID)).filter(|u| series.contains(u)).collect();
+        let mut uids: Vec<SeriesUid> =
+            found.iter().filter_map(|o| text(o, tags::SERIES_INSTANCE_UID)).filter_map(|u| SeriesUid::parse(&u).ok()).filter(|u| series.contains(u)).collect();
         uids.sort();
         uids.dedup();
         Ok(uids)
@@ -170,17 +177,17 @@ impl Scu {
 
     /// Every series of study `study_uid` with its number of instances, when the archive
     /// says (NumberOfSeriesRelatedInstances is optional for an SCP).
-    pub async fn find_series_counts(&self, archive: &Archive, study_uid: &str) -> Result<Vec<(String, Option<u32>)>, ScuError> {
+    pub async fn find_series_counts(&self, archive: &Archive, study_uid: &StudyUid) -> Result<Vec<(SeriesUid, Option<u32>)>, ScuError> {
         let mut identifier = InMemDicomObject::new_empty();
         identifier.put(element(tags::QUERY_RETRIEVE_LEVEL, VR::CS, "SERIES"));
-        identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid));
+        identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.expose()));
         identifier.put(element(tags::SERIES_INSTANCE_UID, VR::UI, ""));
         identifier.put(element(tags::NUMBER_OF_SERIES_RELATED_INSTANCES, VR::IS, ""));
         let found = self.find(archive, identifier).await?;
         Ok(found
             .iter()
             .filter_map(|o| {
-                let series = text(o, tags::SERIES_INSTANCE_UID)?;
+                let series = SeriesUid::parse(&text(o, tags::SERIES_INSTANCE_UID)?).ok()?;
                 let count = text(o, tags::NUMBER_OF_SERIES_RELATED_INSTANCES).and_then(|c| c.trim().parse().ok());
                 Some((series, count))
             })
@@ -214,14 +221,14 @@ impl Scu {
 
     /// Moves a study (or only `series` of it) to `destination` and waits for the final
     /// response. Succeeds only when every sub-operation completed.
-    pub async fn move_study(&self, archive: &Archive, study_uid: &str, series: &[String], destination: &str) -> Result<SubOperations, ScuError> {
+    pub async fn move_study(&self, archive: &Archive, study_uid: &StudyUid, series: &[SeriesUid], destination: &str) -> Result<SubOperations, ScuError> {
         let operation = "C-MOVE";
         let network = |problem: String| ScuError::Network { archive: archive.name, operation, problem };
         let mut identifier = InMemDicomObject::new_empty();
         identifier.put(element(tags::QUERY_RETRIEVE_LEVEL, VR::CS, if series.is_empty() { "STUDY" } else { "SERIES" }));
-        identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid));
+        identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.expose()));
         if !series.is_empty() {
-            identifier.put(element(tags::SERIES_INSTANCE_UID, VR::UI, &series.join("\\")));
+            identifier.put(element(tags::SERIES_INSTANCE_UID, VR::UI, &joined(series)));
         }
         let mut association = self.associate(archive, dimse::STUDY_ROOT_MOVE, operation).await?;
         let work = async {
@@ -238,7 +245,9 @@ impl Scu {
                     dimse::SUCCESS if counts.failed == 0 && counts.warning == 0 => Ok(counts),
                     // Success with failures, or B000 "sub-operations complete, one or more
                     // failures or warnings".
-                    dimse::SUCCESS | 0xB000 => Err(ScuError::Partial { archive: archive.name, completed: counts.completed, failed: counts.failed, warning: counts.warning }),
+                    dimse::SUCCESS | 0xB000 => {
+                        Err(ScuError::Partial { archive: archive.name, completed: counts.completed, failed: counts.failed, warning: counts.warning })
+                    }
                     status => Err(ScuError::Status { archive: archive.name, operation, status }),
                 };
             }

@@ -18,11 +18,13 @@ use std::time::{Duration, Instant};
 
 use lapin::options::BasicGetOptions;
 use pixl_core::config::Settings;
-use pixl_core::consumer::{Handled, Retry, load_study, settle};
-use pixl_core::ids::StudyId;
+use pixl_core::consumer::{Handled, Retry, Settler, claim_study};
+use pixl_core::ids::{AccessionNumber, Mrn, SeriesUid, StudyId, StudyUid};
 use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::{Broker, WorkQueue};
-use sqlx::{PgPool, Row};
+use pixl_core::retry::Backoff;
+use pixl_core::state::{self, Changes, StudyState};
+use sqlx::{Postgres, Row, Transaction};
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -32,11 +34,14 @@ use crate::api::Buckets;
 use crate::rate::TokenBucket;
 use crate::scu::{Archive, Scu, StudyQuery};
 
+/// How long a study waits when anon-node's raw cache is full (not counted as an attempt).
+pub const CACHE_FULL_PAUSE: Duration = Duration::from_secs(8);
+
 /// Everything the consumers need.
 #[derive(Debug)]
 pub struct Context {
     pub http: reqwest::Client,
-    pub pool: PgPool,
+    pub pool: sqlx::PgPool,
     pub broker: Broker,
     pub scu: Scu,
     pub config: ImagingConfig,
@@ -50,28 +55,53 @@ fn archive_for(config: &ImagingConfig, queue: WorkQueue) -> Option<&Archive> {
     }
 }
 
+type Lock = Transaction<'static, Postgres>;
+
 /// Retrieves the study an `imaging` message names.
+#[tracing::instrument(skip_all, fields(study))]
 pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled {
-    let (message, row) =
-        match load_study(&context.pool, body, MessageKind::Imaging, "mrn, accession_number, study_uid, series_uids, state::text AS state").await {
-            Ok(loaded) => loaded,
-            Err(handled) => return handled,
-        };
+    let claimed = match claim_study(&context.pool, body, MessageKind::Imaging, "mrn, accession_number, study_uid, series_uids, state::text AS state").await {
+        Ok(claimed) => claimed,
+        Err(handled) => return handled,
+    };
+    let (message, row, lock) = (claimed.study, claimed.row, claimed.lock);
     let id = message.study_id;
-    let state: String = row.get("state");
-    if matches!(state.as_str(), "retrieved" | "anonymised" | "exported") {
-        tracing::info!(study = id.0, state, "already retrieved; nothing to do");
-        return Handled::Done;
+    tracing::Span::current().record("study", id.0);
+    let state = StudyState::parse(row.get("state"));
+    match state {
+        Some(StudyState::Queued | StudyState::Retrieving) => {}
+        Some(state) if state.is_past(queue) => {
+            tracing::info!(study = id.0, ?state, "already retrieved; nothing to do");
+            return Handled::Done;
+        }
+        other => {
+            // Failed meanwhile (purged, given up): `pixl retry-failed` queues it afresh.
+            tracing::warn!(study = id.0, state = ?other, "retrieval asked for a study that is not queued; nothing to do");
+            return Handled::Done;
+        }
     }
     let Some(archive) = archive_for(&context.config, queue) else {
         return Handled::permanent(id, "no PACS is configured for imaging-secondary");
     };
-    if let Err(error) = sqlx::query("UPDATE studies SET state = 'retrieving', updated_at = now() WHERE id = $1").bind(id.0).execute(&context.pool).await {
-        return Handled::transient(id, format!("database: {error}"));
+    let Ok(patient_id) = Mrn::parse(row.get("mrn")) else { return Handled::permanent(id, "the study's MRN is not valid") };
+    let parse_optional = |column: &str| row.get::<Option<String>, _>(column);
+    let Ok(accession_number) = parse_optional("accession_number").map(|a| AccessionNumber::parse(&a)).transpose() else {
+        return Handled::permanent(id, "the study's accession number is not valid");
+    };
+    let Ok(known_uid) = parse_optional("study_uid").map(|u| StudyUid::parse(&u)).transpose() else {
+        return Handled::permanent(id, "the study's StudyInstanceUID is not valid");
+    };
+    let Ok(series) = row.get::<Vec<String>, _>("series_uids").iter().map(|s| SeriesUid::parse(s)).collect::<Result<Vec<_>, _>>() else {
+        return Handled::permanent(id, "a series UID of the study is not valid");
+    };
+    let query = StudyQuery { study_uid: known_uid.clone(), patient_id, accession_number };
+    let mark_retrieving = async {
+        let mut conn = context.pool.acquire().await?;
+        state::transition(&mut conn, id, StudyState::Retrieving, &Changes::default()).await
+    };
+    if let Err(error) = mark_retrieving.await {
+        return Handled::database(id, &error);
     }
-    let known_uid: Option<String> = row.get("study_uid");
-    let series: Vec<String> = row.get("series_uids");
-    let query = StudyQuery { study_uid: known_uid.clone(), patient_id: row.get("mrn"), accession_number: row.get("accession_number") };
 
     let started = Instant::now();
     let uids = match context.scu.find_studies(archive, &query).await {
@@ -80,13 +110,14 @@ pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled
     };
     if uids.is_empty() {
         if queue != WorkQueue::ImagingSecondary && context.config.secondary.is_some() {
-            return match reroute(&context.pool, id).await {
+            return match reroute(lock, id).await {
                 Ok(()) => {
                     tracing::info!(study = id.0, "not in the VNA; queued for the PACS");
                     metrics::counter!("pixl_imaging_rerouted_total").increment(1);
+                    relay(context).await;
                     Handled::Done
                 }
-                Err(error) => Handled::transient(id, format!("database: {error}")),
+                Err(error) => Handled::database(id, &error),
             };
         }
         let searched = if context.config.secondary.is_some() { "the VNA or the PACS" } else { "the VNA" };
@@ -108,25 +139,38 @@ pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled
                 tracing::info!(study = id.0, "already in the raw cache; nothing to move");
                 continue;
             }
+            Ok(Missing::CacheFull) => return cache_full(id),
             Ok(Missing::Series(missing)) => selected = missing,
             Ok(Missing::Everything) => {}
             Err(problem) => tracing::warn!(study = id.0, %problem, "cannot tell what anon-node holds; moving everything"),
         }
         match context.scu.move_study(archive, uid, &selected, &context.config.move_destination).await {
             Ok(counts) => instances += u64::from(counts.completed),
-            Err(error) => return Handled::transient(id, error.to_string()),
+            Err(error) => {
+                // Refused sub-operations while anon-node is full are backpressure, not a failure.
+                if matches!(missing_series(context, archive, uid, &selected).await, Ok(Missing::CacheFull)) {
+                    return cache_full(id);
+                }
+                return Handled::transient(id, error.to_string());
+            }
         }
     }
     metrics::histogram!("pixl_imaging_retrieval_seconds", "archive" => archive.name).record(started.elapsed().as_secs_f64());
     metrics::counter!("pixl_imaging_instances_moved_total", "archive" => archive.name).increment(instances);
-    match record(&context.pool, id, known_uid.is_none(), &uids).await {
+    match record(lock, id, known_uid.is_none(), &uids).await {
         Ok(()) => {
             tracing::info!(study = id.0, archive = archive.name, studies = uids.len(), instances, "study retrieved");
             metrics::counter!("pixl_imaging_studies_retrieved_total", "archive" => archive.name).increment(1);
+            relay(context).await;
             Handled::Done
         }
-        Err(error) => Handled::transient(id, format!("database: {error}")),
+        Err(error) => Handled::database(id, &error),
     }
+}
+
+fn cache_full(id: StudyId) -> Handled {
+    metrics::counter!("pixl_imaging_backpressure_total").increment(1);
+    Handled::Deferred { study: id, reason: "anon-node's raw cache is full; waiting for it to de-identify what it holds".to_owned(), after: CACHE_FULL_PAUSE }
 }
 
 /// What of a study must still be moved.
@@ -134,31 +178,43 @@ pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled
 enum Missing {
     Nothing,
     Everything,
-    Series(Vec<String>),
+    Series(Vec<SeriesUid>),
+    /// The raw cache takes no new study now.
+    CacheFull,
 }
 
 /// Compares what anon-node caches of study `uid` with what the archive holds (series and
 /// instance counts), within `selected` series (empty: all).
-async fn missing_series(context: &Context, archive: &Archive, uid: &str, selected: &[String]) -> Result<Missing, String> {
+async fn missing_series(context: &Context, archive: &Archive, uid: &StudyUid, selected: &[SeriesUid]) -> Result<Missing, String> {
     let Some(base) = &context.config.anon_node_url else { return Ok(Missing::Everything) };
     #[derive(serde::Deserialize)]
     struct Cached {
         series: std::collections::BTreeMap<String, u32>,
+        #[serde(default = "accepting_by_default")]
+        accepting: bool,
+    }
+    fn accepting_by_default() -> bool {
+        true
     }
     let url = format!("{}/raw-cache/series", base.trim_end_matches('/'));
-    let response = context.http.post(&url).json(&serde_json::json!({ "study_uid": uid })).send().await.map_err(|e| e.to_string())?;
+    let mut request = context.http.post(&url).json(&serde_json::json!({ "study_uid": uid.expose() }));
+    if let Some(token) = &context.config.anon_node_token {
+        use secrecy::ExposeSecret;
+        request = request.bearer_auth(token.expose_secret());
+    }
+    let response = request.send().await.map_err(|e| e.without_url().to_string())?;
     if !response.status().is_success() {
         return Err(format!("anon-node answered {}", response.status()));
     }
-    let cached = response.json::<Cached>().await.map_err(|e| e.to_string())?.series;
-    if cached.is_empty() {
-        return Ok(Missing::Everything);
+    let cached = response.json::<Cached>().await.map_err(|_| "anon-node's answer cannot be read".to_owned())?;
+    if cached.series.is_empty() {
+        return Ok(if cached.accepting { Missing::Everything } else { Missing::CacheFull });
     }
     let in_archive = context.scu.find_series_counts(archive, uid).await.map_err(|e| e.to_string())?;
-    let in_scope: Vec<&(String, Option<u32>)> = in_archive.iter().filter(|(s, _)| selected.is_empty() || selected.contains(s)).collect();
-    let missing: Vec<String> = in_scope
+    let in_scope: Vec<&(SeriesUid, Option<u32>)> = in_archive.iter().filter(|(s, _)| selected.is_empty() || selected.contains(s)).collect();
+    let missing: Vec<SeriesUid> = in_scope
         .iter()
-        .filter(|(series, count)| count.is_none_or(|count| cached.get(series).copied().unwrap_or(0) < count))
+        .filter(|(series, count)| count.is_none_or(|count| cached.series.get(series.expose()).copied().unwrap_or(0) < count))
         .map(|(series, _)| series.clone())
         .collect();
     Ok(if missing.is_empty() {
@@ -171,28 +227,20 @@ async fn missing_series(context: &Context, archive: &Archive, uid: &str, selecte
 }
 
 /// Back to `queued`, with a message for the PACS queue.
-async fn reroute(pool: &PgPool, id: StudyId) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    sqlx::query("UPDATE studies SET state = 'queued', updated_at = now() WHERE id = $1").bind(id.0).execute(&mut *tx).await?;
-    outbox::enqueue(&mut tx, id, MessageKind::Imaging, WorkQueue::ImagingSecondary, 0).await?;
-    tx.commit().await
+async fn reroute(mut lock: Lock, id: StudyId) -> Result<(), sqlx::Error> {
+    if state::transition(&mut lock, id, StudyState::Queued, &Changes::default()).await? {
+        outbox::enqueue(&mut lock, id, MessageKind::Imaging, WorkQueue::ImagingSecondary, 0).await?;
+    }
+    lock.commit().await
 }
 
 /// Marks the study retrieved (recording the UID found, apart from the cohort's) and queues
 /// its de-identification; with several matches (found by accession number), the others
 /// become studies of their own.
-async fn record(pool: &PgPool, id: StudyId, uid_was_unknown: bool, uids: &[String]) -> Result<(), sqlx::Error> {
-    let mut tx = pool.begin().await?;
-    let updated = sqlx::query(
-        "UPDATE studies SET state = 'retrieved', resolved_study_uid = $2, attempts = 0, failure_reason = NULL, updated_at = now()
-         WHERE id = $1 AND state NOT IN ('retrieved', 'anonymised', 'exported')",
-    )
-    .bind(id.0)
-    .bind(&uids[0])
-    .execute(&mut *tx)
-    .await?;
-    if updated.rows_affected() == 1 {
-        outbox::enqueue(&mut tx, id, MessageKind::Anonymise, WorkQueue::Anonymise, 0).await?;
+async fn record(mut lock: Lock, id: StudyId, uid_was_unknown: bool, uids: &[StudyUid]) -> Result<(), sqlx::Error> {
+    let changes = Changes { resolved_study_uid: Some(uids[0].expose()), ..Default::default() };
+    if state::transition(&mut lock, id, StudyState::Retrieved, &changes).await? {
+        outbox::enqueue(&mut lock, id, MessageKind::Anonymise, WorkQueue::Anonymise, 0).await?;
         if uid_was_unknown {
             for uid in &uids[1..] {
                 let extra: Option<i64> = sqlx::query_scalar(
@@ -204,37 +252,56 @@ async fn record(pool: &PgPool, id: StudyId, uid_was_unknown: bool, uids: &[Strin
                      ON CONFLICT DO NOTHING RETURNING id",
                 )
                 .bind(id.0)
-                .bind(uid)
-                .fetch_optional(&mut *tx)
+                .bind(uid.expose())
+                .fetch_optional(&mut *lock)
                 .await?;
                 if let Some(extra) = extra {
-                    outbox::enqueue(&mut tx, StudyId(extra), MessageKind::Anonymise, WorkQueue::Anonymise, 0).await?;
+                    outbox::enqueue(&mut lock, StudyId(extra), MessageKind::Anonymise, WorkQueue::Anonymise, 0).await?;
                 }
             }
         }
     }
-    tx.commit().await
+    lock.commit().await
 }
 
 async fn relay(context: &Context) {
-    if let Err(error) = outbox::relay(&context.pool, &context.broker, 1_000, |_| {}).await {
-        tracing::warn!(%error, "outbox relay failed; it is retried");
-    }
+    outbox::relay_now(&context.pool, &context.broker).await;
 }
 
-/// Pulls messages off `queue` until `shutdown`; in-flight studies finish first.
-pub async fn consume(context: Arc<Context>, queue: WorkQueue, bucket: Arc<TokenBucket>, in_flight: usize, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let channel = context.broker.consumer_channel(in_flight as u16).await?;
+/// Pulls messages off `queue` until `shutdown` (one per token of `bucket`, at most
+/// `in_flight` at once) and handles each; reconnects by itself when the broker goes away.
+/// In-flight studies get the grace period to finish.
+pub async fn consume(context: Arc<Context>, queue: WorkQueue, bucket: Arc<TokenBucket>, in_flight: usize, grace: Duration, shutdown: CancellationToken) {
+    let settler = Settler { pool: context.pool.clone(), broker: context.broker.clone(), queue, retry: context.retry };
     let name = context.broker.topology().queue_name(queue);
     let slots = Arc::new(Semaphore::new(in_flight));
     let idle = Duration::from_millis(500);
+    let mut pauses = Backoff::new(Duration::from_millis(500), Duration::from_secs(30)).iter();
+    let mut tasks = tokio::task::JoinSet::new();
+    let mut channel = None;
     loop {
+        while tasks.try_join_next().is_some() {}
         if queue == WorkQueue::ImagingSecondary && !context.config.secondary_window.is_open_now() {
             tokio::select! {
                 () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_secs(30)) => continue,
             }
         }
+        let open = match channel.take() {
+            Some(open) => Ok(open),
+            None => context.broker.consumer_channel(in_flight as u16).await,
+        };
+        let current = match open {
+            Ok(current) => current,
+            Err(error) => {
+                let pause = pauses.next().unwrap_or_default();
+                tracing::warn!(queue = queue.base_name(), %error, retry_in_s = pause.as_secs_f64(), "cannot take messages; RabbitMQ is unreachable");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => continue,
+                }
+            }
+        };
         tokio::select! {
             () = shutdown.cancelled() => break,
             () = bucket.acquire() => {}
@@ -243,62 +310,99 @@ pub async fn consume(context: Arc<Context>, queue: WorkQueue, bucket: Arc<TokenB
             () = shutdown.cancelled() => break,
             slot = Arc::clone(&slots).acquire_owned() => slot.expect("the semaphore is never closed"),
         };
-        match channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: false }).await {
+        match current.basic_get(name.as_str().into(), BasicGetOptions { no_ack: false }).await {
             Ok(Some(message)) => {
+                if pauses.attempts() > 0 {
+                    tracing::info!(queue = queue.base_name(), "taking messages again after losing RabbitMQ");
+                    pauses.reset();
+                }
                 // Queue lag: messages still waiting behind this one.
                 metrics::gauge!("pixl_imaging_queue_waiting", "queue" => queue.base_name()).set(f64::from(message.message_count));
-                let context = Arc::clone(&context);
-                tokio::spawn(async move {
+                let (context, settler) = (Arc::clone(&context), settler.clone());
+                tasks.spawn(async move {
                     let delivery = message.delivery;
-                    let handled = handle(&context, queue, &delivery.data).await;
-                    let done = handled == Handled::Done;
-                    settle(&context.pool, &context.broker, queue, context.retry, &delivery, handled).await;
-                    if done {
-                        relay(&context).await;
-                    }
+                    let body = delivery.data.clone();
+                    settler.run(delivery, handle(&context, queue, &body)).await;
                     drop(slot);
                 });
+                channel = Some(current);
             }
             Ok(None) => {
                 metrics::gauge!("pixl_imaging_queue_waiting", "queue" => queue.base_name()).set(0.0);
                 drop(slot);
+                channel = Some(current);
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(idle) => {}
                 }
             }
-            Err(error) => {
+            Err(_) => {
+                // The channel (or the connection) is gone: a new one next time round.
                 drop(slot);
-                tracing::warn!(%error, queue = queue.base_name(), "cannot take a message");
-                tokio::time::sleep(Duration::from_secs(1)).await;
+                let pause = pauses.next().unwrap_or_default();
+                tracing::warn!(
+                    queue = queue.base_name(),
+                    retry_in_s = pause.as_secs_f64(),
+                    "lost the connection to RabbitMQ; taking messages again when it is back"
+                );
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(pause) => {}
+                }
             }
         }
     }
-    let _ = slots.acquire_many(in_flight as u32).await;
-    let _ = channel.close(200, "shutting down".into()).await;
-    Ok(())
+    pixl_core::consumer::drain(&mut tasks, grace, queue).await;
+    if let Some(channel) = channel {
+        let _ = channel.close(200, "shutting down".into()).await;
+    }
+}
+
+/// Why imaging-api could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    #[error(transparent)]
+    Database(#[from] pixl_core::db::DbError),
+    #[error(transparent)]
+    Broker(#[from] pixl_core::queues::BrokerError),
+    #[error("HTTP client: {0}")]
+    Http(String),
+    #[error("{0} stopped: {1}")]
+    Task(&'static str, String),
 }
 
 /// Runs imaging-api on `http` until `shutdown`.
-pub async fn run(config: ImagingConfig, settings: &Settings, http: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(config: ImagingConfig, settings: &Settings, http: TcpListener, shutdown: CancellationToken) -> Result<(), RunFailure> {
     let in_flight = usize::from(settings.max_messages_in_flight.max(1));
-    let pool = pixl_core::db::connect(&settings.database, in_flight as u32 + 2).await?;
+    // Each retrieval holds a connection for its lock and needs another.
+    let pool = pixl_core::db::connect(&settings.database, in_flight as u32 * 4 + 4).await?;
     let broker = Broker::connect(&settings.rabbitmq, pixl_core::queues::Topology::new(settings.queue_prefix.clone())).await?;
     let buckets = Buckets { primary: Arc::new(TokenBucket::new(config.rate)), secondary: Arc::new(TokenBucket::new(config.rate)) };
     let scu = Scu { calling_ae_title: config.calling_ae_title.clone(), query_timeout: config.query_timeout, transfer_timeout: config.transfer_timeout };
-    let retry = Retry { max_attempts: config.max_attempts, first_pause: config.retry_pause, max_pause: Duration::from_secs(300) };
+    let retry = Retry { max_attempts: config.max_attempts, backoff: Backoff::new(config.retry_pause, Duration::from_secs(300)) };
     let has_secondary = config.secondary.is_some();
-    let http_client = pixl_core::http_client::builder(None)?.timeout(Duration::from_secs(30)).build()?;
-    let context = Arc::new(Context { http: http_client, pool, broker, scu, config, retry });
+    let http_client = pixl_core::http_client::builder(None)
+        .map_err(|e| RunFailure::Http(e.to_string()))?
+        .timeout(Duration::from_secs(30))
+        .build()
+        .map_err(|e| RunFailure::Http(e.to_string()))?;
+    let health = pixl_core::http::Health::default();
+    health.watch_broker(&broker);
+    health.watch_database(&pool, shutdown.clone());
+    let context = Arc::new(Context { http: http_client, pool: pool.clone(), broker: broker.clone(), scu, config, retry });
     relay(&context).await;
-    let web = tokio::spawn(pixl_core::http::serve(http, crate::api::routes(buckets.clone()), shutdown.clone()));
-    let primary = tokio::spawn(consume(Arc::clone(&context), WorkQueue::ImagingPrimary, buckets.primary.clone(), in_flight, shutdown.clone()));
-    let secondary = has_secondary.then(|| tokio::spawn(consume(Arc::clone(&context), WorkQueue::ImagingSecondary, buckets.secondary.clone(), in_flight, shutdown.clone())));
-    let primary_result = primary.await?;
+    let relayer = tokio::spawn(outbox::relay_forever(pool, broker, Duration::from_secs(10), shutdown.clone()));
+    let web = tokio::spawn(pixl_core::http::serve(http, crate::api::routes(buckets.clone(), health), shutdown.clone()));
+    let grace = settings.shutdown_grace;
+    let primary = tokio::spawn(consume(Arc::clone(&context), WorkQueue::ImagingPrimary, buckets.primary.clone(), in_flight, grace, shutdown.clone()));
+    let secondary = has_secondary
+        .then(|| tokio::spawn(consume(Arc::clone(&context), WorkQueue::ImagingSecondary, buckets.secondary.clone(), in_flight, grace, shutdown.clone())));
+    let primary_result = primary.await;
     shutdown.cancel();
     if let Some(secondary) = secondary {
-        secondary.await??;
+        secondary.await.map_err(|e| RunFailure::Task("imaging-secondary consumer", e.to_string()))?;
     }
-    web.await??;
-    primary_result
+    let _ = relayer.await;
+    web.await.map_err(|e| RunFailure::Task("HTTP server", e.to_string()))?.map_err(|e| RunFailure::Task("HTTP server", e.to_string()))?;
+    primary_result.map_err(|e| RunFailure::Task("imaging-primary consumer", e.to_string()))
 }

@@ -61,7 +61,14 @@ mod tests {
         let window = Window::parse(Window::DEFAULT).unwrap();
         let at = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M").unwrap();
         // 2026-11-23 is a Monday.
-        let cases = [("2026-11-23 12:00", false), ("2026-11-23 20:00", true), ("2026-11-23 07:59", true), ("2026-11-23 08:00", false), ("2026-11-22 12:00", true), ("2026-11-21 15:00", true)];
+        let cases = [
+            ("2026-11-23 12:00", false),
+            ("2026-11-23 20:00", true),
+            ("2026-11-23 07:59", true),
+            ("2026-11-23 08:00", false),
+            ("2026-11-22 12:00", true),
+            ("2026-11-21 15:00", true),
+        ];
         for (time, open) in cases {
             assert_eq!(window.is_open(at(time)), open, "{time}");
         }

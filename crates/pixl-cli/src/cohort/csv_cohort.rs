@@ -30,11 +30,7 @@ pub(super) fn stream(
     progress: &mut dyn FnMut(u64),
 ) -> Result<ReadStats, CohortError> {
     let unreadable = |problem: String| CohortError::Unreadable { path: path.to_owned(), problem };
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .trim(csv::Trim::All)
-        .from_path(path)
-        .map_err(|e| unreadable(e.to_string()))?;
+    let mut reader = csv::ReaderBuilder::new().has_headers(true).trim(csv::Trim::All).from_path(path).map_err(|e| unreadable(e.to_string()))?;
     let headers = reader.headers().map_err(|e| unreadable(e.to_string()))?.clone();
     let find = |name: &str| headers.iter().position(|h| h == name);
     let required = |name: &'static str| find(name).ok_or(CohortError::MissingColumn { path: path.to_owned(), column: name });
@@ -117,10 +113,7 @@ fn parse_record(
     };
     let cell = |index: usize| record.get(index).map(str::trim).filter(|value| !value.is_empty());
 
-    let accession_number = cell(columns.accession_number)
-        .map(AccessionNumber::parse)
-        .transpose()
-        .map_err(|e| bad("accession_number", e.to_string()))?;
+    let accession_number = cell(columns.accession_number).map(AccessionNumber::parse).transpose().map_err(|e| bad("accession_number", e.to_string()))?;
     let study_uid = cell(columns.study_uid).map(StudyUid::parse).transpose().map_err(|e| bad("study_uid", e.to_string()))?;
     if accession_number.is_none() && study_uid.is_none() {
         return Ok(None);
@@ -133,10 +126,7 @@ fn parse_record(
         .ok_or_else(|| bad("extract_generated_timestamp", "is empty".to_owned()))
         .and_then(|text| parse_timestamp(text).map_err(|p| bad("extract_generated_timestamp", p)))?
         .to_rfc3339();
-    let study_date = cell(columns.study_date)
-        .map(|text| parse_date(text).map(|d| d.to_string()))
-        .transpose()
-        .map_err(|p| bad("study_date", p))?;
+    let study_date = cell(columns.study_date).map(|text| parse_date(text).map(|d| d.to_string())).transpose().map_err(|p| bad("study_date", p))?;
     let series_uids = match columns.series_uid.and_then(cell) {
         None => Vec::new(),
         Some(joined) => joined
@@ -147,28 +137,10 @@ fn parse_record(
             .collect::<Result<_, _>>()
             .map_err(|e| bad("series_uid", e.to_string()))?,
     };
-    let procedure_id = columns
-        .procedure_id
-        .and_then(cell)
-        .map(|text| text.parse::<i64>().map_err(|_| bad("procedure_id", "is not a whole number".to_owned())))
-        .transpose()?;
-    let participant_id = columns
-        .participant_id
-        .and_then(cell)
-        .map(ParticipantId::parse)
-        .transpose()
-        .map_err(|e| bad("participant_id", e.to_string()))?;
-    Ok(Some(CsvRow {
-        project,
-        extract_datetime,
-        mrn,
-        accession_number,
-        study_uid,
-        series_uids,
-        study_date,
-        procedure_id,
-        participant_id,
-    }))
+    let procedure_id =
+        columns.procedure_id.and_then(cell).map(|text| text.parse::<i64>().map_err(|_| bad("procedure_id", "is not a whole number".to_owned()))).transpose()?;
+    let participant_id = columns.participant_id.and_then(cell).map(ParticipantId::parse).transpose().map_err(|e| bad("participant_id", e.to_string()))?;
+    Ok(Some(CsvRow { project, extract_datetime, mrn, accession_number, study_uid, series_uids, study_date, procedure_id, participant_id }))
 }
 
 fn row_to_copy(row_no: u64, row: CsvRow) -> CopyRow {

@@ -67,9 +67,7 @@ impl StageTable {
             }
             Self::Person => "COPY stage_person (row_no, person_id, mrn) FROM STDIN",
             Self::Procedure => "COPY stage_procedure (row_no, procedure_occurrence_id, person_id, procedure_date) FROM STDIN",
-            Self::ProcedureLink => {
-                "COPY stage_procedure_link (row_no, procedure_occurrence_id, accession_number, study_uid) FROM STDIN"
-            }
+            Self::ProcedureLink => "COPY stage_procedure_link (row_no, procedure_occurrence_id, accession_number, study_uid) FROM STDIN",
         }
     }
 }
@@ -167,15 +165,9 @@ impl<'a> ChunkWriter<'a> {
 }
 
 /// Caches the project check so each slug is checked once.
-pub fn cached_project_check(
-    configs_dir: PathBuf,
-) -> impl FnMut(&ProjectSlug) -> Result<(), ProjectConfigError> {
+pub fn cached_project_check(configs_dir: PathBuf) -> impl FnMut(&ProjectSlug) -> Result<(), ProjectConfigError> {
     let mut seen: HashMap<ProjectSlug, Result<(), ProjectConfigError>> = HashMap::new();
-    move |slug| {
-        seen.entry(slug.clone())
-            .or_insert_with(|| pixl_core::project_config::load_project(&configs_dir, slug).map(|_| ()))
-            .clone()
-    }
+    move |slug| seen.entry(slug.clone()).or_insert_with(|| pixl_core::project_config::load_project(&configs_dir, slug).map(|_| ())).clone()
 }
 
 /// Parses a cohort date: `YYYY-MM-DD`.

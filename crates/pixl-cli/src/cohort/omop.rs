@@ -97,11 +97,7 @@ impl OmopExtract {
         Ok(total)
     }
 
-    pub(super) fn stream(
-        &self,
-        sink: &mut dyn FnMut(StageChunk) -> Result<(), CohortError>,
-        progress: &mut dyn FnMut(u64),
-    ) -> Result<ReadStats, CohortError> {
+    pub(super) fn stream(&self, sink: &mut dyn FnMut(StageChunk) -> Result<(), CohortError>, progress: &mut dyn FnMut(u64)) -> Result<ReadStats, CohortError> {
         let mut writer = ChunkWriter::new(StageTable::Person, sink);
         for path in &self.person_links {
             read_file(path, &["person_id", "PrimaryMrn"], |batch, first_row| {
@@ -150,8 +146,7 @@ impl OmopExtract {
                 for i in 0..batch.num_rows() {
                     let at = |column: &str, problem: String| bad_value(path, first_row + i, column, problem);
                     stats.rows_read += 1;
-                    let accession =
-                        accession.get(i).map(AccessionNumber::parse).transpose().map_err(|e| at("AccessionNumber", e.to_string()))?;
+                    let accession = accession.get(i).map(AccessionNumber::parse).transpose().map_err(|e| at("AccessionNumber", e.to_string()))?;
                     let study_uid = study_uid.get(i).map(StudyUid::parse).transpose().map_err(|e| at("StudyUid_X", e.to_string()))?;
                     if accession.is_none() && study_uid.is_none() {
                         stats.dropped_without_identifier += 1;
@@ -223,19 +218,12 @@ fn relative(base: &Path, path: &Path) -> String {
 
 /// Reads the named columns of a parquet file batch by batch; `each` receives the batch and
 /// the index of its first row in the file.
-fn read_file(
-    path: &Path,
-    columns: &[&'static str],
-    mut each: impl FnMut(&RecordBatch, usize) -> Result<(), CohortError>,
-) -> Result<(), CohortError> {
+fn read_file(path: &Path, columns: &[&'static str], mut each: impl FnMut(&RecordBatch, usize) -> Result<(), CohortError>) -> Result<(), CohortError> {
     let file = File::open(path).map_err(|e| unreadable(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| unreadable(path, e))?;
     let mut indices = Vec::with_capacity(columns.len());
     for column in columns {
-        let index = builder
-            .schema()
-            .index_of(column)
-            .map_err(|_| CohortError::MissingColumn { path: path.to_owned(), column })?;
+        let index = builder.schema().index_of(column).map_err(|_| CohortError::MissingColumn { path: path.to_owned(), column })?;
         indices.push(index);
     }
     let mask = ProjectionMask::roots(builder.parquet_schema(), indices);
@@ -293,8 +281,20 @@ impl<'a> IntColumn<'a> {
         match self {
             Self::Int32(a) => Ok(a.is_valid(i).then(|| i64::from(a.value(i)))),
             Self::Int64(a) => Ok(a.is_valid(i).then(|| a.value(i))),
-            Self::Float64(a) => if a.is_valid(i) { whole(a.value(i)) } else { Ok(None) },
-            Self::Float32(a) => if a.is_valid(i) { whole(f64::from(a.value(i))) } else { Ok(None) },
+            Self::Float64(a) => {
+                if a.is_valid(i) {
+                    whole(a.value(i))
+                } else {
+                    Ok(None)
+                }
+            }
+            Self::Float32(a) => {
+                if a.is_valid(i) {
+                    whole(f64::from(a.value(i)))
+                } else {
+                    Ok(None)
+                }
+            }
             Self::Null => Ok(None),
         }
     }

@@ -4,9 +4,9 @@
 
 use pixl_cli::anonymise::anonymise;
 use pixl_core::ids::ProjectSlug;
-use pixl_core::pseudonym_keys::KeySettings;
+use pixl_secrets::pseudonym_keys::KeySettings;
 
-use crate::dicom_support::{all_files, assert_no_identifiers, project_dir, pydicom_files};
+use pixl_testkit::dicom::{all_files, assert_no_identifiers, project_dir, pydicom_files};
 
 #[tokio::test]
 async fn pydicom_corpus_leaves_no_identifier_and_every_file_is_counted() {

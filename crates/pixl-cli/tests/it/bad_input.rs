@@ -85,7 +85,8 @@ async fn a_broken_extract_summary_is_reported() {
     let root = omop_copy(dir.path());
     std::fs::write(root.join("extract_summary.json"), r#"{"datetime": "2023-12-07 14:08:58", "settings": {}}"#).unwrap();
     assert_rejected(&env, &root, &["extract_summary.json: cannot be read", "cdm_source_name"]).await;
-    std::fs::write(root.join("extract_summary.json"), r#"{"datetime": "last tuesday", "settings": {"cdm_source_name": "Test Extract - UCLH OMOP CDM"}}"#).unwrap();
+    std::fs::write(root.join("extract_summary.json"), r#"{"datetime": "last tuesday", "settings": {"cdm_source_name": "Test Extract - UCLH OMOP CDM"}}"#)
+        .unwrap();
     assert_rejected(&env, &root, &["extract_summary.json: summary, column `datetime`: is not a timestamp"]).await;
     env.teardown().await;
 }
@@ -97,10 +98,7 @@ async fn missing_columns_are_named_with_their_file() {
     let root = omop_copy(dir.path());
     write_parquet(
         &root.join("private/PERSON_LINKS.parquet"),
-        vec![
-            ("person_id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef),
-            ("SomeOtherMrn", Arc::new(StringArray::from(vec!["1", "2"])) as ArrayRef),
-        ],
+        vec![("person_id", Arc::new(Int64Array::from(vec![1, 2])) as ArrayRef), ("SomeOtherMrn", Arc::new(StringArray::from(vec!["1", "2"])) as ArrayRef)],
     );
     assert_rejected(&env, &root, &["PERSON_LINKS.parquet: missing column `PrimaryMrn`"]).await;
 

@@ -38,7 +38,7 @@ async fn a_destination_without_its_credentials_is_reported_by_secret_name() {
     let report = pixl_cli::check_env::render(&pixl_cli::check_env::run(&settings).await);
     assert!(
         report.contains(
-            "[FAIL] project test-extract-uclh-omop-cdm destinations (dicom ftps, parquet directory): secrets: secret test-extract-uclh-omop-cdm--ftp--host is not in the secret store"
+            "[FAIL] project test-extract-uclh-omop-cdm destinations (dicom ftps, parquet directory): secret test-extract-uclh-omop-cdm--ftp--host is not in the secret store"
         ),
         "{report}"
     );

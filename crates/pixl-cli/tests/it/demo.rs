@@ -29,7 +29,10 @@ fn the_demo_runs_the_pipeline_and_says_what_came_out_where() {
         assert!(dir.path().join("demo/research-export").join(path).is_file(), "{path} was not exported");
         assert!(stdout.contains(&format!("  {path} (")), "the summary does not list {path}: {stdout}");
     }
-    assert!(stdout.contains("export-patient-data: project test-extract-uclh-omop-cdm extract 2023-12-07t14-08-58: image linker with 2 exported studies"), "{stdout}");
+    assert!(
+        stdout.contains("export-patient-data: project test-extract-uclh-omop-cdm extract 2023-12-07t14-08-58: image linker with 2 exported studies"),
+        "{stdout}"
+    );
     // The summary and the progress lines name no patient, accession number or original UID.
     for secret in ["987654321", "AA12345601", "AA12345605", "1.3.6.1.4.1.14519.5.2.1.99.1071.12985477682660597455732044031486", "Fake^Alice"] {
         assert!(!stdout.contains(secret), "{secret} in the demo's output");

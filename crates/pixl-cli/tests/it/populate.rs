@@ -8,15 +8,11 @@ use crate::support::{Env, fixture};
 
 /// (procedure id, mrn, accession, study uid, date) of each study row.
 fn keys(rows: &[crate::support::StudyRow]) -> Vec<(Option<i64>, String, Option<String>, Option<String>, Option<String>)> {
-    rows.iter()
-        .map(|r| (r.procedure_occurrence_id, r.mrn.clone(), r.accession_number.clone(), r.study_uid.clone(), r.study_date.clone()))
-        .collect()
+    rows.iter().map(|r| (r.procedure_occurrence_id, r.mrn.clone(), r.accession_number.clone(), r.study_uid.clone(), r.study_date.clone())).collect()
 }
 
 fn imaging(rows: &[crate::support::StudyRow]) -> Vec<QueueMessage> {
-    rows.iter()
-        .map(|r| QueueMessage::ImagingV1(StudyRef { study_id: StudyId(r.id), project: r.project.parse_slug() }))
-        .collect()
+    rows.iter().map(|r| QueueMessage::ImagingV1(StudyRef { study_id: StudyId(r.id), project: r.project.parse_slug() })).collect()
 }
 
 trait ParseSlug {
@@ -43,8 +39,20 @@ async fn flat_omop_extract_queues_the_two_studies_with_accession_numbers() {
     assert_eq!(
         keys(&rows),
         vec![
-            (Some(4), "987654321".into(), Some("AA12345601".into()), Some("1.3.6.1.4.1.14519.5.2.1.99.1071.12985477682660597455732044031486".into()), Some("2020-05-23".into())),
-            (Some(5), "987654321".into(), Some("AA12345605".into()), Some("1.2.276.0.7230010.3.1.2.929116473.1.1710754859.579485".into()), Some("2020-05-23".into())),
+            (
+                Some(4),
+                "987654321".into(),
+                Some("AA12345601".into()),
+                Some("1.3.6.1.4.1.14519.5.2.1.99.1071.12985477682660597455732044031486".into()),
+                Some("2020-05-23".into())
+            ),
+            (
+                Some(5),
+                "987654321".into(),
+                Some("AA12345605".into()),
+                Some("1.2.276.0.7230010.3.1.2.929116473.1.1710754859.579485".into()),
+                Some("2020-05-23".into())
+            ),
         ]
     );
     assert!(rows.iter().all(|r| r.project == "test-extract-uclh-omop-cdm" && r.state == "queued"));
@@ -93,41 +101,67 @@ async fn every_csv_fixture_loads_with_pixl_semantics() {
     // (fixture, expected (project, mrn, accession, study uid, series, participant) rows)
     type Expect = (&'static str, &'static str, &'static str, &'static str, &'static [&'static str], Option<&'static str>);
     let cases: &[(&str, &[Expect])] = &[
-        ("batch_input.csv", &[
-            ("i-am-a-project", "mrn", "123", "1.2.3", &[], None),
-            ("i-am-a-project", "mrn", "234", "2.3.4", &[], None),
-            ("i-am-a-project", "mrn", "345", "3.4.5", &[], None),
-        ]),
+        (
+            "batch_input.csv",
+            &[
+                ("i-am-a-project", "mrn", "123", "1.2.3", &[], None),
+                ("i-am-a-project", "mrn", "234", "2.3.4", &[], None),
+                ("i-am-a-project", "mrn", "345", "3.4.5", &[], None),
+            ],
+        ),
         // Rows 4-6 repeat rows 1-3 with a later extract timestamp: merged.
-        ("duplicate_input.csv", &[
-            ("i-am-a-project", "mrn", "123", "1.2.3", &[], None),
-            ("i-am-a-project", "mrn", "234", "2.3.4", &[], None),
-            ("i-am-a-project", "mrn", "345", "3.4.5", &[], None),
-        ]),
-        ("multiple_projects.csv", &[
-            ("i-am-a-project", "mrn", "123", "1.2.3", &[], None),
-            ("i-am-a-project", "mrn", "234", "2.3.4", &[], None),
-            ("i-am-a-project", "mrn", "345", "3.4.5", &[], None),
-            ("i-am-another-project", "mrn", "123", "1.2.3", &[], None),
-            ("i-am-another-project", "mrn", "234", "2.3.4", &[], None),
-            ("i-am-another-project", "mrn", "345", "3.4.5", &[], None),
-        ]),
-        ("participant_id.csv", &[
-            ("i-am-a-project", "mrn", "123", "1.2.3", &[], Some("AAA00")),
-            ("i-am-a-project", "mrn", "234", "2.3.4", &[], Some("BBB11")),
-            ("i-am-a-project", "mrn", "345", "3.4.5", &[], Some("CCC22")),
-        ]),
+        (
+            "duplicate_input.csv",
+            &[
+                ("i-am-a-project", "mrn", "123", "1.2.3", &[], None),
+                ("i-am-a-project", "mrn", "234", "2.3.4", &[], None),
+                ("i-am-a-project", "mrn", "345", "3.4.5", &[], None),
+            ],
+        ),
+        (
+            "multiple_projects.csv",
+            &[
+                ("i-am-a-project", "mrn", "123", "1.2.3", &[], None),
+                ("i-am-a-project", "mrn", "234", "2.3.4", &[], None),
+                ("i-am-a-project", "mrn", "345", "3.4.5", &[], None),
+                ("i-am-another-project", "mrn", "123", "1.2.3", &[], None),
+                ("i-am-another-project", "mrn", "234", "2.3.4", &[], None),
+                ("i-am-another-project", "mrn", "345", "3.4.5", &[], None),
+            ],
+        ),
+        (
+            "participant_id.csv",
+            &[
+                ("i-am-a-project", "mrn", "123", "1.2.3", &[], Some("AAA00")),
+                ("i-am-a-project", "mrn", "234", "2.3.4", &[], Some("BBB11")),
+                ("i-am-a-project", "mrn", "345", "3.4.5", &[], Some("CCC22")),
+            ],
+        ),
         ("test.csv", &[("ms-pinpoint-test", "patient_identifier", "123456789", "1.2.3.4.5.6.7.8", &[], None)]),
         // Whitespace is trimmed, the duplicate merged, rows without identifiers dropped.
         ("test_whitespace_and_na_processing.csv", &[("ms-pinpoint-test", "patient_identifier", "123456789", "1.2.3.4.5.6.7.8", &[], None)]),
-        ("series-level-querying/single-series.csv", &[(
-            "test-extract-uclh-omop-cdm", "987654321", "AA12345601", "1.3.6.1.4.1.14519.5.2.1.99.1071.12985477682660597455732044031486",
-            &["1.3.46.670589.11.38023.5.0.7404.2023012517551890000"], None,
-        )]),
-        ("series-level-querying/all-series.csv", &[(
-            "test-extract-uclh-omop-cdm", "987654321", "AA12345601", "1.3.6.1.4.1.14519.5.2.1.99.1071.12985477682660597455732044031486",
-            &["1.3.46.670589.11.38023.5.0.7404.2023012517551890000", "1.3.46.670589.11.38023.5.0.7404.2023012517551890001"], None,
-        )]),
+        (
+            "series-level-querying/single-series.csv",
+            &[(
+                "test-extract-uclh-omop-cdm",
+                "987654321",
+                "AA12345601",
+                "1.3.6.1.4.1.14519.5.2.1.99.1071.12985477682660597455732044031486",
+                &["1.3.46.670589.11.38023.5.0.7404.2023012517551890000"],
+                None,
+            )],
+        ),
+        (
+            "series-level-querying/all-series.csv",
+            &[(
+                "test-extract-uclh-omop-cdm",
+                "987654321",
+                "AA12345601",
+                "1.3.6.1.4.1.14519.5.2.1.99.1071.12985477682660597455732044031486",
+                &["1.3.46.670589.11.38023.5.0.7404.2023012517551890000", "1.3.46.670589.11.38023.5.0.7404.2023012517551890001"],
+                None,
+            )],
+        ),
     ];
     for (name, expected) in cases {
         let env = Env::new().await;
@@ -212,12 +246,8 @@ async fn messages_left_in_the_outbox_by_an_interrupted_run_are_published_by_the_
 #[tokio::test]
 async fn priority_and_queue_options_are_honoured() {
     let env = Env::new().await;
-    let options = pixl_cli::populate::PopulateOptions {
-        path: fixture("batch_input.csv"),
-        queue: WorkQueue::ImagingSecondary,
-        priority: 4,
-        show_progress: false,
-    };
+    let options =
+        pixl_cli::populate::PopulateOptions { path: fixture("batch_input.csv"), queue: WorkQueue::ImagingSecondary, priority: 4, show_progress: false };
     pixl_cli::populate::populate(&env.ctx.settings, &options).await.unwrap();
     assert!(env.ctx.take_messages(WorkQueue::ImagingPrimary).await.is_empty());
     assert_eq!(env.ctx.take_messages(WorkQueue::ImagingSecondary).await.len(), 3);

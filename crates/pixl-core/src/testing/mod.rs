@@ -22,30 +22,39 @@ impl TestContext {
     /// Creates database `pixl_test_<random>` (migrated) and declares queues under prefix
     /// `test-<random>.`. Connection settings come from the environment, as in production.
     pub async fn new() -> Self {
+        Self::with_servers(None, None).await
+    }
+
+    /// As [`TestContext::new`], on a private RabbitMQ and/or Postgres (tests that stop
+    /// and restart them).
+    pub async fn with_servers(rabbit: Option<&private::PrivateRabbit>, postgres: Option<&private::PrivatePostgres>) -> Self {
         crate::telemetry::init_for_tests();
         let suffix: u64 = rand::random();
         let mut settings = Settings::from_env().expect("test settings");
+        if let Some(rabbit) = rabbit {
+            settings.rabbitmq.host = "127.0.0.1".to_owned();
+            settings.rabbitmq.port = rabbit.port;
+        }
+        if let Some(postgres) = postgres {
+            settings.database.host = "127.0.0.1".to_owned();
+            settings.database.port = postgres.port;
+            settings.database.user = "postgres".to_owned();
+        }
         settings.database.name = format!("pixl_test_{suffix:016x}");
         settings.queue_prefix = format!("test-{suffix:016x}.");
         // The test project configs (PIXL fixture projects) live beside the test resources.
         settings.project_configs_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../test/configs");
         let pool = crate::db::connect(&settings.database, 8).await.expect("test database");
-        let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone()))
-            .await
-            .expect("test broker");
+        let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await.expect("test broker");
         Self { settings, pool, broker }
     }
 
     /// Takes every ready message off `queue` (acknowledging them), in queue order.
     pub async fn take_messages(&self, queue: WorkQueue) -> Vec<QueueMessage> {
-        let channel = self.broker.connection().create_channel().await.expect("channel");
+        let channel = self.broker.open_channel().await.expect("channel");
         let name = self.broker.topology().queue_name(queue);
         let mut messages = Vec::new();
-        while let Some(delivery) = channel
-            .basic_get(name.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
-        {
+        while let Some(delivery) = channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("basic.get") {
             messages.push(QueueMessage::decode(&delivery.data).expect("a pixl message"));
         }
         let _ = channel.close(200, "done".into()).await;
@@ -55,14 +64,10 @@ impl TestContext {
     /// Takes every ready message off the dead-letter queue of `queue`: each body with its
     /// `x-pixl-failure-reason` header.
     pub async fn take_dead_letters(&self, queue: WorkQueue) -> Vec<(Vec<u8>, String)> {
-        let channel = self.broker.connection().create_channel().await.expect("channel");
+        let channel = self.broker.open_channel().await.expect("channel");
         let name = self.broker.topology().dead_letter_queue_name(queue);
         let mut letters = Vec::new();
-        while let Some(delivery) = channel
-            .basic_get(name.as_str().into(), BasicGetOptions { no_ack: true })
-            .await
-            .expect("basic.get")
-        {
+        while let Some(delivery) = channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: true }).await.expect("basic.get") {
             let reason = delivery
                 .properties
                 .headers()
@@ -86,14 +91,13 @@ impl TestContext {
         self.broker.close().await;
         self.pool.close().await;
         if let Ok(mut admin) = PgConnection::connect_with(&self.settings.database.connect_options_for("postgres")).await {
-            let _ = sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.settings.database.name)))
-                .execute(&mut admin)
-                .await;
+            let _ =
+                sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.settings.database.name))).execute(&mut admin).await;
             let _ = admin.close().await;
         }
     }
 }
 
-pub mod fake_key_vault;
 pub mod peers;
+pub mod private;
 pub mod tls;

@@ -22,8 +22,7 @@ impl TestPki {
         let issuer = Issuer::new(ca_params, ca_key);
 
         let server_key = KeyPair::generate().expect("server key");
-        let mut server_params =
-            CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server params");
+        let mut server_params = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).expect("server params");
         server_params.distinguished_name.push(DnType::CommonName, "127.0.0.1");
         let server_cert = server_params.signed_by(&server_key, &issuer).expect("server certificate");
         Self { ca_pem: ca_cert.pem(), server_cert_pem: server_cert.pem(), server_key_pem: server_key.serialize_pem() }
@@ -47,9 +46,7 @@ impl Default for TestPki {
 /// until the returned handle shuts it down. For fakes of services that only speak HTTPS.
 pub fn serve_https(router: axum::Router, pki: &TestPki) -> (std::net::SocketAddr, axum_server::Handle<std::net::SocketAddr>) {
     use rustls::pki_types::pem::PemObject;
-    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes())
-        .collect::<Result<Vec<_>, _>>()
-        .expect("certificate PEM");
+    let certs = rustls::pki_types::CertificateDer::pem_slice_iter(pki.server_cert_pem.as_bytes()).collect::<Result<Vec<_>, _>>().expect("certificate PEM");
     let key = rustls::pki_types::PrivateKeyDer::from_pem_slice(pki.server_key_pem.as_bytes()).expect("key PEM");
     let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
     let server_config = rustls::ServerConfig::builder_with_provider(provider)

@@ -107,7 +107,8 @@ impl DicomWebUploader {
             // kind of failure is kept.
             .map_err(|e| UploadError::transient(KIND, format!("cannot reach the DICOMweb server: {}", super::describe_http_error(&e))))?;
         let status = response.status();
-        let text = response.text().await.map_err(|e| UploadError::transient(KIND, format!("reading the STOW-RS response: {}", super::describe_http_error(&e))))?;
+        let text =
+            response.text().await.map_err(|e| UploadError::transient(KIND, format!("reading the STOW-RS response: {}", super::describe_http_error(&e))))?;
         check_stow_response(status, &text, sent, &self.secret_prefix)
     }
 }
@@ -133,10 +134,8 @@ pub fn check_stow_response(status: StatusCode, body: &str, sent: usize, secret_p
     let items = |tag: &str| json.get(tag).and_then(|element| element.get("Value")).and_then(|value| value.as_array()).cloned().unwrap_or_default();
     let failed = items("00081198");
     if !failed.is_empty() {
-        let reasons: Vec<u64> = failed
-            .iter()
-            .filter_map(|item| item.get("00081197").and_then(|e| e.get("Value")).and_then(|v| v.get(0)).and_then(|v| v.as_u64()))
-            .collect();
+        let reasons: Vec<u64> =
+            failed.iter().filter_map(|item| item.get("00081197").and_then(|e| e.get("Value")).and_then(|v| v.get(0)).and_then(|v| v.as_u64())).collect();
         // 0xA7xx: out of resources, worth retrying; other reasons will not change.
         let transient = reasons.iter().any(|reason| (0xA700..=0xA7FF).contains(reason));
         let listed: Vec<String> = reasons.iter().map(|r| format!("0x{r:04X}")).collect();

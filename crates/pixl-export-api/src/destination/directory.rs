@@ -99,7 +99,8 @@ mod tests {
         assert_eq!(uploader.upload_study(&study).await.unwrap(), "my-project/2.25.77.zip");
         std::fs::write(&zip, b"second").unwrap();
         uploader.upload_study(&study).await.unwrap();
-        let names: Vec<String> = std::fs::read_dir(dir.path().join("out/my-project")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        let names: Vec<String> =
+            std::fs::read_dir(dir.path().join("out/my-project")).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
         assert_eq!(names, ["2.25.77.zip"], "one file, no partial left");
         assert_eq!(std::fs::read(dir.path().join("out/my-project/2.25.77.zip")).unwrap(), b"second");
     }

@@ -156,13 +156,18 @@ impl FtpsUploader {
             FtpError::ConnectionError(io) => UploadError::transient(KIND, format!("{what}: cannot reach the FTPS server: {io}")),
             FtpError::SecureError(problem) if problem.contains("certificate") || problem.contains("Certificate") => UploadError::permanent(
                 KIND,
-                format!("{what}: the FTPS server's certificate is not trusted ({problem}); add its CA to PIXL_EXTRA_CA_FILE or check secret {prefix}--ftp--host"),
+                format!(
+                    "{what}: the FTPS server's certificate is not trusted ({problem}); add its CA to PIXL_EXTRA_CA_FILE or check secret {prefix}--ftp--host"
+                ),
             ),
             FtpError::SecureError(problem) => UploadError::transient(KIND, format!("{what}: TLS with the FTPS server failed: {problem}")),
             FtpError::UnexpectedResponse(response) => {
                 let code = response.status.code();
                 if code == 530 {
-                    return UploadError::permanent(KIND, format!("{what}: the FTPS server refused the login (530); check secrets {prefix}--ftp--username and {prefix}--ftp--password"));
+                    return UploadError::permanent(
+                        KIND,
+                        format!("{what}: the FTPS server refused the login (530); check secrets {prefix}--ftp--username and {prefix}--ftp--password"),
+                    );
                 }
                 let text = String::from_utf8_lossy(&response.body);
                 let text: String = text.trim().chars().take(200).collect();

@@ -19,8 +19,8 @@ use std::sync::Arc;
 use futures_util::future::BoxFuture;
 use pixl_core::ids::{ProjectSlug, PseudoPatientId, PseudoStudyUid};
 use pixl_core::project_config::{DicomDestination, LoadedProject, ParquetDestination};
-use pixl_core::secrets::{SecretError, SecretStore};
-use secrecy::SecretString;
+use pixl_secrets::SecretStore;
+pub use pixl_secrets::destinations::ProjectSecrets;
 
 /// Deployment-wide settings of the destinations (environment variables).
 #[derive(Debug, Clone)]
@@ -148,6 +148,12 @@ impl UploadError {
     }
 }
 
+impl From<pixl_secrets::destinations::CredentialError> for UploadError {
+    fn from(error: pixl_secrets::destinations::CredentialError) -> Self {
+        Self { destination: "secrets", transient: error.transient, problem: error.problem }
+    }
+}
+
 /// One kind of destination.
 pub trait Uploader: Send + Sync + fmt::Debug {
     /// `ftps`, `dicomweb`, `xnat` or `directory`: recorded as `studies.exported_to`.
@@ -209,50 +215,6 @@ impl Destinations {
             ParquetDestination::Ftps => Box::new(ftps::FtpsUploader::from_secrets(&secrets, &self.settings, Arc::clone(&self.tls)).await?),
             ParquetDestination::Directory => Box::new(directory::DirectoryUploader::new(self.settings.directory_root.clone())),
         }))
-    }
-}
-
-/// A project's secrets: `<prefix>--<service>--<field>`, PIXL's names (the prefix is the
-/// project's `azure_kv_alias`, else its slug).
-#[derive(Debug)]
-pub struct ProjectSecrets<'a> {
-    pub store: &'a dyn SecretStore,
-    pub prefix: &'a str,
-}
-
-impl ProjectSecrets<'_> {
-    /// The secret's name, safe to print.
-    pub fn name(&self, service: &str, field: &str) -> String {
-        format!("{}--{service}--{field}", self.prefix)
-    }
-
-    /// A secret that may be absent.
-    pub async fn optional(&self, service: &str, field: &str) -> Result<Option<SecretString>, UploadError> {
-        let name = self.name(service, field);
-        self.store.get(&name).await.map_err(|error| match error {
-            SecretError::Unavailable { .. } => UploadError::transient("secrets", error.to_string()),
-            other => UploadError::permanent("secrets", other.to_string()),
-        })
-    }
-
-    /// A secret that must be there: its absence is a configuration problem.
-    pub async fn required(&self, service: &str, field: &str) -> Result<SecretString, UploadError> {
-        self.optional(service, field)
-            .await?
-            .ok_or_else(|| UploadError::permanent("secrets", format!("secret {} is not in the secret store", self.name(service, field))))
-    }
-
-    /// A port number, or `default` when the secret is absent.
-    pub async fn port(&self, service: &str, default: u16) -> Result<u16, UploadError> {
-        use secrecy::ExposeSecret;
-        match self.optional(service, "port").await? {
-            None => Ok(default),
-            Some(text) => text
-                .expose_secret()
-                .trim()
-                .parse()
-                .map_err(|_| UploadError::permanent("secrets", format!("secret {} is not a port number", self.name(service, "port")))),
-        }
     }
 }
 

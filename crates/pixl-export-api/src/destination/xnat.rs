@@ -56,16 +56,24 @@ impl XnatUploader {
     }
 
     fn refused(&self, status: StatusCode) -> UploadError {
-        UploadError::permanent(KIND, format!("XNAT refused the credentials ({status}); check secrets {0}--xnat--username and {0}--xnat--password", self.secret_prefix))
+        UploadError::permanent(
+            KIND,
+            format!("XNAT refused the credentials ({status}); check secrets {0}--xnat--username and {0}--xnat--password", self.secret_prefix),
+        )
     }
 
     /// Whether the archive already holds the session.
     async fn session_exists(&self, study: &StudyPackage) -> Result<bool, UploadError> {
         let mut url = self.base.clone();
-        url.path_segments_mut()
-            .map_err(|_| UploadError::permanent(KIND, "bad XNAT base URL"))?
-            .pop_if_empty()
-            .extend(["data", "projects", study.project.as_str(), "subjects", study.pseudo_patient_id.as_str(), "experiments", study.pseudo_study_uid.as_str()]);
+        url.path_segments_mut().map_err(|_| UploadError::permanent(KIND, "bad XNAT base URL"))?.pop_if_empty().extend([
+            "data",
+            "projects",
+            study.project.as_str(),
+            "subjects",
+            study.pseudo_patient_id.as_str(),
+            "experiments",
+            study.pseudo_study_uid.as_str(),
+        ]);
         url.query_pairs_mut().append_pair("format", "json");
         let response = self
             .http

@@ -3,7 +3,7 @@
 use std::sync::atomic::Ordering;
 
 use pixl_core::hashing::{HashAlgorithm, ProjectKeys};
-use pixl_core::testing::fake_key_vault::FakeKeyVault;
+use pixl_secrets::testing::fake_key_vault::FakeKeyVault;
 use reqwest::StatusCode;
 
 use crate::harness::{self, Hasher};
@@ -137,10 +137,7 @@ async fn a_new_project_salt_is_created_once_under_concurrent_first_requests() {
 #[tokio::test]
 async fn pixl_known_answer_with_keys_from_key_vault() {
     let fake = FakeKeyVault::start("tenant-1", "hasher", "kv-client-secret").await;
-    fake.state.secrets.lock().unwrap().extend([
-        ("hashing-key".to_owned(), "test-key".to_owned()),
-        ("blake-alias".to_owned(), "a161577b49a9235a".to_owned()),
-    ]);
+    fake.state.secrets.lock().unwrap().extend([("hashing-key".to_owned(), "test-key".to_owned()), ("blake-alias".to_owned(), "a161577b49a9235a".to_owned())]);
     let dir = tempfile::tempdir().unwrap();
     let hasher = key_vault_hasher(&fake, dir.path()).await;
     let (status, body) = get(&reqwest::Client::new(), hasher.url("/hash?project_slug=blake-project&message=test&length=16")).await;

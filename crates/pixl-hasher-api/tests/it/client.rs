@@ -63,4 +63,3 @@ async fn retries_until_the_service_is_up() {
     shutdown.cancel();
     server.await.unwrap().unwrap();
 }
-

@@ -11,17 +11,19 @@ async fn logs_never_hold_messages_keys_salts_or_tokens() {
     let dir = tempfile::tempdir().unwrap();
     let configs = harness::project_configs(dir.path());
     let secrets = harness::local_secrets(dir.path());
-    let mut child = KillOnDrop(Command::new(env!("CARGO_BIN_EXE_pixl-hasher-api"))
-        .current_dir(dir.path())
-        .env("HASHER_API_PORT", "0")
-        .env("PROJECT_CONFIGS_DIR", &configs)
-        .env("PIXL_SECRETS_FILE", &secrets)
-        .env("LOCAL_SALT_VALUE", "local-salt-value")
-        .env("HASHER_API_TOKEN", "token-value")
-        .env("RUST_LOG", "trace")
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap());
+    let mut child = KillOnDrop(
+        Command::new(env!("CARGO_BIN_EXE_pixl-hasher-api"))
+            .current_dir(dir.path())
+            .env("HASHER_API_PORT", "0")
+            .env("PROJECT_CONFIGS_DIR", &configs)
+            .env("PIXL_SECRETS_FILE", &secrets)
+            .env("LOCAL_SALT_VALUE", "local-salt-value")
+            .env("HASHER_API_TOKEN", "token-value")
+            .env("RUST_LOG", "trace")
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
     let stderr = child.0.stderr.take().unwrap();
     let (lines_tx, lines_rx) = std::sync::mpsc::channel::<String>();
     std::thread::spawn(move || {
@@ -55,10 +57,7 @@ async fn logs_never_hold_messages_keys_salts_or_tokens() {
     // The reader thread ends when the killed process closes its stderr.
     let logs: Vec<String> = startup.into_iter().chain(lines_rx.iter()).collect();
     assert!(logs.iter().any(|l| l.contains("created the project salt")), "request-time logging is on: {logs:?}");
-    let created_salt = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&secrets).unwrap()).unwrap()["hmac-project"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let created_salt = serde_json::from_slice::<serde_json::Value>(&std::fs::read(&secrets).unwrap()).unwrap()["hmac-project"].as_str().unwrap().to_owned();
     for secret in [mrn, "test-key", "a161577b49a9235a", "local-salt-value", "token-value", created_salt.as_str()] {
         for line in &logs {
             assert!(!line.contains(secret), "log line holds {secret:?}: {line}");

@@ -1,0 +1,114 @@
+//! `POST /export-patient-data`: what each bad request gets, a project exporting nothing,
+//! a study of a project whose DICOM destination is `none`, and the parquet upload to a
+//! directory destination.
+
+use pixl_core::rest::{ErrorBody, PatientDataExported};
+
+use crate::export::support::*;
+
+async fn post(api: &ExportApi, body: serde_json::Value) -> (u16, String) {
+    let response = reqwest::Client::new().post(format!("{}/export-patient-data", api.url)).json(&body).send().await.unwrap();
+    (response.status().as_u16(), response.text().await.unwrap())
+}
+
+fn error(text: &str) -> String {
+    serde_json::from_str::<ErrorBody>(text).unwrap().error
+}
+
+#[tokio::test]
+async fn bad_requests_get_clear_answers() {
+    let f = Fixture::new("directory", "directory", 0, 0, 0).await;
+    let api = ExportApi::start(&f.ctx, &f.vars()).await;
+    // Before the service listens, retry.
+    let mut answer = None;
+    for _ in 0..50 {
+        if let Ok(response) = reqwest::Client::new().get(format!("{}/heart-beat", api.url)).send().await {
+            answer = Some(response.status());
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(answer, Some(reqwest::StatusCode::OK));
+
+    let (status, text) = post(&api, serde_json::json!({"project_name": PROJECT, "extract_datetime": "yesterday"})).await;
+    assert_eq!((status, error(&text).as_str()), (400, "extract_datetime is not a timestamp (expected e.g. 2023-12-07T14:08:58Z)"));
+    let (status, text) = post(&api, serde_json::json!({"project_name": PROJECT, "extract_datetime": "2023-12-07T14:08:58"})).await;
+    assert_eq!((status, error(&text).as_str()), (404, "project test-extract-uclh-omop-cdm has no extract of 2023-12-07t14-08-58; populate it first"));
+    let (status, text) = post(&api, serde_json::json!({"project_name": PROJECT})).await;
+    assert_eq!(status, 400, "{text}");
+    assert!(error(&text).contains("extract_datetime"), "{text}");
+    let (status, _) = post(&api, serde_json::json!({"project_name": "Unknown Project", "extract_datetime": "2023-12-07T14:08:58"})).await;
+    assert_eq!(status, 404);
+    api.stop().await;
+    f.ctx.teardown().await;
+}
+
+#[tokio::test]
+async fn directory_destination_gets_the_linker_and_none_exports_nothing() {
+    let mut f = Fixture::new("directory", "directory", 2, 2, 32).await;
+    let api = ExportApi::start(&f.ctx, &f.vars()).await;
+
+    queue_exports(&f.ctx, &f.studies).await;
+    let settled = wait_for(&f.ctx, &f.studies, &["exported", "failed"]).await;
+    assert!(settled.iter().all(|(state, _, to)| state == "exported" && to.as_deref() == Some("directory")), "{settled:?}");
+    let destination = f.dir.path().join("research-export");
+    let (status, text) =
+        post(&api, serde_json::json!({"project_name": "Test Extract - UCLH OMOP CDM", "extract_datetime": "2024-01-01 00:00:00", "output_dir": "/ignored"}))
+            .await;
+    assert_eq!(status, 200, "{text}");
+    let answer: PatientDataExported = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer.linked_studies, 2);
+    assert_eq!(answer.uploaded, [format!("{PROJECT}/2024-01-01t00-00-00/parquet/radiology/IMAGE_LINKER.parquet")]);
+    let mut files: Vec<String> = Vec::new();
+    let mut found = Vec::new();
+    all_files(&destination, &mut found);
+    files.extend(found.iter().map(|p| p.strip_prefix(&destination).unwrap().display().to_string()));
+    files.sort();
+    let mut expected: Vec<String> = f.studies.iter().map(|s| format!("{PROJECT}/{}.zip", s.pseudo_study_uid)).collect();
+    expected.push(answer.uploaded[0].clone());
+    expected.sort();
+    assert_eq!(files, expected);
+    let text = parquet_text(&destination.join(&answer.uploaded[0]));
+    for study in &f.studies {
+        assert!(text.contains(&study.pseudo_study_uid), "the linker names every exported study");
+    }
+    api.stop().await;
+
+    // The same project exporting nothing: studies are done on purpose, nothing uploaded.
+    let configs = project_configs(&f.dir.path().join("none"), "none", "none");
+    f.ctx.settings.project_configs_dir = configs;
+    let more = deidentified_studies(&f.ctx, &f.dir.path().join("none"), &f.anon_store, 1, 2, 32).await;
+    let api = ExportApi::start(&f.ctx, &f.vars()).await;
+    queue_exports(&f.ctx, &more).await;
+    let settled = wait_for(&f.ctx, &more, &["exported", "failed"]).await;
+    assert_eq!((settled[0].0.as_str(), settled[0].2.as_deref()), ("exported", Some("none")));
+    let (status, text) = post(&api, serde_json::json!({"project_name": PROJECT, "extract_datetime": "2024-01-01T00:00:00Z"})).await;
+    assert_eq!(status, 200, "{text}");
+    let answer: PatientDataExported = serde_json::from_str(&text).unwrap();
+    assert_eq!((answer.destination.as_str(), answer.uploaded.len(), answer.linked_studies), ("none", 0, 2), "studies with no DICOM export are not linked");
+    let mut after = Vec::new();
+    all_files(&destination, &mut after);
+    assert_eq!(after.len(), expected.len(), "nothing more in the destination");
+    api.stop().await;
+    f.ctx.teardown().await;
+}
+
+#[tokio::test]
+async fn a_stale_export_message_leaves_the_study_as_it_is() {
+    let f = Fixture::new("directory", "none", 2, 2, 32).await;
+    let context = pixl_export_api::service::connect(&config(&f.vars()), &f.ctx.settings).await.unwrap();
+    // One study sent back to retrieval by `pixl retry-failed`, one failed elsewhere.
+    for (study, state) in f.studies.iter().zip(["retrieved", "failed"]) {
+        sqlx::query("UPDATE studies SET state = $2::study_state WHERE id = $1").bind(study.id.0).bind(state).execute(&f.ctx.pool).await.unwrap();
+        let message = pixl_core::messages::QueueMessage::ExportV1(pixl_core::messages::ExportRequest {
+            study_id: study.id,
+            project: pixl_core::ids::ProjectSlug::parse(PROJECT).unwrap(),
+            pseudo_study_uid: pixl_core::ids::PseudoStudyUid::parse(&study.pseudo_study_uid).unwrap(),
+        });
+        let handled = pixl_export_api::service::handle(&context, &message.encode()).await;
+        assert_eq!(handled, pixl_core::consumer::Handled::Done, "{state}");
+        assert_eq!(study_state(&f.ctx, study.id).await.0, state, "the row keeps its state");
+    }
+    assert!(!f.dir.path().join("research-export").exists(), "nothing was exported");
+    f.ctx.teardown().await;
+}
