@@ -199,7 +199,7 @@ async fn release_raw(context: &Context, study_uid: &StudyUid) {
 }
 
 /// The study's raw instances are gone: back to `queued` with a fresh `imaging` message.
-async fn send_back_to_retrieval(context: &Context, mut lock: sqlx::Transaction<'static, sqlx::Postgres>, id: StudyId, refetches: i32) -> Handled {
+async fn send_back_to_retrieval(context: &Context, mut lock: pixl_core::consumer::StudyLock, id: StudyId, refetches: i32) -> Handled {
     if refetches >= MAX_REFETCHES {
         return permanent(id, format!("no instance of the study is in the raw cache (after {refetches} retrievals)"));
     }

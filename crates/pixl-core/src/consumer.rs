@@ -24,7 +24,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Transaction};
+use sqlx::{Connection, PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::DbFailure;
@@ -76,14 +76,51 @@ pub struct Retry {
     pub backoff: Backoff,
 }
 
-/// The study a delivery names, its row, and its lock: a transaction holding a
-/// transaction-scoped advisory lock on (queue stage, study). Dropping it (or committing)
-/// releases the lock; a crash releases it too.
+/// The study a delivery names, its row, and its lock.
 #[derive(Debug)]
 pub struct Claimed {
     pub study: StudyRef,
     pub row: PgRow,
-    pub lock: Transaction<'static, Postgres>,
+    pub lock: StudyLock,
+}
+
+/// A study held for one stage: a transaction, on a connection of its own (not the pool's),
+/// holding a transaction-scoped advisory lock on (stage, study). Statements run on it
+/// (`&mut lock`) are part of the transaction; [`StudyLock::commit`] commits them and
+/// releases the lock. Dropped uncommitted (an early return, a panic, a crash), its
+/// connection closes, and Postgres rolls back and releases the lock at once: a pooled
+/// connection would keep the lock until the pool used it again.
+#[derive(Debug)]
+pub struct StudyLock {
+    conn: PgConnection,
+}
+
+impl StudyLock {
+    async fn open(pool: &PgPool) -> Result<Self, sqlx::Error> {
+        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
+        sqlx::query("BEGIN").execute(&mut conn).await?;
+        Ok(Self { conn })
+    }
+
+    /// Commits what was done under the lock, and releases it.
+    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
+        sqlx::query("COMMIT").execute(&mut self.conn).await?;
+        let _ = self.conn.close().await;
+        Ok(())
+    }
+}
+
+impl std::ops::Deref for StudyLock {
+    type Target = PgConnection;
+    fn deref(&self) -> &PgConnection {
+        &self.conn
+    }
+}
+
+impl std::ops::DerefMut for StudyLock {
+    fn deref_mut(&mut self) -> &mut PgConnection {
+        &mut self.conn
+    }
 }
 
 /// The pause before a delivery whose study is held by another one comes back.
@@ -105,7 +142,7 @@ pub async fn claim_study(pool: &PgPool, body: &[u8], kind: MessageKind, columns:
     };
     let id = study.study_id;
     let database = |error: sqlx::Error| Handled::database(id, &error);
-    let mut lock = pool.begin().await.map_err(database)?;
+    let mut lock = StudyLock::open(pool).await.map_err(database)?;
     // One key per (stage, study): ids stay far below 2^60.
     let key = id.0.saturating_mul(8).saturating_add(kind as i64);
     let locked: bool = sqlx::query_scalar("SELECT pg_try_advisory_xact_lock($1)").bind(key).fetch_one(&mut *lock).await.map_err(database)?;

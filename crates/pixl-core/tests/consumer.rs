@@ -204,9 +204,8 @@ async fn states_never_move_backwards_and_broken_constraints_are_permanent() {
     // A second study claiming the same pseudonymous UID breaks a unique index: permanent,
     // and the reason names the constraint, not the value.
     let other = insert_study(&ctx, "retrieved", None).await;
-    let error = state::transition(&mut conn, other, StudyState::Anonymised, &Changes { pseudo_study_uid: Some("2.25.77"), ..Default::default() })
-        .await
-        .unwrap_err();
+    let error =
+        state::transition(&mut conn, other, StudyState::Anonymised, &Changes { pseudo_study_uid: Some("2.25.77"), ..Default::default() }).await.unwrap_err();
     let handled = Handled::database(other, &error);
     let Handled::Permanent { reason, .. } = handled else { panic!("{handled:?}") };
     assert!(reason.contains("studies_pseudo_study_uid"), "{reason}");

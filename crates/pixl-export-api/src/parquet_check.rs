@@ -8,7 +8,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use arrow_array::Array;
 use arrow_array::cast::AsArray;
 use arrow_schema::DataType;
 use sha2::{Digest, Sha256};

@@ -163,7 +163,7 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
 }
 
 /// Marks a study exported to `to` and commits the claim.
-async fn record_export(mut lock: sqlx::Transaction<'static, sqlx::Postgres>, id: StudyId, to: &str) -> Result<(), sqlx::Error> {
+async fn record_export(mut lock: pixl_core::consumer::StudyLock, id: StudyId, to: &str) -> Result<(), sqlx::Error> {
     state::transition(&mut lock, id, StudyState::Exported, &Changes { exported_to: Some(to), ..Default::default() }).await?;
     lock.commit().await
 }

@@ -24,7 +24,7 @@ use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::{Broker, WorkQueue};
 use pixl_core::retry::Backoff;
 use pixl_core::state::{self, Changes, StudyState};
-use sqlx::{Postgres, Row, Transaction};
+use sqlx::Row;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -55,7 +55,7 @@ fn archive_for(config: &ImagingConfig, queue: WorkQueue) -> Option<&Archive> {
     }
 }
 
-type Lock = Transaction<'static, Postgres>;
+type Lock = pixl_core::consumer::StudyLock;
 
 /// Retrieves the study an `imaging` message names.
 #[tracing::instrument(skip_all, fields(study))]

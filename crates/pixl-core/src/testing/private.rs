@@ -65,7 +65,18 @@ impl PrivateRabbit {
             "rabbitmq-server",
         );
         let rabbit = Self { port, node, _dir: dir };
-        rabbit.ctl(&["await_startup", "--timeout", "120"]);
+        // `-detached` returns before the node has registered: until then await_startup
+        // fails at once, so it is retried.
+        wait_until("RabbitMQ", 120, || {
+            Command::new("rabbitmqctl")
+                .arg("-n")
+                .arg(&rabbit.node)
+                .args(["await_startup", "--timeout", "10"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        });
         wait_until("RabbitMQ", 60, || port_open(port));
         rabbit
     }
@@ -103,7 +114,8 @@ pub struct PrivatePostgres {
 
 /// The newest Postgres installed by Debian.
 fn postgres_bin() -> PathBuf {
-    let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql").expect("Debian's postgresql is installed").filter_map(|e| e.ok().map(|e| e.path())).collect();
+    let mut versions: Vec<PathBuf> =
+        std::fs::read_dir("/usr/lib/postgresql").expect("Debian's postgresql is installed").filter_map(|e| e.ok().map(|e| e.path())).collect();
     versions.sort();
     versions.pop().expect("a Postgres version").join("bin")
 }
@@ -139,7 +151,10 @@ impl PrivatePostgres {
 
     fn pg_ctl(&self, args: &[&str]) {
         let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off", self.port, self._dir.path().display());
-        run(as_postgres(&self.bin.join("pg_ctl")).arg("-D").arg(&self.data).args(["-o", &options, "-w", "-t", "60"]).args(args).stdout(Stdio::null()), "pg_ctl");
+        run(
+            as_postgres(&self.bin.join("pg_ctl")).arg("-D").arg(&self.data).args(["-o", &options, "-w", "-t", "60"]).args(args).stdout(Stdio::null()),
+            "pg_ctl",
+        );
     }
 
     fn start_server(&self) {
@@ -160,7 +175,13 @@ impl PrivatePostgres {
 
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
-        let _ = as_postgres(&self.bin.join("pg_ctl")).arg("-D").arg(&self.data).args(["-m", "immediate", "stop"]).stdout(Stdio::null()).stderr(Stdio::null()).status();
+        let _ = as_postgres(&self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(&self.data)
+            .args(["-m", "immediate", "stop"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
     }
 }
 

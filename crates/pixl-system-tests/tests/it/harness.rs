@@ -54,6 +54,12 @@ impl Services {
         if !secrets.exists() {
             std::fs::write(&secrets, serde_json::json!({ "hashing-key": key }).to_string()).unwrap();
         }
+        self.hasher_with(listener, &secrets, configs).await
+    }
+
+    /// hasher-api on `listener` with the local secrets file `secrets` (shared with an
+    /// offline `pixl anonymise`, so both use the same project salts).
+    pub async fn hasher_with(&mut self, listener: tokio::net::TcpListener, secrets: &Path, configs: &Path) -> HasherClientConfig {
         let config = pixl_hasher_api::HasherConfig::from_lookup(lookup(vec![
             ("PIXL_SECRETS_FILE", secrets.display().to_string()),
             ("PROJECT_CONFIGS_DIR", configs.display().to_string()),

@@ -36,9 +36,9 @@ async fn the_service_logs_no_identifier() {
     let secrets = dir.path().join("secrets.json");
     std::fs::write(&secrets, format!(r#"{{"hashing-key": "{key}"}}"#)).unwrap();
 
-    std::fs::copy(&secrets, dir.path().join("hasher-secrets.json")).unwrap();
     let mut services = crate::harness::Services::new();
-    let hasher_url = services.hasher(dir.path(), &configs, key).await.base_url;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hasher_url = services.hasher_with(listener, &secrets, &configs).await.base_url;
 
     let (dicom_port, http_port) = (free_port(), free_port());
     let log_path = dir.path().join("node.log");

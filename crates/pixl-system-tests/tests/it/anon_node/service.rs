@@ -32,8 +32,8 @@ struct Node {
 impl Node {
     async fn start(ctx: &TestContext, configs: &Path, secrets: &Path, dir: &Path) -> Self {
         let mut services = Services::new();
-        std::fs::copy(secrets, dir.join("hasher-secrets.json")).unwrap();
-        let hasher = services.hasher(dir, configs, "unused").await;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let hasher = services.hasher_with(listener, secrets, configs).await;
         let mut settings = ctx.settings.clone();
         settings.project_configs_dir = configs.to_owned();
         let node = services
@@ -301,7 +301,10 @@ async fn stored_studies_are_deidentified_through_the_queue() {
 
     // The archive endpoint serves a study as a zip of its instances.
     let (some_id, some_uid) = pseudo_uids.iter().next().unwrap();
-    let response = reqwest::get(format!("http://{}/studies/{some_uid}/archive", node.http)).await.unwrap();
+    let url = format!("http://{}/studies/{some_uid}/archive", node.http);
+    // Not without anon-node's API token.
+    assert_eq!(reqwest::get(&url).await.unwrap().status(), 401);
+    let response = reqwest::Client::new().get(&url).bearer_auth(crate::harness::ANON_NODE_TOKEN).send().await.unwrap();
     assert_eq!(response.status(), 200);
     let bytes = response.bytes().await.unwrap();
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
@@ -314,9 +317,10 @@ async fn stored_studies_are_deidentified_through_the_queue() {
         std::io::Read::read_to_end(&mut entry, &mut content).unwrap();
         assert!(content == std::fs::read(file).unwrap());
     }
-    let missing = reqwest::get(format!("http://{}/studies/2.25.1/archive", node.http)).await.unwrap();
+    let authorised = |url: String| reqwest::Client::new().get(url).bearer_auth(crate::harness::ANON_NODE_TOKEN).send();
+    let missing = authorised(format!("http://{}/studies/2.25.1/archive", node.http)).await.unwrap();
     assert_eq!(missing.status(), 404);
-    let traversal = reqwest::get(format!("http://{}/studies/..%2F..%2Fetc/archive", node.http)).await.unwrap();
+    let traversal = authorised(format!("http://{}/studies/..%2F..%2Fetc/archive", node.http)).await.unwrap();
     assert_eq!(traversal.status(), 400);
 
     // Redelivering a message changes nothing: no new export, same row, files untouched.
@@ -384,8 +388,7 @@ async fn messages_that_cannot_succeed_are_dead_lettered_with_the_reason() {
 
     let letters = wait_dead_letters(&ctx, 6).await;
     let reasons: Vec<&str> = letters.iter().map(|(_, r)| r.as_str()).collect();
-    let expect =
-        ["no-such-project", "scramble", "no-such-file.yaml", "no StudyInstanceUID is recorded", "not a valid pixl message", "not an anonymise message"];
+    let expect = ["no-such-project", "scramble", "no-such-file.yaml", "StudyInstanceUID is recorded", "not a valid pixl message", "not an anonymise message"];
     for fragment in expect {
         assert!(reasons.iter().any(|r| r.contains(fragment)), "no dead letter says {fragment:?}: {reasons:#?}");
     }

@@ -17,7 +17,7 @@ async fn an_unreachable_destination_does_not_stall_other_projects() {
     let configs = &f.ctx.settings.project_configs_dir;
     let yaml = std::fs::read_to_string(configs.join(format!("{PROJECT}.yaml"))).unwrap();
     let name = yaml.lines().find(|l| l.trim_start().starts_with("name:")).unwrap().to_owned();
-    let other_yaml = yaml.replace(&name, "  name: \"Second Project\"").replace("dicom: \"ftps\"", "dicom: \"directory\"");
+    let other_yaml = yaml.replace(&name, "  name: \"second-project\"").replace("dicom: \"ftps\"", "dicom: \"directory\"");
     std::fs::write(configs.join(format!("{OTHER}.yaml")), other_yaml).unwrap();
     let (refused, moved) = f.studies.split_at(2);
     std::fs::create_dir_all(f.anon_store.join(OTHER)).unwrap();
@@ -38,9 +38,10 @@ async fn an_unreachable_destination_does_not_stall_other_projects() {
     );
     let mut vars = f.vars();
     // One upload at a time: a consumer that slept on its retries would hold everything.
-    vars.push(("EXPORT_API_CONCURRENCY".to_owned(), "1".to_owned()));
-    vars.push(("EXPORT_API_RETRY_PAUSE".to_owned(), "1".to_owned()));
-    vars.push(("EXPORT_API_MAX_ATTEMPTS".to_owned(), "4".to_owned()));
+    for (name, value) in [("EXPORT_API_CONCURRENCY", "1"), ("EXPORT_API_RETRY_PAUSE", "1"), ("EXPORT_API_MAX_ATTEMPTS", "4")] {
+        vars.retain(|(other, _)| other != name);
+        vars.push((name.to_owned(), value.to_owned()));
+    }
     let api = ExportApi::start(&f.ctx, &vars).await;
 
     // The refusing project's studies are queued first.

@@ -3,7 +3,7 @@
 
 mod backpressure;
 mod crash;
-mod restart;
 pub mod peers;
 pub mod pipeline;
+mod restart;
 pub mod retrieval;
