@@ -124,6 +124,8 @@ enum SecretsCommand {
     Init,
 }
 
+// Variant names are the subcommands users type (`pixl bench generate-omop`).
+#[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Write a synthetic OMOP-ES extract (batched layout) of ROWS procedures to OUT.

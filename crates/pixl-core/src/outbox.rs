@@ -92,7 +92,7 @@ pub async fn relay(pool: &PgPool, broker: &Broker, batch_size: i64, mut on_publi
                     ids.push(outbox_id);
                     batch.push(outgoing);
                 }
-                Err(problem) => reject(&mut *tx, row, outbox_id, &problem).await?,
+                Err(problem) => reject(&mut tx, row, outbox_id, &problem).await?,
             }
         }
         if ids.is_empty() {

@@ -129,7 +129,8 @@ mod tests {
         let man = tags::MANUFACTURER;
         let n = tags::SERIES_NUMBER;
         let d = tags::SERIES_DESCRIPTION;
-        let cases: &[(&[(Tag, &str)], Result<(), DropReason>)] = &[
+        type Case<'a> = (&'a [(Tag, &'a str)], Result<(), DropReason>);
+        let cases: &[Case] = &[
             (&[(m, "DX"), (man, "Philips Medical"), (n, "1"), (d, "AP")], Ok(())),
             (&[(m, "cr"), (man, "carestream"), (n, "7"), (d, "include123")], Ok(())),
             (&[(m, "MR"), (man, "Philips"), (n, "1")], Err(DropReason::ModalityNotAllowed)),

@@ -92,9 +92,9 @@ impl ResolvedScheme {
     /// their first group as the standard lists them.
     pub fn op(&self, tag: Tag) -> Option<TagOp> {
         let group = tag.group();
-        let folded = if (0x6000..=0x60FF).contains(&group) && group % 2 == 0 {
+        let folded = if (0x6000..=0x60FF).contains(&group) && group.is_multiple_of(2) {
             Tag(0x6000, tag.element())
-        } else if (0x5000..=0x50FF).contains(&group) && group % 2 == 0 {
+        } else if (0x5000..=0x50FF).contains(&group) && group.is_multiple_of(2) {
             Tag(0x5000, tag.element())
         } else {
             tag

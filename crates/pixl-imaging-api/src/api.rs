@@ -37,6 +37,8 @@ fn error(status: StatusCode, message: &str) -> Response {
 }
 
 impl Buckets {
+    // The error is the handler's whole answer; boxing it would only move the allocation.
+    #[allow(clippy::result_large_err)]
     fn select(&self, queue: Option<&str>) -> Result<Vec<(&'static str, &Arc<TokenBucket>)>, Response> {
         match queue {
             None => Ok(vec![("imaging-primary", &self.primary), ("imaging-secondary", &self.secondary)]),

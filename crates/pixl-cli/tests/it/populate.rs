@@ -6,8 +6,11 @@ use pixl_core::queues::WorkQueue;
 
 use crate::support::{Env, fixture};
 
-/// (procedure id, mrn, accession, study uid, date) of each study row.
-fn keys(rows: &[crate::support::StudyRow]) -> Vec<(Option<i64>, String, Option<String>, Option<String>, Option<String>)> {
+/// (procedure id, mrn, accession, study uid, date) of a study row.
+type Key = (Option<i64>, String, Option<String>, Option<String>, Option<String>);
+
+/// The key of each study row.
+fn keys(rows: &[crate::support::StudyRow]) -> Vec<Key> {
     rows.iter().map(|r| (r.procedure_occurrence_id, r.mrn.clone(), r.accession_number.clone(), r.study_uid.clone(), r.study_date.clone())).collect()
 }
 
@@ -79,7 +82,7 @@ async fn batched_omop_extract_joins_every_part_and_drops_rows_without_identifier
     let env = Env::new().await;
     let summary = env.populate(&fixture("omop-batched")).await.unwrap();
     let rows = env.studies().await;
-    let expected: Vec<(Option<i64>, String, Option<String>, Option<String>, Option<String>)> = [
+    let expected: Vec<Key> = [
         (1, "12345678", "12345678", "1.2.840.114350.2.525.2.798268.2.190000011.1", "2021-07-01"),
         (2, "12345678", "ABC1234567", "1.2.840.114350.2.525.2.798268.2.190000012.1", "2021-07-01"),
         (3, "987654321", "ABC1234560", "1.2.840.114350.2.525.2.798268.2.190000013.1", "2020-05-01"),

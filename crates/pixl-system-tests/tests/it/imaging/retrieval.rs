@@ -44,7 +44,7 @@ async fn run_populate(ctx: &TestContext, cohort: &Path) {
     populate(&ctx.settings, &options).await.unwrap();
 }
 
-fn pseudo_of<'a>(rows: &'a [(i64, String, Option<String>, Option<String>)], index: usize) -> &'a str {
+fn pseudo_of(rows: &[(i64, String, Option<String>, Option<String>)], index: usize) -> &str {
     rows[index].3.as_deref().unwrap_or_else(|| panic!("study {index} has no pseudonymous UID: {rows:?}"))
 }
 
