@@ -11,7 +11,6 @@ use axum::body::Body;
 use axum::extract::{Path as UrlPath, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use pixl_core::ids::{ProjectSlug, PseudoStudyUid};
 use serde::Deserialize;
 
@@ -78,6 +77,11 @@ fn problem(status: StatusCode, message: &str) -> Response {
     (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
 }
 
+/// A de-identified study as a zip of `<series>/<sop>.dcm` entries (stored, not deflated).
+#[utoipa::path(get, path = "/studies/{uid}/archive", tag = "de-identified studies", security(("bearer" = [])),
+    params(("uid" = String, Path, description = "pseudonymous StudyInstanceUID"), ("project" = Option<String>, Query, description = "the project's slug")),
+    responses((status = 200, description = "the zip", content_type = "application/zip"), (status = 400, description = "not a UID or a slug"),
+              (status = 401, description = "missing or wrong bearer token"), (status = 404, description = "no such de-identified study")))]
 async fn archive(State(store): State<AnonStore>, UrlPath(uid): UrlPath<String>, Query(query): Query<ArchiveQuery>) -> Response {
     // Validation also keeps the path inside the store: a UID is digits and dots.
     let Ok(uid) = PseudoStudyUid::parse(&uid) else {
@@ -133,6 +137,9 @@ struct CachedQuery {
 /// what is missing, and whether the cache takes new studies now (backpressure). Inside the
 /// identifiable zone (original UIDs); the UID travels in the body, never in a URL that a
 /// proxy or access log would keep. Needs the API token.
+#[utoipa::path(post, path = "/raw-cache/series", tag = "raw cache (internal)", security(("bearer" = [])),
+    responses((status = 200, description = "{\"series\": {<series uid>: <instances>}, \"accepting\": bool}"),
+              (status = 400, description = "not {\"study_uid\": <uid>}"), (status = 401, description = "missing or wrong bearer token")))]
 async fn cached_series(State(cache): State<RawCache>, body: Result<axum::Json<CachedQuery>, axum::extract::rejection::JsonRejection>) -> Response {
     let Ok(axum::Json(query)) = body else {
         return problem(StatusCode::BAD_REQUEST, "expected {\"study_uid\": <uid>}");
@@ -148,6 +155,8 @@ async fn cached_series(State(cache): State<RawCache>, body: Result<axum::Json<Ca
 }
 
 /// `GET /stores`: disk use of the raw cache and the anon store (sizes and counts only).
+#[utoipa::path(get, path = "/stores", tag = "operations",
+    responses((status = 200, description = "{\"raw_cache\": {bytes, max_bytes, studies, in_progress, accepting}, \"anon_store\": {bytes, studies}}")))]
 async fn stores(State((store, cache)): State<(AnonStore, RawCache)>) -> Response {
     let root = store.root.clone();
     let anon = tokio::task::spawn_blocking(move || disk_use(&root)).await.unwrap_or_default();
@@ -183,13 +192,16 @@ fn disk_use(root: &Path) -> (u64, u64) {
 /// token (when one is configured); `/stores`, `/heart-beat` and `/metrics` are open (they
 /// hold counts only). Internal: compose publishes no port of anon-node.
 pub fn routes(store: AnonStore, cache: RawCache, token: Option<secrecy::SecretString>, health: pixl_core::http::Health) -> Router {
-    let protected = Router::new()
-        .route("/studies/{uid}/archive", get(archive))
+    let protected = utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(archive))
         .with_state(store.clone())
-        .merge(Router::new().route("/raw-cache/series", axum::routing::post(cached_series)).with_state(cache.clone()));
+        .merge(utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(cached_series)).with_state(cache.clone()));
     let protected = match token {
         Some(token) => pixl_core::http::require_bearer(protected, token),
         None => protected,
     };
-    protected.merge(Router::new().route("/stores", get(stores)).with_state((store, cache))).merge(pixl_core::http::observability_routes("anon-node", health))
+    let api = protected
+        .merge(utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(stores)).with_state((store, cache)))
+        .merge(pixl_core::http::observability("anon-node", health));
+    pixl_core::http::documented(api, "pixl anon-node", "The archive's C-MOVE destination: its internal HTTP API (not published outside the deployment).")
 }

@@ -5,6 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
+use axum::extract::State;
 use axum::response::IntoResponse;
 use axum::{Json, Router, routing::get};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -87,31 +88,84 @@ impl Health {
     }
 }
 
+/// A service's routes, each registered with its OpenAPI description (`routes!(handler)`
+/// of a handler annotated `#[utoipa::path]`), so `/openapi.json` cannot miss one.
+pub type ApiRouter = utoipa_axum::router::OpenApiRouter;
+
+#[derive(Clone)]
+struct Observability {
+    service: &'static str,
+    health: Health,
+    metrics: PrometheusHandle,
+}
+
+/// Liveness and readiness (PIXL's path): 200 when the service can work, 503 naming what
+/// it cannot reach (RabbitMQ, Postgres).
+#[utoipa::path(get, path = "/heart-beat", tag = "operations",
+    responses((status = 200, description = "the service can work"), (status = 503, description = "the service cannot reach the servers it names")))]
+async fn heart_beat(State(observability): State<Observability>) -> axum::response::Response {
+    let failing = observability.health.failing();
+    let service = observability.service;
+    if failing.is_empty() {
+        (axum::http::StatusCode::OK, Json(serde_json::json!({"status": "ok", "service": service}))).into_response()
+    } else {
+        let body = serde_json::json!({"status": "unhealthy", "service": service, "unreachable": failing});
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+    }
+}
+
+/// Prometheus metrics, in text format.
+#[utoipa::path(get, path = "/metrics", tag = "operations", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+async fn metrics_text(State(observability): State<Observability>) -> String {
+    observability.metrics.render()
+}
+
+/// `GET /heart-beat` and `GET /metrics`, documented.
+pub fn observability(service: &'static str, health: Health) -> ApiRouter {
+    utoipa_axum::router::OpenApiRouter::new().routes(utoipa_axum::routes!(heart_beat)).routes(utoipa_axum::routes!(metrics_text)).with_state(Observability {
+        service,
+        health,
+        metrics: metrics_handle(),
+    })
+}
+
 /// `GET /heart-beat` (PIXL's liveness path: 200, or 503 naming what is unreachable) and
-/// `GET /metrics`.
+/// `GET /metrics`, as a plain router (tests, services without an API of their own).
 pub fn observability_routes(service: &'static str, health: Health) -> Router {
-    let handle = metrics_handle();
-    Router::new()
-        .route(
-            "/heart-beat",
-            get(move || {
-                let failing = health.failing();
-                async move {
-                    if failing.is_empty() {
-                        (axum::http::StatusCode::OK, Json(serde_json::json!({"status": "ok", "service": service})))
-                    } else {
-                        let body = serde_json::json!({"status": "unhealthy", "service": service, "unreachable": failing});
-                        (axum::http::StatusCode::SERVICE_UNAVAILABLE, Json(body))
-                    }
-                }
-            }),
-        )
-        .route("/metrics", get(move || async move { handle.render() }))
+    documented(observability(service, health), service, "")
+}
+
+/// The finished router: `routes` plus `GET /openapi.json`, the OpenAPI 3.1 document of
+/// every route, with the bearer scheme that protected routes name.
+pub fn documented(routes: ApiRouter, title: &str, description: &str) -> Router {
+    use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+    use utoipa::openapi::{HttpMethod, PathItem, ResponseBuilder, path::OperationBuilder};
+    let (router, mut api) = routes.split_for_parts();
+    api.info.title = title.to_owned();
+    api.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    api.info.description = (!description.is_empty()).then(|| description.to_owned());
+    api.info.license = None;
+    let components = api.components.get_or_insert_with(Default::default);
+    components.security_schemes.insert("bearer".to_owned(), SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+    let operation = OperationBuilder::new()
+        .summary(Some("This document"))
+        .tag("operations")
+        .response("200", ResponseBuilder::new().description("the OpenAPI 3.1 document of this service"))
+        .build();
+    api.paths.paths.insert("/openapi.json".to_owned(), PathItem::new(HttpMethod::Get, operation));
+    let document = Arc::new(api.to_json().expect("an OpenAPI document serializes"));
+    router.route(
+        "/openapi.json",
+        get(move || {
+            let document = Arc::clone(&document);
+            async move { ([(axum::http::header::CONTENT_TYPE, "application/json")], document.as_str().to_owned()) }
+        }),
+    )
 }
 
 /// Requires `Authorization: Bearer <token>` on every route of `router` (compared in
 /// constant time); anything else gets 401 with a JSON error body.
-pub fn require_bearer(router: Router, token: secrecy::SecretString) -> Router {
+pub fn require_bearer(router: ApiRouter, token: secrecy::SecretString) -> ApiRouter {
     let token = std::sync::Arc::new(token);
     router.layer(axum::middleware::from_fn(move |request: axum::extract::Request, next: axum::middleware::Next| {
         let token = std::sync::Arc::clone(&token);
@@ -158,6 +212,11 @@ mod tests {
     #[tokio::test]
     async fn heart_beat_and_metrics_answer() {
         let router = observability_routes("unit-test", Health::default());
+        let (status, document) = get_text(router.clone(), "/openapi.json").await;
+        assert_eq!(status, StatusCode::OK);
+        for path in ["/heart-beat", "/metrics", "/openapi.json"] {
+            assert!(document.contains(&format!("\"{path}\"")), "{path} documented: {document}");
+        }
         let (status, body) = get_text(router.clone(), "/heart-beat").await;
         assert_eq!(status, StatusCode::OK);
         assert_eq!(body, r#"{"service":"unit-test","status":"ok"}"#);

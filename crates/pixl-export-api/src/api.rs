@@ -14,7 +14,6 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
 use axum::{Json, Router};
 use pixl_core::export_tree;
 use pixl_core::ids::ProjectSlug;
@@ -143,6 +142,12 @@ pub async fn export_patient_data(context: &Context, request: ExportPatientData) 
     Ok(exported)
 }
 
+/// PIXL's `POST /export-patient-data` `{"project_name", "extract_datetime"}`: writes the
+/// image linker and uploads the extract's parquet files (after the identifier check).
+#[utoipa::path(post, path = "/export-patient-data", tag = "export",
+    responses((status = 200, description = "what was uploaded where"), (status = 400, description = "a field is missing or malformed"),
+              (status = 404, description = "no such project or extract"), (status = 422, description = "the project config is invalid, or a file failed the identifier check"),
+              (status = 502, description = "the destination refused"), (status = 503, description = "the destination is unreachable; retry later")))]
 async fn export_patient_data_route(
     State(context): State<Arc<Context>>,
     body: Result<Json<ExportPatientData>, axum::extract::rejection::JsonRejection>,
@@ -172,10 +177,11 @@ pub fn rejection_kind(rejection: &axum::extract::rejection::JsonRejection) -> St
     }
 }
 
-/// `POST /export-patient-data`, `/heart-beat`, `/metrics`.
+/// `POST /export-patient-data`, `/heart-beat`, `/metrics`, documented at `/openapi.json`.
 pub fn routes(context: Arc<Context>, health: pixl_core::http::Health) -> Router {
-    Router::new()
-        .route("/export-patient-data", post(export_patient_data_route))
+    let api = utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(export_patient_data_route))
         .with_state(context)
-        .merge(pixl_core::http::observability_routes("export-api", health))
+        .merge(pixl_core::http::observability("export-api", health));
+    pixl_core::http::documented(api, "pixl export-api", "Delivery to the research environment: an extract's parquet files and image linker.")
 }

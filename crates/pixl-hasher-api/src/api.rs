@@ -7,7 +7,6 @@ use axum::extract::{Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use pixl_core::hashing::{HashError, MAX_LENGTH, MIN_LENGTH};
 use pixl_core::ids::ProjectSlug;
@@ -58,12 +57,12 @@ impl IntoResponse for ApiError {
 }
 
 pub fn router(keys: Arc<KeyRing>, token: Option<SecretString>) -> Router {
-    let hash_routes =
-        Router::new().route("/hash", get(hash_one).post(hash_batch)).with_state(keys).layer(middleware::from_fn_with_state(Arc::new(token), require_token));
-    Router::new()
-        .merge(hash_routes)
-        .route("/openapi.json", get(|| async { Json(openapi()) }))
-        .merge(pixl_core::http::observability_routes("hasher-api", pixl_core::http::Health::default()))
+    let hash_routes = utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(hash_one, hash_batch))
+        .with_state(keys)
+        .layer(middleware::from_fn_with_state(Arc::new(token), require_token));
+    let api = hash_routes.merge(pixl_core::http::observability("hasher-api", pixl_core::http::Health::default()));
+    pixl_core::http::documented(api, "pixl hasher-api", "Keyed pseudonyms per project. Messages are identifiers: prefer POST, which keeps them out of URLs.")
 }
 
 async fn require_token(State(token): State<Arc<Option<SecretString>>>, request: Request, next: Next) -> Result<Response, ApiError> {
@@ -89,6 +88,12 @@ fn check_length(length: usize) -> Result<usize, ApiError> {
 }
 
 /// PIXL's `GET /hash?project_slug=&message=&length=`: the digest as plain text.
+#[utoipa::path(get, path = "/hash", tag = "pseudonyms", security(("bearer" = [])),
+    params(("project_slug" = String, Query), ("message" = String, Query, description = "the identifier (prefer POST)"),
+           ("length" = Option<usize>, Query, description = "hex characters, 2 to 64 (default 64)")),
+    responses((status = 200, description = "the hex digest", content_type = "text/plain"), (status = 400, description = "a parameter is missing or invalid"),
+              (status = 401, description = "missing or wrong bearer token"), (status = 404, description = "unknown project"),
+              (status = 503, description = "the secret store is unavailable; retry later")))]
 #[tracing::instrument(skip_all)]
 async fn hash_one(State(keys): State<Arc<KeyRing>>, Query(query): Query<HashMap<String, String>>) -> Result<String, ApiError> {
     let project = parse_project(query.get("project_slug").map(String::as_str))?;
@@ -118,6 +123,10 @@ struct BatchRequest {
 
 /// `POST /hash` with `{"project_slug", "messages": [...], "length"}`: `{"hashes": [...]}`
 /// in the same order.
+#[utoipa::path(post, path = "/hash", tag = "pseudonyms", security(("bearer" = [])),
+    responses((status = 200, description = "{\"hashes\": [...]} in request order"), (status = 400, description = "a field is missing or invalid"),
+              (status = 401, description = "missing or wrong bearer token"), (status = 404, description = "unknown project"),
+              (status = 503, description = "the secret store is unavailable; retry later")))]
 #[tracing::instrument(skip_all)]
 async fn hash_batch(State(keys): State<Arc<KeyRing>>, body: axum::body::Bytes) -> Result<Json<serde_json::Value>, ApiError> {
     let request: BatchRequest = serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
@@ -154,50 +163,4 @@ impl ClassifyMessage for serde_json::Error {
         };
         format!("{kind} at line {} column {}", self.line(), self.column())
     }
-}
-
-/// The OpenAPI 3.1 description of this service.
-pub fn openapi() -> serde_json::Value {
-    let error = serde_json::json!({"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]});
-    let errors = serde_json::json!({
-        "400": {"description": "a parameter is missing or invalid", "content": {"application/json": {"schema": error}}},
-        "401": {"description": "HASHER_API_TOKEN is set and the bearer token is missing or wrong", "content": {"application/json": {"schema": error}}},
-        "404": {"description": "unknown project", "content": {"application/json": {"schema": error}}},
-        "503": {"description": "the secret store is unavailable; retry later", "content": {"application/json": {"schema": error}}}
-    });
-    serde_json::json!({
-        "openapi": "3.1.0",
-        "info": {"title": "pixl hasher-api", "version": env!("CARGO_PKG_VERSION"),
-                 "description": "Keyed pseudonyms per project. Messages are identifiers: prefer POST, which keeps them out of URLs."},
-        "components": {"securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}}},
-        "paths": {
-            "/hash": {
-                "get": {
-                    "summary": "Hash one message (PIXL-compatible)",
-                    "security": [{"bearer": []}, {}],
-                    "parameters": [
-                        {"name": "project_slug", "in": "query", "required": true, "schema": {"type": "string"}},
-                        {"name": "message", "in": "query", "required": true, "schema": {"type": "string", "minLength": 1}},
-                        {"name": "length", "in": "query", "required": false, "schema": {"type": "integer", "minimum": MIN_LENGTH, "maximum": MAX_LENGTH, "default": MAX_LENGTH}}
-                    ],
-                    "responses": {"400": errors["400"], "401": errors["401"], "404": errors["404"], "503": errors["503"], "200": {"description": "the hex digest", "content": {"text/plain": {"schema": {"type": "string"}}}}}
-                },
-                "post": {
-                    "summary": "Hash a batch of messages of one project",
-                    "security": [{"bearer": []}, {}],
-                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
-                        "type": "object", "required": ["project_slug", "messages"], "additionalProperties": false,
-                        "properties": {
-                            "project_slug": {"type": "string"},
-                            "messages": {"type": "array", "maxItems": MAX_BATCH, "items": {"type": "string", "minLength": 1}},
-                            "length": {"type": "integer", "minimum": MIN_LENGTH, "maximum": MAX_LENGTH, "default": MAX_LENGTH}
-                        }}}}},
-                    "responses": {"400": errors["400"], "401": errors["401"], "404": errors["404"], "503": errors["503"], "200": {"description": "hashes in request order", "content": {"application/json": {"schema": {
-                        "type": "object", "properties": {"hashes": {"type": "array", "items": {"type": "string"}}}, "required": ["hashes"]}}}}}
-                }
-            },
-            "/heart-beat": {"get": {"summary": "Liveness", "responses": {"200": {"description": "alive"}}}},
-            "/metrics": {"get": {"summary": "Prometheus metrics", "responses": {"200": {"description": "metrics in text format"}}}}
-        }
-    })
 }

@@ -65,3 +65,24 @@ pub async fn run(config: HasherConfig, listener: TcpListener, shutdown: Cancella
     pixl_core::http::serve(listener, router, shutdown).await?;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<HasherConfig, ConfigError> {
+        let pairs: Vec<(String, String)> = pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        HasherConfig::from_lookup(|name| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone()))
+    }
+
+    #[test]
+    fn refuses_to_run_without_a_token_unless_told_to() {
+        let error = config(&[]).unwrap_err().to_string();
+        assert!(error.starts_with("HASHER_API_TOKEN is invalid: is required"), "{error}");
+        let error = config(&[("HASHER_API_TOKEN", "change-me")]).unwrap_err().to_string();
+        assert!(error.contains("placeholder"), "{error}");
+        assert!(config(&[("HASHER_API_TOKEN", "4f1c2a-a-real-token")]).unwrap().token.is_some());
+        assert!(config(&[("HASHER_API_ALLOW_NO_TOKEN", "true")]).unwrap().token.is_none());
+        assert!(config(&[("HASHER_API_ALLOW_NO_TOKEN", "maybe")]).is_err());
+    }
+}

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use axum::{Json, Router};
 use serde::Deserialize;
 
@@ -49,6 +48,10 @@ impl Buckets {
     }
 }
 
+/// The rate of a queue (the primary's without `queue`).
+#[utoipa::path(get, path = "/token-bucket-refresh-rate", tag = "retrieval",
+    params(("queue" = Option<String>, Query, description = "imaging-primary or imaging-secondary")),
+    responses((status = 200, description = "{\"queue\": ..., \"rate\": <studies per second>}"), (status = 400, description = "unknown queue")))]
 async fn get_rate(State(buckets): State<Buckets>, Query(query): Query<QueueQuery>) -> Response {
     match buckets.select(query.queue.as_deref()) {
         Ok(selected) => {
@@ -59,6 +62,11 @@ async fn get_rate(State(buckets): State<Buckets>, Query(query): Query<QueueQuery
     }
 }
 
+/// Sets the rate of a queue (both without `queue`); 0 pauses. Body `{"rate": <studies per
+/// second>, "queue": "imaging-primary" | "imaging-secondary"}` (PIXL's endpoint).
+#[utoipa::path(post, path = "/token-bucket-refresh-rate", tag = "retrieval",
+    responses((status = 200, description = "{\"rate\": ..., \"queues\": [...]}"), (status = 400, description = "unknown queue"),
+              (status = 422, description = "not a rate of 0 or more")))]
 async fn set_rate(State(buckets): State<Buckets>, body: Result<Json<RateBody>, axum::extract::rejection::JsonRejection>) -> Response {
     let Ok(Json(body)) = body else {
         return error(StatusCode::UNPROCESSABLE_ENTITY, "expected {\"rate\": <number of items per second>}");
@@ -78,10 +86,11 @@ async fn set_rate(State(buckets): State<Buckets>, body: Result<Json<RateBody>, a
     }
 }
 
-/// The REST routes.
+/// The REST routes, documented at `/openapi.json`.
 pub fn routes(buckets: Buckets, health: pixl_core::http::Health) -> Router {
-    Router::new()
-        .route("/token-bucket-refresh-rate", get(get_rate).post(set_rate))
+    let api = utoipa_axum::router::OpenApiRouter::new()
+        .routes(utoipa_axum::routes!(get_rate, set_rate))
         .with_state(buckets)
-        .merge(pixl_core::http::observability_routes("imaging-api", health))
+        .merge(pixl_core::http::observability("imaging-api", health));
+    pixl_core::http::documented(api, "pixl imaging-api", "Retrieval from the hospital's archives: the rate of each imaging queue.")
 }

@@ -134,18 +134,31 @@ impl Services {
         anon_url: &str,
         extra: Vec<(&'static str, String)>,
     ) -> SocketAddr {
+        let pacs = pacs.map(|pacs| (pacs.ae_title.as_str(), pacs.dicom_port));
+        self.imaging_api_at(ctx, (&vna.ae_title, vna.dicom_port), pacs, anon_url, extra).await
+    }
+
+    /// As [`Services::imaging_api`], for archives given by AE title and port.
+    pub async fn imaging_api_at(
+        &mut self,
+        ctx: &TestContext,
+        vna: (&str, u16),
+        pacs: Option<(&str, u16)>,
+        anon_url: &str,
+        extra: Vec<(&'static str, String)>,
+    ) -> SocketAddr {
         let mut vars = vec![
-            ("PRIMARY_DICOM_SOURCE_AE_TITLE", vna.ae_title.clone()),
-            ("PRIMARY_DICOM_SOURCE_PORT", vna.dicom_port.to_string()),
+            ("PRIMARY_DICOM_SOURCE_AE_TITLE", vna.0.to_owned()),
+            ("PRIMARY_DICOM_SOURCE_PORT", vna.1.to_string()),
             ("ANON_NODE_URL", anon_url.to_owned()),
             ("ANON_NODE_API_TOKEN", ANON_NODE_TOKEN.to_owned()),
             ("IMAGING_API_RATE", "50".to_owned()),
             ("IMAGING_API_RETRY_PAUSE", "0.2".to_owned()),
             ("IMAGING_API_MAX_ATTEMPTS", "3".to_owned()),
         ];
-        if let Some(pacs) = pacs {
-            vars.push(("SECONDARY_DICOM_SOURCE_AE_TITLE", pacs.ae_title.clone()));
-            vars.push(("SECONDARY_DICOM_SOURCE_PORT", pacs.dicom_port.to_string()));
+        if let Some((ae_title, port)) = pacs {
+            vars.push(("SECONDARY_DICOM_SOURCE_AE_TITLE", ae_title.to_owned()));
+            vars.push(("SECONDARY_DICOM_SOURCE_PORT", port.to_string()));
         }
         vars.retain(|(name, _)| !extra.iter().any(|(other, _)| other == name));
         vars.extend(extra);

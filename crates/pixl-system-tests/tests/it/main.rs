@@ -4,6 +4,8 @@
 //! crate; these need several, so they live apart from every service crate.
 
 mod anon_node;
+mod compose;
 mod export;
 pub mod harness;
 mod imaging;
+mod openapi;
