@@ -112,3 +112,43 @@ async fn a_stale_export_message_leaves_the_study_as_it_is() {
     assert!(!f.dir.path().join("research-export").exists(), "nothing was exported");
     f.ctx.teardown().await;
 }
+
+#[tokio::test]
+async fn a_parquet_file_holding_a_raw_identifier_never_leaves() {
+    let f = Fixture::new("directory", "directory", 1, 2, 32).await;
+    let api = ExportApi::start(&f.ctx, &f.vars()).await;
+    queue_exports(&f.ctx, &f.studies).await;
+    wait_for(&f.ctx, &f.studies, &["exported"]).await;
+    // A public table that (wrongly) carries the patient's MRN, spaced out, in a text column.
+    let slug = pixl_core::ids::ProjectSlug::parse(PROJECT).unwrap();
+    let extract_time = pixl_core::export_tree::parse_extract_datetime("2024-01-01T00:00:00Z").unwrap();
+    let public = pixl_core::export_tree::extract_dir(&f.ctx.settings.host_export_root_dir, &slug, extract_time).join("omop/public");
+    std::fs::create_dir_all(&public).unwrap();
+    let mrn = f.studies[0].original.patient_id.clone();
+    let schema = std::sync::Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("person_id", arrow_schema::DataType::Int64, false),
+        arrow_schema::Field::new("person_source_value", arrow_schema::DataType::Utf8, true),
+    ]));
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            std::sync::Arc::new(arrow_array::Int64Array::from(vec![1, 2])),
+            std::sync::Arc::new(arrow_array::StringArray::from(vec![Some("not an identifier".to_owned()), Some(format!("patient {mrn}"))])),
+        ],
+    )
+    .unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(public.join("PERSON.parquet")).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+
+    let (status, text) = post(&api, serde_json::json!({"project_name": PROJECT, "extract_datetime": "2024-01-01T00:00:00Z"})).await;
+    assert_eq!(status, 422, "{text}");
+    assert_eq!(error(&text), "refusing to export: omop/public/PERSON.parquet: column person_source_value, row 1 holds a raw identifier of the project (an MRN)");
+    assert!(!text.contains(&mrn));
+    // Nothing of the extract reached the destination.
+    let mut uploaded = Vec::new();
+    all_files(&f.dir.path().join("research-export"), &mut uploaded);
+    assert!(uploaded.iter().all(|p| p.extension().is_some_and(|e| e == "zip")), "{uploaded:?}");
+    api.stop().await;
+    f.ctx.teardown().await;
+}

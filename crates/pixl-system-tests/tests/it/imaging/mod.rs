@@ -3,6 +3,7 @@
 
 mod backpressure;
 mod crash;
+mod logs;
 pub mod peers;
 pub mod pipeline;
 mod restart;
