@@ -98,9 +98,13 @@ pub struct AnonStoreUse {
     pub studies: u64,
 }
 
+/// anon-node's address: `ANON_NODE_URL` (default `http://127.0.0.1:8002`).
+pub fn anon_node_url() -> String {
+    std::env::var("ANON_NODE_URL").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "http://127.0.0.1:8002".to_owned())
+}
+
 /// anon-node's `/stores`.
-async fn stores() -> Result<StoreUse, String> {
-    let url = std::env::var("ANON_NODE_URL").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "http://127.0.0.1:8002".to_owned());
+async fn stores(url: &str) -> Result<StoreUse, String> {
     let client =
         pixl_core::http_client::builder(None).map_err(|e| e.to_string())?.timeout(std::time::Duration::from_secs(5)).build().map_err(|e| e.to_string())?;
     let response = client
@@ -114,7 +118,8 @@ async fn stores() -> Result<StoreUse, String> {
     response.json().await.map_err(|_| format!("anon-node at {url} answered something else than its store sizes"))
 }
 
-pub async fn status(settings: &Settings) -> anyhow::Result<Status> {
+/// The pipeline's state; `anon_node_url` is where anon-node answers `/stores` (disk use).
+pub async fn status(settings: &Settings, anon_node_url: &str) -> anyhow::Result<Status> {
     let pool = pixl_core::db::connect(&settings.database, 2).await?;
     let broker = Broker::connect(&settings.rabbitmq, Topology::new(settings.queue_prefix.clone())).await?;
     let mut status = Status {
@@ -123,7 +128,7 @@ pub async fn status(settings: &Settings) -> anyhow::Result<Status> {
         queues: Vec::new(),
         delayed: Vec::new(),
         rejected_outbox_rows: sqlx::query_scalar("SELECT count(*) FROM outbox_rejected").fetch_one(&pool).await?,
-        stores: stores().await,
+        stores: stores(anon_node_url).await,
     };
     for row in sqlx::query("SELECT project_slug, state::text AS state, count(*) AS n FROM studies GROUP BY 1, 2 ORDER BY 1, 2").fetch_all(&pool).await? {
         status.studies.entry(row.get("project_slug")).or_default().insert(row.get("state"), row.get("n"));

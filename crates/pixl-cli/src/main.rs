@@ -229,7 +229,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status => {
-            print!("{}", runtime.block_on(pixl_cli::control::status(&settings))?);
+            print!("{}", runtime.block_on(pixl_cli::control::status(&settings, &pixl_cli::control::anon_node_url()))?);
             Ok(ExitCode::SUCCESS)
         }
         Command::RetryFailed { project } => {

@@ -8,4 +8,5 @@ mod compose;
 mod export;
 pub mod harness;
 mod imaging;
+mod lifetime;
 mod openapi;

@@ -78,7 +78,7 @@ async fn a_wrong_password_fails_the_study_with_its_reason_and_a_dead_letter() {
         sqlx::query_scalar("SELECT failed_queue FROM studies WHERE id = $1").bind(f.studies[0].id.0).fetch_one(&f.ctx.pool).await.unwrap();
     assert_eq!(failed_queue.as_deref(), Some("export"));
     // `pixl status` shows it.
-    let status = pixl_cli::control::status(&f.ctx.settings).await.unwrap().to_string();
+    let status = pixl_cli::control::status(&f.ctx.settings, "http://127.0.0.1:9").await.unwrap().to_string();
     assert!(status.contains(&format!("{PROJECT}: 1 × {reason}")), "{status}");
 
     // The password fixed, `pixl retry-failed` resumes at export (anon-node still holds the

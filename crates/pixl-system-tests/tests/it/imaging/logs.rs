@@ -88,7 +88,7 @@ async fn trace_logs_dead_letters_and_status_hold_no_identifier() {
     let reason = &letters[0].1;
     assert!(reason.starts_with("message is not a valid pixl message"), "{reason}");
     assert!(!reason.contains(mrn_like), "{reason}");
-    let status = pixl_cli::control::status(&ctx.settings).await.unwrap().to_string();
+    let status = pixl_cli::control::status(&ctx.settings, "http://127.0.0.1:9").await.unwrap().to_string();
     child.kill().unwrap();
     child.wait().unwrap();
 

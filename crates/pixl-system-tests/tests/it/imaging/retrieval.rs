@@ -102,7 +102,7 @@ async fn studies_come_from_the_vna_or_the_pacs_and_filters_apply() {
     }
 
     // `pixl status` shows it: per state, the dead letter, the reason (and no identifier).
-    let status = pixl_cli::control::status(&ctx.settings).await.unwrap().to_string();
+    let status = pixl_cli::control::status(&ctx.settings, "http://127.0.0.1:9").await.unwrap().to_string();
     let line = status.lines().find(|l| l.starts_with(PROJECT)).unwrap_or_else(|| panic!("{status}"));
     let numbers: Vec<&str> = line.split_whitespace().skip(1).collect();
     assert_eq!(numbers, ["0", "0", "0", "3", "0", "1"], "queued..failed columns: {status}");
