@@ -219,6 +219,9 @@ impl RawCache {
         head.extend_from_slice(b"DICM");
         meta.write(&mut head).map_err(|_| StoreError::Unreadable("cannot write a file meta group"))?;
 
+        // Declared lengths must fit the bytes received before any parser sees them.
+        pixl_dicom::lengths::check(dataset, pixl_dicom::lengths::Encoding::of(transfer_syntax))
+            .map_err(|_| StoreError::Unreadable("an element claims more bytes than the data set holds"))?;
         let header = OpenFileOptions::new()
             .read_preamble(ReadPreamble::Never)
             .read_until(tags::PIXEL_DATA)

@@ -85,10 +85,41 @@ fn status_of(pdu: dicom_ul::pdu::Pdu) -> u16 {
     object.element(tags::STATUS).unwrap().to_int::<u16>().unwrap()
 }
 
+/// Bad data sets an archive (or anyone allowed to store) could send.
+fn bad_data_sets() -> Vec<(&'static str, Vec<u8>)> {
+    use dicom_core::value::{DataSetSequence, PrimitiveValue};
+    use dicom_core::{DataElement, VR};
+    let explicit = pixl_dimse::transfer_syntax("1.2.840.10008.1.2.1").unwrap();
+    let header = |object: &dicom_object::InMemDicomObject| {
+        let mut bytes = Vec::new();
+        object.write_dataset_with_ts(&mut bytes, explicit).unwrap();
+        bytes
+    };
+    // A data set whose sequence is cut in its middle (lengths explicit, then truncated).
+    let item =
+        dicom_object::InMemDicomObject::from_element_iter([DataElement::new(tags::REFERENCED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3.4.5.6.7"))]);
+    let with_sequence = dicom_object::InMemDicomObject::from_element_iter([
+        DataElement::new(tags::REFERENCED_IMAGE_SEQUENCE, VR::SQ, DataSetSequence::from(vec![item.clone(), item])),
+        DataElement::new(tags::STUDY_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3.4")),
+    ]);
+    let mut in_sequence = header(&with_sequence);
+    in_sequence.truncate(20);
+    // An element claiming a value of almost 4 GB, followed by a few bytes.
+    let mut huge = vec![0x10, 0x00, 0x10, 0x00, b'U', b'N', 0x00, 0x00];
+    huge.extend_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    huge.extend_from_slice(b"not four gigabytes");
+    vec![
+        ("cut in an element header", vec![0x08, 0x00, 0x18, 0x00, b'U', b'I', 0x40]),
+        ("not DICOM at all", b"GET / HTTP/1.1\r\nHost: anon-node\r\n\r\n".to_vec()),
+        ("cut inside a sequence", in_sequence),
+        ("a 4 GB length field", huge),
+    ]
+}
+
 /// Garbage in a C-STORE gets a failure status, nothing is cached, and the association
 /// goes on: a C-ECHO on it still succeeds.
 #[tokio::test]
-async fn a_truncated_data_set_fails_with_a_status_and_the_association_survives() {
+async fn bad_data_sets_fail_with_a_status_and_the_association_survives() {
     use dicom_core::value::PrimitiveValue;
     use dicom_core::{DataElement, VR};
     use dicom_ul::pdu::{PDataValue, PDataValueType, Pdu};
@@ -106,29 +137,30 @@ async fn a_truncated_data_set_fails_with_a_status_and_the_association_survives()
             .unwrap();
         let context = |abstract_syntax: &str| association.presentation_contexts().iter().find(|pc| pc.abstract_syntax == abstract_syntax).unwrap().id;
         let (store_context, echo_context) = (context("1.2.840.10008.5.1.4.1.1.2"), context("1.2.840.10008.1.1"));
-        let store = command(vec![
-            DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2")),
-            DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0001u16)),
-            DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(1u16)),
-            DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
-            DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000u16)),
-            DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3.4.5")),
-        ]);
-        // A data set cut in the middle of an element header.
-        let garbage = vec![0x08, 0x00, 0x18, 0x00, b'U', b'I', 0x40];
-        association
-            .send(&Pdu::PData {
-                data: vec![
-                    PDataValue { presentation_context_id: store_context, value_type: PDataValueType::Command, is_last: true, data: store },
-                    PDataValue { presentation_context_id: store_context, value_type: PDataValueType::Data, is_last: true, data: garbage },
-                ],
-            })
-            .unwrap();
-        let store_status = status_of(association.receive().unwrap());
+        let mut store_statuses = Vec::new();
+        for (message_id, (what, garbage)) in bad_data_sets().into_iter().enumerate() {
+            let store = command(vec![
+                DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.5.1.4.1.1.2")),
+                DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0001u16)),
+                DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(message_id as u16 + 1)),
+                DataElement::new(tags::PRIORITY, VR::US, PrimitiveValue::from(0u16)),
+                DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0000u16)),
+                DataElement::new(tags::AFFECTED_SOP_INSTANCE_UID, VR::UI, PrimitiveValue::from("1.2.3.4.5")),
+            ]);
+            association
+                .send(&Pdu::PData {
+                    data: vec![
+                        PDataValue { presentation_context_id: store_context, value_type: PDataValueType::Command, is_last: true, data: store },
+                        PDataValue { presentation_context_id: store_context, value_type: PDataValueType::Data, is_last: true, data: garbage },
+                    ],
+                })
+                .unwrap();
+            store_statuses.push((what, status_of(association.receive().unwrap())));
+        }
         let echo = command(vec![
             DataElement::new(tags::AFFECTED_SOP_CLASS_UID, VR::UI, PrimitiveValue::from("1.2.840.10008.1.1")),
             DataElement::new(tags::COMMAND_FIELD, VR::US, PrimitiveValue::from(0x0030u16)),
-            DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(2u16)),
+            DataElement::new(tags::MESSAGE_ID, VR::US, PrimitiveValue::from(99u16)),
             DataElement::new(tags::COMMAND_DATA_SET_TYPE, VR::US, PrimitiveValue::from(0x0101u16)),
         ]);
         association
@@ -138,11 +170,14 @@ async fn a_truncated_data_set_fails_with_a_status_and_the_association_survives()
             .unwrap();
         let echo_status = status_of(association.receive().unwrap());
         association.release().unwrap();
-        (store_status, echo_status)
+        (store_statuses, echo_status)
     })
     .await
     .unwrap();
-    assert_eq!(statuses, (0xC000, 0x0000));
+    for (what, status) in &statuses.0 {
+        assert_eq!(*status, 0xC000, "{what}");
+    }
+    assert_eq!(statuses.1, 0x0000, "the association survived");
     assert!(!cache.root().exists() || std::fs::read_dir(cache.root()).unwrap().count() == 0);
     shutdown.cancel();
 }

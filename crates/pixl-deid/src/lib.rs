@@ -196,7 +196,7 @@ fn plan(project: &Project, files: &[PathBuf], series: &BTreeSet<String>, output:
     let mut candidates: Vec<(PathBuf, String, String, BTreeSet<String>)> = Vec::new();
     let mut per_series: BTreeMap<String, usize> = BTreeMap::new();
     for path in files {
-        let Ok(header) = OpenFileOptions::new().read_until(tags::PIXEL_DATA).open_file(path) else {
+        let Ok(header) = read_checked(path, true) else {
             *summary.failed.entry("not a readable DICOM file".to_owned()).or_default() += 1;
             continue;
         };
@@ -318,7 +318,7 @@ fn deidentify_file(
     output: &Path,
     written: &mut BTreeSet<PathBuf>,
 ) -> Result<String, FileError> {
-    let mut object = dicom_object::open_file(path).map_err(|_| FileError::Failed("not a readable DICOM file".to_owned()))?;
+    let mut object = read_checked(path, false).map_err(|_| FileError::Failed("not a readable DICOM file".to_owned()))?;
     let resolved = scheme.resolve(text(&object, tags::MANUFACTURER).as_deref());
     let outcome = deid::deidentify(&mut object, &resolved, &scheme.sources, pseudonyms).map_err(|e| FileError::Failed(e.to_string()))?;
     let (Some(study), Some(series), Some(sop)) = (outcome.study_instance_uid, outcome.series_instance_uid, outcome.sop_instance_uid) else {
@@ -339,6 +339,19 @@ fn deidentify_file(
     std::fs::File::open(&partial).and_then(|file| file.sync_all()).map_err(|e| write_error(&partial, e))?;
     std::fs::rename(&partial, &target).map_err(|e| write_error(&target, e))?;
     Ok(study)
+}
+
+/// Reads a Part 10 file after checking that its declared lengths fit its bytes (so a
+/// crafted length cannot make the parser reserve gigabytes); with `header_only`, the
+/// elements before the pixel data.
+pub fn read_checked(path: &Path, header_only: bool) -> Result<dicom_object::DefaultDicomObject, String> {
+    let bytes = std::fs::read(path).map_err(|e| e.kind().to_string())?;
+    let magic = pixl_dicom::lengths::check_file(&bytes).map_err(|e| e.to_string())?;
+    let mut options = OpenFileOptions::new().read_preamble(dicom_object::file::ReadPreamble::Never);
+    if header_only {
+        options = options.read_until(tags::PIXEL_DATA);
+    }
+    options.from_reader(&bytes[magic..]).map_err(|_| "not a readable DICOM file".to_owned())
 }
 
 /// Makes a directory's entries (renames, new files) durable.

@@ -5,6 +5,7 @@
 
 pub mod deid;
 pub mod filters;
+pub mod lengths;
 pub mod scheme;
 
 use dicom_core::Tag;

@@ -58,6 +58,11 @@ fn text(object: &InMemDicomObject, tag: Tag) -> String {
     pixl_dicom::element_text(object, tag).unwrap_or_default()
 }
 
+/// Refuses bytes whose declared lengths do not fit them, before the parser reserves them.
+fn checked(bytes: &[u8], transfer_syntax: &str) -> Result<(), CommandError> {
+    pixl_dicom::lengths::check(bytes, pixl_dicom::lengths::Encoding::of(transfer_syntax)).map_err(|e| CommandError(e.to_string()))
+}
+
 fn number(object: &InMemDicomObject, tag: Tag) -> Result<u16, CommandError> {
     object.element(tag).map_err(|_| CommandError(format!("missing {tag}")))?.to_int::<u16>().map_err(|_| CommandError(format!("{tag} is not a number")))
 }
@@ -66,7 +71,10 @@ impl Request {
     /// Decodes a command set received in P-DATA command fragments.
     pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
         let ts = transfer_syntax(IMPLICIT_VR_LE)?;
-        let object = InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| CommandError(e.to_string()))?;
+        let object = {
+            checked(bytes, IMPLICIT_VR_LE)?;
+            InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| CommandError(e.to_string()))?
+        };
         Ok(Self {
             command_field: number(&object, tags::COMMAND_FIELD)?,
             message_id: number(&object, tags::MESSAGE_ID)?,
@@ -156,7 +164,10 @@ impl Response {
     /// Decodes a response command set.
     pub fn decode(bytes: &[u8]) -> Result<Self, CommandError> {
         let ts = transfer_syntax(IMPLICIT_VR_LE)?;
-        let object = InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| CommandError(e.to_string()))?;
+        let object = {
+            checked(bytes, IMPLICIT_VR_LE)?;
+            InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| CommandError(e.to_string()))?
+        };
         let optional = |tag| number(&object, tag).unwrap_or(0);
         Ok(Self {
             command_field: number(&object, tags::COMMAND_FIELD)?,
@@ -184,6 +195,7 @@ pub fn encode_identifier(identifier: &InMemDicomObject) -> Vec<u8> {
 /// Decodes an identifier received in Implicit VR Little Endian.
 pub fn decode_identifier(bytes: &[u8]) -> Result<InMemDicomObject, CommandError> {
     let ts = transfer_syntax(IMPLICIT_VR_LE)?;
+    checked(bytes, IMPLICIT_VR_LE)?;
     InMemDicomObject::read_dataset_with_ts(bytes, ts).map_err(|e| CommandError(e.to_string()))
 }
 

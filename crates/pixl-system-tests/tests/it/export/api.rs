@@ -143,7 +143,10 @@ async fn a_parquet_file_holding_a_raw_identifier_never_leaves() {
 
     let (status, text) = post(&api, serde_json::json!({"project_name": PROJECT, "extract_datetime": "2024-01-01T00:00:00Z"})).await;
     assert_eq!(status, 422, "{text}");
-    assert_eq!(error(&text), "refusing to export: omop/public/PERSON.parquet: column person_source_value, row 1 holds a raw identifier of the project (an MRN)");
+    assert_eq!(
+        error(&text),
+        "refusing to export: omop/public/PERSON.parquet: column person_source_value, row 1 holds a raw identifier of the project (an MRN)"
+    );
     assert!(!text.contains(&mrn));
     // Nothing of the extract reached the destination.
     let mut uploaded = Vec::new();

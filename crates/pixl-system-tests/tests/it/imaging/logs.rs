@@ -64,7 +64,12 @@ async fn trace_logs_dead_letters_and_status_hold_no_identifier() {
     let malformed = format!(r#"{{"type":"imaging.v1","study_id":"{mrn_like}","project":"test-extract-uclh-omop-cdm"}}"#);
     let channel = ctx.broker.open_channel().await.unwrap();
     let queue = ctx.broker.topology().queue_name(WorkQueue::ImagingPrimary);
-    channel.basic_publish("".into(), queue.as_str().into(), BasicPublishOptions::default(), malformed.as_bytes(), Default::default()).await.unwrap().await.unwrap();
+    channel
+        .basic_publish("".into(), queue.as_str().into(), BasicPublishOptions::default(), malformed.as_bytes(), Default::default())
+        .await
+        .unwrap()
+        .await
+        .unwrap();
     let _ = channel.close(200, "done".into()).await;
 
     let deadline = Instant::now() + Duration::from_secs(120);
@@ -94,7 +99,8 @@ async fn trace_logs_dead_letters_and_status_hold_no_identifier() {
 
     let logs = std::fs::read_to_string(&log_path).unwrap();
     assert!(logs.contains("TRACE") && logs.contains("study retrieved"), "the logs are at trace level and cover the retrieval");
-    let mut forbidden: Vec<(&str, String)> = vec![("the MRN-like value", mrn_like.to_owned()), ("the hasher token", HASHER_TOKEN.to_owned()), ("anon-node's token", ANON_NODE_TOKEN.to_owned())];
+    let mut forbidden: Vec<(&str, String)> =
+        vec![("the MRN-like value", mrn_like.to_owned()), ("the hasher token", HASHER_TOKEN.to_owned()), ("anon-node's token", ANON_NODE_TOKEN.to_owned())];
     for spec in &specs {
         forbidden.push(("an MRN", spec.patient_id.clone()));
         forbidden.push(("an accession number", spec.accession_number.clone()));
