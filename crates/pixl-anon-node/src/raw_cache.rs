@@ -67,6 +67,8 @@ struct Index {
     studies: HashMap<String, StudyEntry>,
     total: u64,
     full_warned: bool,
+    /// When the index was last rebuilt from the disk.
+    counted_at: Option<std::time::Instant>,
 }
 
 #[derive(Debug)]
@@ -93,8 +95,32 @@ impl RawCache {
     pub fn open(root: impl Into<PathBuf>, max_bytes: u64) -> std::io::Result<Self> {
         let root = root.into();
         std::fs::create_dir_all(&root)?;
-        let mut index = Index::default();
-        for entry in std::fs::read_dir(&root)? {
+        let index = scan(&root)?;
+        Ok(Self { root, max_bytes, index: Arc::new(Mutex::new(index)) })
+    }
+
+    /// When full, recounts the disk (at most every five seconds): another process on this
+    /// host sharing the cache (a consumer replica) may have deleted studies it
+    /// de-identified.
+    fn recount_if_full(&self) {
+        let stale = {
+            let index = self.lock();
+            !self.has_room(&index) && index.counted_at.is_none_or(|at| at.elapsed() > std::time::Duration::from_secs(5))
+        };
+        if stale && let Ok(fresh) = scan(&self.root) {
+            let mut index = self.lock();
+            let warned = index.full_warned;
+            *index = fresh;
+            index.full_warned = warned;
+        }
+    }
+}
+
+/// The index of what `root` holds, removing partial writes of a crash.
+fn scan(root: &Path) -> std::io::Result<Index> {
+    {
+        let mut index = Index { counted_at: Some(std::time::Instant::now()), ..Index::default() };
+        for entry in std::fs::read_dir(root)? {
             let entry = entry?;
             if !entry.file_type()?.is_dir() {
                 continue;
@@ -117,8 +143,11 @@ impl RawCache {
             index.total += bytes;
             index.studies.insert(entry.file_name().to_string_lossy().into_owned(), StudyEntry { bytes, released });
         }
-        Ok(Self { root, max_bytes, index: Arc::new(Mutex::new(index)) })
+        Ok(index)
     }
+}
+
+impl RawCache {
 
     pub fn root(&self) -> &Path {
         &self.root
@@ -152,6 +181,7 @@ impl RawCache {
     /// Whether new instances can be taken: below the bound, or something released that
     /// eviction can take.
     pub fn accepting(&self) -> bool {
+        self.recount_if_full();
         let index = self.lock();
         self.has_room(&index)
     }
@@ -236,6 +266,7 @@ impl RawCache {
         }
         // A full cache still takes the rest of a study it is receiving (so that study can
         // be completed and de-identified), never a new one.
+        self.recount_if_full();
         {
             let index = self.lock();
             let receiving = index.studies.get(study_uid.expose()).is_some_and(|e| e.released.is_none());

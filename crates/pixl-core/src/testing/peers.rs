@@ -30,6 +30,8 @@ pub struct Peer {
     pub http_port: Option<u16>,
     /// Orthanc's HTTP user, when authentication is on.
     pub user: Option<(String, String)>,
+    /// dcmqrscp's verbose log.
+    log: Option<PathBuf>,
 }
 
 impl Drop for Peer {
@@ -102,7 +104,7 @@ impl Peer {
             .expect("Orthanc is installed (Debian package orthanc; test/run.sh installs it)");
         wait_for_port(http_port, "Orthanc", &log);
         wait_for_port(dicom_port, "Orthanc", &log);
-        Self { child, ae_title: ae_title.to_owned(), dicom_port, http_port: Some(http_port), user: options.user.clone() }
+        Self { child, ae_title: ae_title.to_owned(), dicom_port, http_port: Some(http_port), user: options.user.clone(), log: None }
     }
 
     /// dcmqrscp with AE title `ae_title`, moving to `destination` (AE title, port).
@@ -124,6 +126,8 @@ impl Peer {
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join("dcmqrscp.log");
         let child = Command::new("dcmqrscp")
+            // Verbose: each request is logged with its identifier (see `moves_per_study`).
+            .arg("-v")
             .arg("-c")
             .arg(&config_path)
             .arg(port.to_string())
@@ -133,7 +137,25 @@ impl Peer {
             .spawn()
             .expect("dcmqrscp is installed (Debian package dcmtk)");
         wait_for_port(port, "dcmqrscp", &log);
-        Self { child, ae_title: ae_title.to_owned(), dicom_port: port, http_port: None, user: None }
+        Self { child, ae_title: ae_title.to_owned(), dicom_port: port, http_port: None, user: None, log: Some(log) }
+    }
+
+    /// dcmqrscp only: how many C-MOVE requests it received per StudyInstanceUID (from its
+    /// verbose log, where each request's identifier follows "Move SCP Request Identifiers").
+    pub fn moves_per_study(&self) -> std::collections::BTreeMap<String, usize> {
+        let log = std::fs::read_to_string(self.log.as_ref().expect("a dcmqrscp peer")).unwrap_or_default();
+        let mut moves = std::collections::BTreeMap::new();
+        let mut in_move = false;
+        for line in log.lines() {
+            if line.contains("Move SCP Request Identifiers:") {
+                in_move = true;
+            } else if in_move && line.contains("(0020,000d)") {
+                let uid = line.split('[').nth(1).and_then(|rest| rest.split(']').next()).unwrap_or_default().trim_end_matches('\0').to_owned();
+                *moves.entry(uid).or_insert(0) += 1;
+                in_move = false;
+            }
+        }
+        moves
     }
 
     /// Loads files into the archive: over REST for Orthanc, with storescu for dcmqrscp.

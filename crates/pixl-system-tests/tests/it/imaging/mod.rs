@@ -6,5 +6,6 @@ mod crash;
 mod logs;
 pub mod peers;
 pub mod pipeline;
+mod replicas;
 mod restart;
 pub mod retrieval;
