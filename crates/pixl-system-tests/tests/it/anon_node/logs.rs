@@ -1,6 +1,7 @@
 //! The `pixl-anon-node` binary at trace level, receiving a real file with dcmtk `storescu`
 //! and de-identifying it through the queue: its logs hold no identifier of the file or
-//! the study row, and no key.
+//! the study row, and no key; and (traced with strace) every file it acknowledges or
+//! records is fsynced, with its directory, first.
 
 use pixl_testkit::dicom::pydicom_file;
 
@@ -42,7 +43,12 @@ async fn the_service_logs_no_identifier() {
 
     let (dicom_port, http_port) = (free_port(), free_port());
     let log_path = dir.path().join("node.log");
-    let mut node = Command::new(pixl_testkit::bin_path("pixl-anon-node"))
+    // Under strace (syscalls with file paths): acknowledged means on disk.
+    let trace_path = dir.path().join("syscalls.txt");
+    let mut node = Command::new("strace")
+        .args(["-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,rename,renameat,renameat2", "-o"])
+        .arg(&trace_path)
+        .arg(pixl_testkit::bin_path("pixl-anon-node"))
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap())
         .env("PIXL_DB_NAME", &ctx.settings.database.name)
@@ -105,9 +111,29 @@ async fn the_service_logs_no_identifier() {
         assert!(Instant::now() < deadline, "study is {state}: {}", std::fs::read_to_string(&log_path).unwrap());
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = Command::new("kill").arg("-TERM").arg(node.id().to_string()).status();
+    // SIGTERM to anon-node itself (strace's child); strace ends with its exit status.
+    let child = Command::new("pgrep").arg("-P").arg(node.id().to_string()).output().unwrap();
+    let pid = String::from_utf8(child.stdout).unwrap().trim().to_owned();
+    let _ = Command::new("kill").arg("-TERM").arg(&pid).status();
     let exit = node.wait().unwrap();
     assert!(exit.success(), "anon-node stops cleanly on SIGTERM: {exit:?}");
+
+    // The raw instance: its partial file fsynced before the rename, the study's directory
+    // after it (before C-STORE success); the de-identified instance likewise, and its
+    // directories, before the study is recorded.
+    let trace = std::fs::read_to_string(&trace_path).unwrap();
+    let lines: Vec<&str> = trace.lines().collect();
+    let position = |what: &str, test: &dyn Fn(&str) -> bool| lines.iter().position(|l| test(l)).unwrap_or_else(|| panic!("no {what} in {trace}"));
+    let raw = dir.path().join("raw").display().to_string();
+    let anon = dir.path().join("anon").display().to_string();
+    let synced_raw = position("fsync of the raw partial", &|l: &str| l.contains("fsync(") && l.contains(&raw) && l.contains(".partial>"));
+    let renamed_raw = position("rename of the raw instance", &|l: &str| l.contains("rename") && l.contains(&raw) && l.contains(".dcm\""));
+    let synced_raw_dir = lines.iter().skip(renamed_raw).position(|l| l.contains("fsync(") && l.contains(&raw) && !l.contains(".partial") && !l.contains(".dcm"));
+    assert!(synced_raw < renamed_raw && synced_raw_dir.is_some(), "raw cache: fsync, rename, fsync of the directory: {trace}");
+    let synced_anon = position("fsync of a de-identified partial", &|l: &str| l.contains("fsync(") && l.contains(&anon) && l.contains(".partial>"));
+    let renamed_anon = position("rename of a de-identified instance", &|l: &str| l.contains("rename") && l.contains(&anon) && l.contains(".dcm\""));
+    let synced_anon_dir = lines.iter().skip(renamed_anon).position(|l| l.contains("fsync(") && l.contains(&anon) && !l.contains(".partial") && !l.contains(".dcm"));
+    assert!(synced_anon < renamed_anon && synced_anon_dir.is_some(), "anon store: fsync, rename, fsync of the directories: {trace}");
     services.stop().await;
 
     let mut logs = String::new();
