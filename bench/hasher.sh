@@ -31,7 +31,7 @@ echo '{"hashing-key": "test-key", "bench-project": "a161577b49a9235a"}' > "$work
 
 ours=18001
 theirs=18002
-HASHER_API_PORT=$ours PROJECT_CONFIGS_DIR="$work/configs" PIXL_SECRETS_FILE="$work/secrets.json" \
+HASHER_API_PORT=$ours HASHER_API_ALLOW_NO_TOKEN=true PROJECT_CONFIGS_DIR="$work/configs" PIXL_SECRETS_FILE="$work/secrets.json" \
   LOCAL_SALT_VALUE=pixl_salt RUST_LOG=warn target/release/pixl-hasher-api &
 pids+=($!)
 python3 -m uvicorn --app-dir bench hasher_baseline:app --host 127.0.0.1 --port $theirs --log-level warning &

@@ -23,7 +23,7 @@ mkdir -p "$work/ours" "$work/theirs"
 # database and queue prefix); only its storage SCP is measured here.
 PIXL_DB_NAME=pixl_bench PIXL_QUEUE_PREFIX=bench. ANON_NODE_HTTP_PORT=11202 \
 ANON_NODE_DICOM_PORT=$ours ANON_NODE_ALLOWED_CALLERS=ARCHIVE ANON_NODE_RAW_CACHE_DIR="$work/ours" \
-ANON_NODE_ANON_STORE_DIR="$work/anon" ANON_NODE_RAW_CACHE_MAX_SIZE_MB=0 RUST_LOG=warn \
+ANON_NODE_ANON_STORE_DIR="$work/anon" ANON_NODE_RAW_CACHE_MAX_SIZE_MB=0 ANON_NODE_API_TOKEN=bench-anon-token RUST_LOG=warn \
   target/release/pixl-anon-node &
 pids+=($!)
 storescp -aet STORESCP -od "$work/theirs" $theirs &

@@ -11,6 +11,7 @@
 use hmac::{Hmac, KeyInit, Mac};
 use serde::Deserialize;
 use sha2::Sha256;
+use zeroize::Zeroizing;
 
 /// Shortest and longest pseudonym, in hex characters.
 pub const MIN_LENGTH: usize = 2;
@@ -54,18 +55,19 @@ pub enum HashError {
     KeyTooLong,
 }
 
-/// The secrets one project's hashes depend on.
+/// The secrets one project's hashes depend on. Every one is wiped from memory when the
+/// keys are dropped, and none is reachable from outside.
 #[derive(Clone)]
 pub struct ProjectKeys {
     /// The deployment's hashing key.
-    pub key: Vec<u8>,
+    key: Zeroizing<Vec<u8>>,
     /// The project's salt (16 hex characters when pixl created it).
-    pub project_salt: String,
+    project_salt: Zeroizing<String>,
     /// The deployment's local salt (PIXL's `LOCAL_SALT_VALUE`).
-    pub local_salt: String,
+    local_salt: Zeroizing<String>,
     pub algorithm: HashAlgorithm,
     /// For `hmac-sha256`: HMAC-SHA256(key, project_salt), computed once.
-    derived_key: [u8; 32],
+    derived_key: Zeroizing<[u8; 32]>,
 }
 
 impl std::fmt::Debug for ProjectKeys {
@@ -82,9 +84,10 @@ impl ProjectKeys {
         if algorithm == HashAlgorithm::PixlBlake2b && key.len() > blake2b_simd::KEYBYTES {
             return Err(HashError::KeyTooLong);
         }
+        let (key, project_salt, local_salt) = (Zeroizing::new(key), Zeroizing::new(project_salt), Zeroizing::new(local_salt));
         let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&key).expect("HMAC takes keys of any length");
         mac.update(project_salt.as_bytes());
-        let derived_key: [u8; 32] = mac.finalize().into_bytes().into();
+        let derived_key = Zeroizing::new(mac.finalize().into_bytes().into());
         Ok(Self { key, project_salt, local_salt, algorithm, derived_key })
     }
 
@@ -99,7 +102,7 @@ impl ProjectKeys {
         }
         Ok(match self.algorithm {
             HashAlgorithm::HmacSha256 => {
-                let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(&self.derived_key).expect("32-byte key");
+                let mut mac = <Hmac<Sha256> as KeyInit>::new_from_slice(self.derived_key.as_slice()).expect("32-byte key");
                 mac.update(message.as_bytes());
                 let mut digest = hex::encode(mac.finalize().into_bytes());
                 digest.truncate(length);
