@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
 # Benchmark of anon-node's C-STORE receive rate (issue 4): dcmtk storescu sends the same
-# generated CT slices over one association to pixl-anon-node and to dcmtk's own storescp,
-# both writing to disk on loopback, in the same run. TCP_NODELAY=1 for the dcmtk tools.
-# Usage: bench/receive.sh [SLICES]   (default 500, ~0.5 MB each)
+# generated CT slices over ASSOCIATIONS parallel associations (default 1) to pixl-anon-node
+# and to dcmtk's own storescp, both writing to disk on loopback, in the same run.
+# pixl-anon-node fsyncs every instance (and its directory) before answering success;
+# storescp does not. TCP_NODELAY=1 for the dcmtk tools.
+# Usage: bench/receive.sh [SLICES] [ASSOCIATIONS]   (default 500 1, ~0.5 MB each)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-500}
+associations=${2:-1}
 command -v storescu >/dev/null || { echo "needs dcmtk (Debian package dcmtk)" >&2; exit 1; }
 cargo build --release --locked -p pixl-anon-node -p pixl-cli >&2
 work=$(mktemp -d)
@@ -33,8 +36,17 @@ for _ in $(seq 50); do (exec 3<>/dev/tcp/127.0.0.1/$ours) 2>/dev/null && break; 
 timed() { local start; start=$(date +%s.%N); "$@" >/dev/null 2>&1; echo "$(date +%s.%N) - $start" | bc; }
 # Rounds in A-B-B-A order with the received files removed and flushed in between, so that
 # neither receiver pays for the other's write-back.
+send_all() { # port aet: the slices split over $associations storescu processes
+  local files=("$work"/in/*.dcm) i senders=()
+  for ((i = 0; i < associations; i++)); do
+    local part=()
+    for ((j = i; j < ${#files[@]}; j += associations)); do part+=("${files[$j]}"); done
+    storescu -aet ARCHIVE -aec "$2" 127.0.0.1 "$1" "${part[@]}" & senders+=($!)
+  done
+  wait "${senders[@]}"
+}
 round() { # receiver-name port aet dir
-  local s; s=$(timed storescu -aet ARCHIVE -aec "$3" 127.0.0.1 "$2" "$work"/in/*.dcm)
+  local s; s=$(timed send_all "$2" "$3")
   local n; n=$(find "$4" -type f -name '*' ! -name '.*' | wc -l)
   [ "$n" = "$count" ] || { echo "$1 received $n of $count" >&2; exit 1; }
   rm -rf "${4:?}"/*; sync
@@ -50,4 +62,4 @@ count2=$((count * 2))
 printf '| receiver | instances | seconds | instances/s | MB/s |\n|---|---:|---:|---:|---:|\n'
 awk -v n="$count2" -v s="$ours_s" -v mb="$megabytes" 'BEGIN { printf "| pixl-anon-node | %d | %.2f | %.0f | %.0f |\n", n, s, n / s, 2 * mb / s }'
 awk -v n="$count2" -v s="$theirs_s" -v mb="$megabytes" 'BEGIN { printf "| dcmtk storescp | %d | %.2f | %.0f | %.0f |\n", n, s, n / s, 2 * mb / s }'
-awk -v a="$ours_s" -v b="$theirs_s" 'BEGIN { printf "\nreceive rate vs storescp: %.2f×\n", b / a }'
+awk -v a="$ours_s" -v b="$theirs_s" -v p="$associations" 'BEGIN { printf "\nreceive rate vs storescp over %d association(s): %.2f×\n", p, b / a }'

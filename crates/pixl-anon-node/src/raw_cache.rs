@@ -148,7 +148,6 @@ fn scan(root: &Path) -> std::io::Result<Index> {
 }
 
 impl RawCache {
-
     pub fn root(&self) -> &Path {
         &self.root
     }
@@ -237,11 +236,11 @@ impl RawCache {
     /// Stores a data set received in `transfer_syntax` as a Part 10 file, byte for byte,
     /// under its study, durably (see the module's documentation). Only the elements before
     /// the pixel data are parsed (to find the Study and SOP Instance UIDs).
-    pub fn store(&self, sop_class_uid: &str, sop_instance_uid: &str, transfer_syntax: &str, dataset: &[u8]) -> Result<Stored, StoreError> {
+    pub fn store(&self, sop_class_uid: &str, sop_instance_uid: &SopInstanceUid, transfer_syntax: &str, dataset: &[u8]) -> Result<Stored, StoreError> {
         let meta = FileMetaTableBuilder::new()
             .transfer_syntax(transfer_syntax)
             .media_storage_sop_class_uid(sop_class_uid)
-            .media_storage_sop_instance_uid(sop_instance_uid)
+            .media_storage_sop_instance_uid(sop_instance_uid.expose())
             .build()
             .map_err(|_| StoreError::Unreadable("the command's SOP class, instance or transfer syntax is missing"))?;
         let mut head = Vec::with_capacity(128 + 512);
@@ -261,7 +260,7 @@ impl RawCache {
         let (Ok(study_uid), Ok(sop_uid)) = (StudyUid::parse(&text(tags::STUDY_INSTANCE_UID)), SopInstanceUid::parse(&text(tags::SOP_INSTANCE_UID))) else {
             return Err(StoreError::Unreadable("the data set lacks valid Study or SOP Instance UIDs"));
         };
-        if sop_uid.expose() != sop_instance_uid.trim_end_matches(['\0', ' ']) {
+        if sop_uid != *sop_instance_uid {
             return Err(StoreError::Unreadable("the data set's SOP Instance UID differs from the command's"));
         }
         // A full cache still takes the rest of a study it is receiving (so that study can

@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::raw_cache::{RawCache, StoreError};
+use pixl_core::ids::SopInstanceUid;
 use pixl_dimse::{self as dimse, Request};
 
 /// Transfer syntaxes accepted, in order of preference.
@@ -164,11 +165,15 @@ async fn respond(
             let transfer_syntax =
                 association.presentation_contexts().iter().find(|pc| pc.id == context).map(|pc| pc.transfer_syntax.clone()).unwrap_or_default();
             // Writing and fsyncing blocks: off the association's task.
-            let (store_cache, class, instance, data) =
-                (cache.clone(), request.affected_sop_class_uid.clone(), request.affected_sop_instance_uid.clone(), dataset.unwrap_or_default());
-            let (result, data) = tokio::task::spawn_blocking(move || (store_cache.store(&class, &instance, &transfer_syntax, &data), data))
-                .await
-                .unwrap_or_else(|_| (Err(StoreError::Unreadable("internal error while storing")), Vec::new()));
+            // The command's SOP Instance UID is a raw identifier from here on.
+            let instance = SopInstanceUid::parse(request.affected_sop_instance_uid.trim_end_matches('\0'));
+            let (store_cache, class, data) = (cache.clone(), request.affected_sop_class_uid.clone(), dataset.unwrap_or_default());
+            let (result, data) = match instance {
+                Ok(instance) => tokio::task::spawn_blocking(move || (store_cache.store(&class, &instance, &transfer_syntax, &data), data))
+                    .await
+                    .unwrap_or_else(|_| (Err(StoreError::Unreadable("internal error while storing")), Vec::new())),
+                Err(_) => (Err(StoreError::Unreadable("the command's SOP Instance UID is not a UID")), data),
+            };
             buffer = data;
             let status = match result {
                 Ok(_) => {

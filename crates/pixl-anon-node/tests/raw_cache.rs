@@ -9,7 +9,7 @@ use dicom_transfer_syntax_registry::TransferSyntaxIndex as _;
 use std::time::Duration;
 
 use pixl_anon_node::raw_cache::{RawCache, StoreError};
-use pixl_core::ids::StudyUid;
+use pixl_core::ids::{SopInstanceUid, StudyUid};
 
 const CT: &str = "1.2.840.10008.5.1.4.1.1.2";
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
@@ -29,7 +29,7 @@ fn dataset(study: &str, sop: &str) -> Vec<u8> {
 }
 
 fn store(cache: &RawCache, study: &str, sop: &str) {
-    cache.store(CT, sop, EXPLICIT_LE, &dataset(study, sop)).unwrap();
+    cache.store(CT, &SopInstanceUid::parse(sop).unwrap(), EXPLICIT_LE, &dataset(study, sop)).unwrap();
     // Distinct times, so "released first" is well defined.
     std::thread::sleep(std::time::Duration::from_millis(20));
 }
@@ -71,7 +71,7 @@ fn studies_waiting_for_de_identification_are_never_evicted() {
     store(&cache, "1.2.3.4", "1.2.3.4.2");
     store(&cache, "1.2.3.4", "1.2.3.4.3");
     assert!(!cache.accepting(), "{} bytes", cache.size());
-    let refused = cache.store(CT, "1.2.3.6.1", EXPLICIT_LE, &dataset("1.2.3.6", "1.2.3.6.1"));
+    let refused = cache.store(CT, &SopInstanceUid::parse("1.2.3.6.1").unwrap(), EXPLICIT_LE, &dataset("1.2.3.6", "1.2.3.6.1"));
     assert!(matches!(refused, Err(StoreError::Full)), "{refused:?}");
     store(&cache, "1.2.3.4", "1.2.3.4.4");
     for (study, instances) in [("1.2.3.1", 1), ("1.2.3.3", 1), ("1.2.3.4", 4)] {

@@ -58,8 +58,17 @@ impl HasherConfig {
     }
 }
 
+/// Why hasher-api could not start or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum RunFailure {
+    #[error("secret store: {0}")]
+    Secrets(#[from] pixl_secrets::SecretError),
+    #[error("HTTP server: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
 /// Serves the API on `listener` until `shutdown` is cancelled.
-pub async fn run(config: HasherConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
+pub async fn run(config: HasherConfig, listener: TcpListener, shutdown: CancellationToken) -> Result<(), RunFailure> {
     let keys = Arc::new(KeyRing::new(config.keys.open()?, &config));
     let router = api::router(keys, config.token.clone());
     pixl_core::http::serve(listener, router, shutdown).await?;

@@ -128,11 +128,13 @@ async fn the_service_logs_no_identifier() {
     let anon = dir.path().join("anon").display().to_string();
     let synced_raw = position("fsync of the raw partial", &|l: &str| l.contains("fsync(") && l.contains(&raw) && l.contains(".partial>"));
     let renamed_raw = position("rename of the raw instance", &|l: &str| l.contains("rename") && l.contains(&raw) && l.contains(".dcm\""));
-    let synced_raw_dir = lines.iter().skip(renamed_raw).position(|l| l.contains("fsync(") && l.contains(&raw) && !l.contains(".partial") && !l.contains(".dcm"));
+    let synced_raw_dir =
+        lines.iter().skip(renamed_raw).position(|l| l.contains("fsync(") && l.contains(&raw) && !l.contains(".partial") && !l.contains(".dcm"));
     assert!(synced_raw < renamed_raw && synced_raw_dir.is_some(), "raw cache: fsync, rename, fsync of the directory: {trace}");
     let synced_anon = position("fsync of a de-identified partial", &|l: &str| l.contains("fsync(") && l.contains(&anon) && l.contains(".partial>"));
     let renamed_anon = position("rename of a de-identified instance", &|l: &str| l.contains("rename") && l.contains(&anon) && l.contains(".dcm\""));
-    let synced_anon_dir = lines.iter().skip(renamed_anon).position(|l| l.contains("fsync(") && l.contains(&anon) && !l.contains(".partial") && !l.contains(".dcm"));
+    let synced_anon_dir =
+        lines.iter().skip(renamed_anon).position(|l| l.contains("fsync(") && l.contains(&anon) && !l.contains(".partial") && !l.contains(".dcm"));
     assert!(synced_anon < renamed_anon && synced_anon_dir.is_some(), "anon store: fsync, rename, fsync of the directories: {trace}");
     services.stop().await;
 

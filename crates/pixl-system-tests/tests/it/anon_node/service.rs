@@ -378,18 +378,36 @@ async fn messages_that_cannot_succeed_are_dead_lettered_with_the_reason() {
     for (id, project) in ids.iter().zip(projects) {
         publish_anonymise(&ctx, *id, project).await;
     }
-    // Not a pixl message at all, and a message for another queue.
+    // Not a pixl message at all, a message for another queue, an oversize one, one of an
+    // unknown version, and one whose project slug tries to leave its directory.
     let channel = ctx.broker.open_channel().await.unwrap();
     let queue = ctx.broker.topology().queue_name(WorkQueue::Anonymise);
-    for body in
-        [b"{not json".to_vec(), QueueMessage::ImagingV1(StudyRef { study_id: ids[0], project: ProjectSlug::parse("no-such-project").unwrap() }).encode()]
-    {
+    let oversize = format!(r#"{{"type":"anonymise.v1","study_id":1,"project":"p","pad":"{}"}}"#, "x".repeat(20_000)).into_bytes();
+    let unknown_version = br#"{"type":"anonymise.v9","study_id":1,"project":"p"}"#.to_vec();
+    let bad_slug = br#"{"type":"anonymise.v1","study_id":1,"project":"../../etc"}"#.to_vec();
+    for body in [
+        b"{not json".to_vec(),
+        QueueMessage::ImagingV1(StudyRef { study_id: ids[0], project: ProjectSlug::parse("no-such-project").unwrap() }).encode(),
+        oversize,
+        unknown_version,
+        bad_slug,
+    ] {
         channel.basic_publish("".into(), queue.as_str().into(), Default::default(), &body, Default::default()).await.unwrap().await.unwrap();
     }
 
-    let letters = wait_dead_letters(&ctx, 6).await;
+    let letters = wait_dead_letters(&ctx, 9).await;
     let reasons: Vec<&str> = letters.iter().map(|(_, r)| r.as_str()).collect();
-    let expect = ["no-such-project", "scramble", "no-such-file.yaml", "StudyInstanceUID is recorded", "not a valid pixl message", "not an anonymise message"];
+    let expect = [
+        "no-such-project",
+        "scramble",
+        "no-such-file.yaml",
+        "StudyInstanceUID is recorded",
+        "invalid JSON at line 1",
+        "not an anonymise message",
+        "more than the 16384 allowed",
+        "unknown type",
+        "anonymise.v1 message with a missing, unknown or malformed field",
+    ];
     for fragment in expect {
         assert!(reasons.iter().any(|r| r.contains(fragment)), "no dead letter says {fragment:?}: {reasons:#?}");
     }
