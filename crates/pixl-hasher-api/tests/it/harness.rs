@@ -45,7 +45,7 @@ pub fn config(vars: &[(&str, String)]) -> HasherConfig {
 pub struct Hasher {
     pub address: SocketAddr,
     pub shutdown: CancellationToken,
-    pub server: tokio::task::JoinHandle<anyhow::Result<()>>,
+    pub server: tokio::task::JoinHandle<Result<(), pixl_hasher_api::RunFailure>>,
 }
 
 impl Hasher {
