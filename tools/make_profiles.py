@@ -50,7 +50,9 @@ BASE = {
         "ReferencedSOPInstanceUID", "SynchronizationFrameOfReferenceUID",
     ],
     "date-shift": ["StudyDate", "SeriesDate", "AcquisitionDate", "ContentDate", "AcquisitionDateTime"],
-    "secure-hash": ["PatientID", "AccessionNumber"],
+    "secure-hash": ["PatientID"],
+    # pixl's extension: PIXL's secure-hash takes LO values only; AccessionNumber is SH.
+    "secure-hash-any-vr": ["AccessionNumber"],
     "replace": ["PatientName"],
     "empty": ["PatientBirthDate", "ReferringPhysicianName", "StudyID"],
 }

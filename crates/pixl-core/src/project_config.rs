@@ -30,6 +30,8 @@ pub enum DicomDestination {
     Dicomweb,
     Xnat,
     Directory,
+    /// PIXL's TRE API (airlock upload, then flush).
+    Tre,
 }
 
 /// Where the parquet files (OMOP public tables, linker) of a project go.
@@ -39,11 +41,12 @@ pub enum ParquetDestination {
     None,
     Ftps,
     Directory,
+    /// PIXL's TRE API: the extract's parquet files in one zip.
+    Tre,
 }
 
 /// The `project:` section.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProjectSection {
     /// Must equal the file stem: it is the slug the cohort refers to.
     pub name: String,
@@ -54,68 +57,171 @@ pub struct ProjectSection {
     pub azure_kv_alias: Option<String>,
 }
 
+/// A list that PIXL's model lets be `null` (or absent): both mean empty.
+fn nullable_list<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) -> Result<Vec<T>, D::Error> {
+    Ok(Option::<Vec<T>>::deserialize(deserializer)?.unwrap_or_default())
+}
+
 /// The `tag_operation_files:` section: file names, resolved against the tag-operations
 /// directory.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TagOperationFiles {
     /// Merged in order; a later file wins for the same tag.
     pub base: Vec<String>,
-    /// Files of `{manufacturer: <regex>, tags: [...]}` entries.
-    #[serde(default)]
+    /// Files of `{manufacturer: <regex>, tags: [...]}` entries (`null` or `[]`: none).
+    #[serde(default, deserialize_with = "nullable_list")]
     pub manufacturer_overrides: Vec<String>,
+}
+
+/// The `image_operation_files:` section (PIXL: `{deid_recipes: [...]}`): pixel operations,
+/// resolved against `image-operations/`.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ImageOperationFiles {
+    /// pydicom/deid recipes masking burned-in annotations (ultrasound).
+    #[serde(default, deserialize_with = "nullable_list")]
+    pub deid_recipes: Vec<String>,
+}
+
+fn image_operation_files<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<ImageOperationFiles, D::Error> {
+    Ok(Option::<ImageOperationFiles>::deserialize(deserializer)?.unwrap_or_default())
+}
+
+/// A series number to exclude: PIXL's configs write integers or strings.
+fn series_numbers<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<i64>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Number {
+        Int(i64),
+        Text(String),
+    }
+    let numbers: Vec<Number> = nullable_list(deserializer)?;
+    numbers
+        .into_iter()
+        .map(|number| match number {
+            Number::Int(n) => Ok(n),
+            Number::Text(text) => text.trim().parse().map_err(|_| serde::de::Error::custom(format!("{text:?} is not a series number"))),
+        })
+        .collect()
 }
 
 /// One entry of `allowed_manufacturers:`.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct AllowedManufacturer {
     /// Searched (case-insensitive) in the instance's Manufacturer.
     pub regex: String,
     /// Series numbers of this manufacturer to drop (often screen captures or dose reports).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "series_numbers")]
     pub exclude_series_numbers: Vec<i64>,
 }
 
 /// The `destination:` section.
 #[derive(Debug, Clone, Copy, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct Destination {
     pub dicom: DicomDestination,
     pub parquet: ParquetDestination,
 }
 
-/// A project config as written in YAML.
+/// PIXL's `xnat_destination_options:` (they override `XNAT_OVERWRITE` and
+/// `XNAT_DESTINATION` for the project).
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct XnatDestinationOptions {
+    /// `none`, `append` or `delete`.
+    #[serde(default)]
+    pub overwrite: Option<String>,
+    /// `/archive` or `/prearchive`.
+    #[serde(default)]
+    pub destination: Option<String>,
+}
+
+fn min_instances<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u32, D::Error> {
+    Ok(Option::<u32>::deserialize(deserializer)?.unwrap_or(1).max(1))
+}
+
+/// A project config as written in YAML. Keys pixl does not know are warned about, not
+/// refused, as PIXL ignores them.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ProjectConfig {
     pub project: ProjectSection,
     pub tag_operation_files: TagOperationFiles,
-    /// Optional image (pixel) operation files, resolved against `image-operations/`.
-    #[serde(default)]
-    pub image_operation_files: Vec<String>,
-    /// Manufacturers whose instances are kept; PIXL's default keeps every manufacturer.
-    #[serde(default = "default_allowed_manufacturers")]
+    #[serde(default, deserialize_with = "image_operation_files")]
+    pub image_operation_files: ImageOperationFiles,
+    /// Manufacturers whose instances are kept. Absent (or empty): **none**, as in PIXL,
+    /// whose default entry matches nothing; a warning says so.
+    #[serde(default, deserialize_with = "nullable_list")]
     pub allowed_manufacturers: Vec<AllowedManufacturer>,
-    /// Series with fewer instances than this are dropped.
-    #[serde(default = "default_min_instances")]
+    /// Series with fewer instances than this are dropped (PIXL's default 1: none).
+    #[serde(default = "default_min_instances", deserialize_with = "min_instances")]
     pub min_instances_per_series: u32,
     /// Series whose SeriesDescription contains one of these (case-insensitive) are dropped.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "nullable_list")]
     pub series_filters: Vec<String>,
     pub destination: Destination,
+    #[serde(default)]
+    pub xnat_destination_options: Option<XnatDestinationOptions>,
     /// Overrides the deployment's `HASHER_ALGORITHM` for this project (pixl extension):
     /// `pixl-blake2b` keeps the pseudonyms of a project migrated from PIXL.
     #[serde(default)]
     pub hash_algorithm: Option<crate::hashing::HashAlgorithm>,
 }
 
-fn default_allowed_manufacturers() -> Vec<AllowedManufacturer> {
-    vec![AllowedManufacturer { regex: ".*".to_owned(), exclude_series_numbers: Vec::new() }]
+fn default_min_instances() -> u32 {
+    1
 }
 
-fn default_min_instances() -> u32 {
-    2
+/// The keys pixl reads, per section (`""`: the top level), for the unknown-key warnings.
+const KNOWN_KEYS: &[(&str, &[&str])] = &[
+    (
+        "",
+        &[
+            "project",
+            "tag_operation_files",
+            "image_operation_files",
+            "allowed_manufacturers",
+            "min_instances_per_series",
+            "series_filters",
+            "destination",
+            "xnat_destination_options",
+            "hash_algorithm",
+        ],
+    ),
+    ("project", &["name", "modalities", "azure_kv_alias"]),
+    ("tag_operation_files", &["base", "manufacturer_overrides"]),
+    ("image_operation_files", &["deid_recipes"]),
+    ("destination", &["dicom", "parquet"]),
+    ("xnat_destination_options", &["overwrite", "destination"]),
+];
+
+/// Warnings about keys pixl does not read (PIXL ignores them too; a typo would silently
+/// change nothing) and about defaults that surprise.
+fn warnings(value: &serde_yaml_ng::Value) -> Vec<String> {
+    let mut warnings = Vec::new();
+    for (section, known) in KNOWN_KEYS {
+        let map = if section.is_empty() { value.as_mapping() } else { value.get(*section).and_then(|v| v.as_mapping()) };
+        for key in map.into_iter().flat_map(|m| m.keys()) {
+            let name = key.as_str().unwrap_or("?");
+            if !known.contains(&name) {
+                let path = if section.is_empty() { name.to_owned() } else { format!("{section}.{name}") };
+                warnings.push(format!("unknown key `{path}` is ignored (as PIXL does)"));
+            }
+        }
+    }
+    if let Some(entries) = value.get("allowed_manufacturers").and_then(|v| v.as_sequence()) {
+        for (index, entry) in entries.iter().enumerate() {
+            for key in entry.as_mapping().into_iter().flat_map(|m| m.keys()) {
+                let name = key.as_str().unwrap_or("?");
+                if !["regex", "exclude_series_numbers"].contains(&name) {
+                    warnings.push(format!("unknown key `allowed_manufacturers[{index}].{name}` is ignored (as PIXL does)"));
+                }
+            }
+        }
+    }
+    let manufacturers = value.get("allowed_manufacturers");
+    if manufacturers.is_none_or(|v| v.is_null() || v.as_sequence().is_some_and(|s| s.is_empty())) {
+        warnings.push("allowed_manufacturers is absent or empty: NO manufacturer is allowed, so every instance is dropped (as in PIXL); \
+                       list `- regex: \".*\"` to allow every manufacturer"
+            .to_owned());
+    }
+    warnings
 }
 
 /// A validated project config with its referenced files resolved to paths that exist.
@@ -127,7 +233,10 @@ pub struct LoadedProject {
     pub config: ProjectConfig,
     pub base_tag_files: Vec<PathBuf>,
     pub manufacturer_override_files: Vec<PathBuf>,
-    pub image_operation_files: Vec<PathBuf>,
+    /// The deid recipes (`image_operation_files.deid_recipes`), resolved.
+    pub deid_recipe_files: Vec<PathBuf>,
+    /// What the file says that pixl ignores, or that surprises (for `pixl check-env`).
+    pub warnings: Vec<String>,
 }
 
 impl LoadedProject {
@@ -157,8 +266,9 @@ pub fn load_project_file(configs_dir: &Path, path: &Path) -> Result<LoadedProjec
     let invalid = |field: &str, problem: String| ProjectConfigError::Invalid { path: path.to_owned(), field: field.to_owned(), problem };
 
     // Syntax first, so that a YAML error is reported as such rather than against a field.
-    serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
+    let value = serde_yaml_ng::from_str::<serde_yaml_ng::Value>(&text)
         .map_err(|error| ProjectConfigError::Unreadable { path: path.to_owned(), problem: error.to_string() })?;
+    let warnings = warnings(&value);
     let deserializer = serde_yaml_ng::Deserializer::from_str(&text);
     let config: ProjectConfig = serde_path_to_error::deserialize(deserializer).map_err(|error| {
         let field = error.path().to_string();
@@ -194,8 +304,13 @@ pub fn load_project_file(configs_dir: &Path, path: &Path) -> Result<LoadedProjec
     if config.tag_operation_files.base.is_empty() {
         return Err(invalid("tag_operation_files.base", "must list at least one file".to_owned()));
     }
-    if config.min_instances_per_series == 0 {
-        return Err(invalid("min_instances_per_series", "must be at least 1".to_owned()));
+    if let Some(options) = &config.xnat_destination_options {
+        if let Some(overwrite) = options.overwrite.as_deref().filter(|o| !["none", "append", "delete"].contains(o)) {
+            return Err(invalid("xnat_destination_options.overwrite", format!("{overwrite:?} is not one of none, append, delete")));
+        }
+        if let Some(destination) = options.destination.as_deref().filter(|d| !["/archive", "/prearchive"].contains(d)) {
+            return Err(invalid("xnat_destination_options.destination", format!("{destination:?} is neither /archive nor /prearchive")));
+        }
     }
     for (index, entry) in config.allowed_manufacturers.iter().enumerate() {
         if let Err(error) = regex::Regex::new(&entry.regex) {
@@ -224,9 +339,9 @@ pub fn load_project_file(configs_dir: &Path, path: &Path) -> Result<LoadedProjec
     let base_tag_files = resolve("tag_operation_files.base", &tag_dir, &config.tag_operation_files.base)?;
     let manufacturer_override_files =
         resolve("tag_operation_files.manufacturer_overrides", &tag_dir.join("manufacturer-overrides"), &config.tag_operation_files.manufacturer_overrides)?;
-    let image_operation_files = resolve("image_operation_files", &configs_dir.join("image-operations"), &config.image_operation_files)?;
+    let deid_recipe_files = resolve("image_operation_files.deid_recipes", &configs_dir.join("image-operations"), &config.image_operation_files.deid_recipes)?;
 
-    Ok(LoadedProject { slug, path: path.to_owned(), config, base_tag_files, manufacturer_override_files, image_operation_files })
+    Ok(LoadedProject { slug, path: path.to_owned(), config, base_tag_files, manufacturer_override_files, deid_recipe_files, warnings })
 }
 
 /// Loads every `*.yaml` project config in `configs_dir`, returning each result, in file
@@ -283,7 +398,8 @@ destination:
         let project = dir.write("my-project", GOOD).unwrap();
         assert_eq!(project.slug.as_str(), "my-project");
         assert_eq!(project.secret_prefix(), "test");
-        assert_eq!(project.config.min_instances_per_series, 2);
+        assert_eq!(project.config.min_instances_per_series, 1);
+        assert!(project.warnings.is_empty(), "{:?}", project.warnings);
         assert_eq!(project.config.destination.dicom, DicomDestination::Ftps);
         assert_eq!(project.config.allowed_manufacturers[0].exclude_series_numbers, vec![3, 4]);
         assert!(project.base_tag_files[0].ends_with("tag-operations/base.yaml"));
@@ -291,12 +407,38 @@ destination:
     }
 
     #[test]
-    fn defaults_keep_every_manufacturer() {
+    fn without_allowed_manufacturers_none_is_allowed_and_a_warning_says_so() {
         let dir = Dir::new();
         let yaml = GOOD.replace("allowed_manufacturers:\n  - regex: \"^philips\"\n    exclude_series_numbers: [3, 4]\n", "");
         let project = dir.write("my-project", &yaml).unwrap();
-        assert_eq!(project.config.allowed_manufacturers.len(), 1);
-        assert_eq!(project.config.allowed_manufacturers[0].regex, ".*");
+        assert!(project.config.allowed_manufacturers.is_empty());
+        assert!(project.warnings.iter().any(|w| w.contains("NO manufacturer is allowed")), "{:?}", project.warnings);
+    }
+
+    #[test]
+    fn pixl_shapes_load_and_unknown_keys_are_warned_about() {
+        let dir = Dir::new();
+        std::fs::create_dir_all(dir.0.path().join("image-operations")).unwrap();
+        std::fs::write(dir.0.path().join("image-operations/us-deid.recipe"), "FORMAT dicom\n").unwrap();
+        let yaml = GOOD
+            .replace("  manufacturer_overrides: [\"mri.yaml\"]", "  manufacturer_overrides: null")
+            .replace("series_filters: [\"localizer\", \"positioning\"]", "series_filters: null")
+            .replace("    exclude_series_numbers: [3, 4]", "    exclude_series_numbers: [\"3\", 4]\n    colour: red")
+            .replace("  dicom: \"ftps\"\n  parquet: \"directory\"", "  dicom: \"tre\"\n  parquet: \"tre\"")
+            + "image_operation_files:\n  deid_recipes: [\"us-deid.recipe\"]\nxnat_destination_options:\n  overwrite: \"append\"\n  destination: \"/prearchive\"\nlegacy_setting: 3\n";
+        let project = dir.write("my-project", &yaml).unwrap();
+        assert!(project.config.tag_operation_files.manufacturer_overrides.is_empty());
+        assert!(project.config.series_filters.is_empty());
+        assert_eq!(project.config.allowed_manufacturers[0].exclude_series_numbers, vec![3, 4]);
+        assert_eq!((project.config.destination.dicom, project.config.destination.parquet), (DicomDestination::Tre, ParquetDestination::Tre));
+        assert!(project.deid_recipe_files[0].ends_with("image-operations/us-deid.recipe"));
+        assert_eq!(project.config.xnat_destination_options.as_ref().unwrap().overwrite.as_deref(), Some("append"));
+        assert_eq!(
+            project.warnings,
+            ["unknown key `legacy_setting` is ignored (as PIXL does)", "unknown key `allowed_manufacturers[0].colour` is ignored (as PIXL does)"]
+        );
+        let image_null = dir.write("my-project", &GOOD.replace("series_filters:", "image_operation_files: null\nseries_filters:")).unwrap();
+        assert!(image_null.deid_recipe_files.is_empty());
     }
 
     /// Each bad config, and the start of the message it must give.
@@ -304,11 +446,6 @@ destination:
     fn bad_configs_name_file_field_and_problem() {
         let cases: &[(&str, String, &str)] = &[
             ("my-project", GOOD.replace("name: \"my-project\"", "name: \"other\""), "field `project.name`: \"other\" must equal the file name"),
-            (
-                "my-project",
-                GOOD.replace("  modalities: [\"DX\", \"CR\"]\n", "  modalities: [\"DX\", \"CR\"]\n  colour: red\n"),
-                "field `project.colour`: unknown field `colour`",
-            ),
             ("my-project", GOOD.replace("base: [\"base.yaml\"]", "base: [\"nope.yaml\"]"), "field `tag_operation_files.base[0]`:"),
             (
                 "my-project",
@@ -319,7 +456,7 @@ destination:
             ("my-project", GOOD.replace("parquet: \"directory\"", "parquet: \"xnat\""), "field `destination.parquet`: unknown variant `xnat`"),
             ("my-project", GOOD.replace("^philips", "(unclosed"), "field `allowed_manufacturers[0].regex`:"),
             ("my-project", GOOD.replace("[\"DX\", \"CR\"]", "[]"), "field `project.modalities`: must list at least one"),
-            ("my-project", format!("{GOOD}min_instances_per_series: 0\n"), "field `min_instances_per_series`: must be at least 1"),
+            ("my-project", format!("{GOOD}xnat_destination_options:\n  overwrite: always\n"), "field `xnat_destination_options.overwrite`: \"always\""),
             ("my-project", format!("{GOOD}min_instances_per_series: many\n"), "field `min_instances_per_series`: invalid type"),
             ("my-project", "project: [unclosed\n".to_owned(), "cannot be read"),
         ];

@@ -203,13 +203,15 @@ fn plan(project: &Project, files: &[PathBuf], series: &BTreeSet<String>, output:
         let study_uid = text(&header, tags::STUDY_INSTANCE_UID).unwrap_or_default();
         originals.entry(study_uid.clone()).or_insert_with(|| extra.clone()).add_header(&header);
         let series_uid = text(&header, tags::SERIES_INSTANCE_UID).unwrap_or_default();
+        // Every instance of a series counts towards its minimum, whatever the other
+        // filters say of it (PIXL's order).
+        *per_series.entry(series_uid.clone()).or_default() += 1;
         let verdict = if !series.is_empty() && !series.contains(&series_uid) { Err(DropReason::SeriesNotRequested) } else { project.filter.check(&header) };
         match verdict {
             Err(reason) => *summary.dropped.entry(reason).or_default() += 1,
             Ok(()) => {
                 let resolved = project.scheme.resolve(text(&header, tags::MANUFACTURER).as_deref());
                 let inputs = keyed_inputs(&header, &resolved);
-                *per_series.entry(series_uid.clone()).or_default() += 1;
                 candidates.push((path.clone(), study_uid, series_uid, inputs));
             }
         }
@@ -260,6 +262,7 @@ pub async fn deidentify_files(
                 }
                 Err(FileError::Write(error)) => return Err(error),
                 Err(FileError::Failed(reason)) => *summary.failed.entry(reason).or_default() += 1,
+                Err(FileError::Dropped(reason)) => *summary.dropped.entry(reason).or_default() += 1,
             }
         }
         // The renames and new directories, durable before the caller records the study.
@@ -301,6 +304,8 @@ fn native_pixel_bytes(object: &mut dicom_object::DefaultDicomObject) {
 enum FileError {
     /// The file cannot be de-identified; counted, the run goes on.
     Failed(String),
+    /// Dropped on purpose, as PIXL would (counted with the filters' drops).
+    Dropped(DropReason),
     /// The output cannot be written; the run stops.
     Write(RunError),
 }
@@ -320,7 +325,10 @@ fn deidentify_file(
 ) -> Result<String, FileError> {
     let mut object = read_checked(path, false).map_err(|_| FileError::Failed("not a readable DICOM file".to_owned()))?;
     let resolved = scheme.resolve(text(&object, tags::MANUFACTURER).as_deref());
-    let outcome = deid::deidentify(&mut object, &resolved, &scheme.sources, pseudonyms).map_err(|e| FileError::Failed(e.to_string()))?;
+    let outcome = deid::deidentify(&mut object, &resolved, &scheme.sources, pseudonyms).map_err(|error| match error {
+        deid::DeidError::SecureHashNotLo { .. } => FileError::Dropped(DropReason::SecureHashNotLo),
+        other => FileError::Failed(other.to_string()),
+    })?;
     let (Some(study), Some(series), Some(sop)) = (outcome.study_instance_uid, outcome.series_instance_uid, outcome.sop_instance_uid) else {
         return Err(FileError::Failed("the scheme leaves no Study, Series or SOP Instance UID".to_owned()));
     };

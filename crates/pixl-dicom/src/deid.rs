@@ -32,6 +32,10 @@ impl Pseudonyms for BTreeMap<String, String> {
 pub enum DeidError {
     #[error("operation {op:?} cannot apply to {tag} with VR {vr}")]
     OpNotApplicable { tag: Tag, vr: VR, op: TagOp },
+    /// PIXL's `secure-hash` takes LO values only, and PIXL skips an instance that asks it
+    /// to hash another VR.
+    #[error("secure-hash of {tag}, whose VR is {vr}, not LO (PIXL skips such an instance)")]
+    SecureHashNotLo { tag: Tag, vr: VR },
     #[error("no pseudonym was computed for the value of {tag}")]
     MissingPseudonym { tag: Tag },
 }
@@ -73,7 +77,7 @@ pub fn date_offset_days(hash: &str) -> Option<i64> {
 pub fn keyed_inputs(object: &InMemDicomObject, scheme: &ResolvedScheme) -> BTreeSet<String> {
     let mut inputs = BTreeSet::new();
     let patient_id = patient_id(object);
-    collect(object, scheme, &patient_id, &mut inputs);
+    collect(object, scheme, &patient_id, false, &mut inputs);
     inputs
 }
 
@@ -81,22 +85,26 @@ fn patient_id(object: &InMemDicomObject) -> String {
     crate::element_text(object, tags::PATIENT_ID).unwrap_or_default()
 }
 
-fn collect(object: &InMemDicomObject, scheme: &ResolvedScheme, patient_id: &str, inputs: &mut BTreeSet<String>) {
+/// `dummied`: inside a sequence under `replace`, where every kept value is dummied.
+fn collect(object: &InMemDicomObject, scheme: &ResolvedScheme, patient_id: &str, dummied: bool, inputs: &mut BTreeSet<String>) {
     for element in object.iter() {
         let tag = element.header().tag;
         let vr = element.header().vr();
-        let Some(op) = op_for(object, scheme, tag) else { continue };
+        let Some(op) = op_for(object, scheme, tag).filter(|op| *op != TagOp::Delete) else { continue };
+        let op = if dummied { TagOp::Replace } else { op };
         match element.value() {
             Value::Sequence(sequence) => {
                 for item in sequence.items() {
-                    collect(item, scheme, patient_id, inputs);
+                    collect(item, scheme, patient_id, dummied || op == TagOp::Replace, inputs);
                 }
             }
             Value::Primitive(value) => {
                 let strings = || value.to_multi_str().iter().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect::<Vec<_>>();
                 match (op, vr) {
-                    (TagOp::ReplaceUid | TagOp::SecureHash | TagOp::Replace, VR::UI) => inputs.extend(strings().iter().map(|u| uid_input(u))),
-                    (TagOp::SecureHash, _) => inputs.extend(strings()),
+                    (TagOp::ReplaceUid | TagOp::ReplaceUidOrEmpty | TagOp::SecureHashAnyVr | TagOp::Replace, VR::UI) => {
+                        inputs.extend(strings().iter().map(|u| uid_input(u)))
+                    }
+                    (TagOp::SecureHash, VR::LO) | (TagOp::SecureHashAnyVr, _) => inputs.extend(strings()),
                     (TagOp::DateShift, VR::DA | VR::DT) => {
                         inputs.insert(date_shift_input(patient_id));
                     }
@@ -130,7 +138,7 @@ pub fn deidentify(
 ) -> Result<Outcome, DeidError> {
     let object = std::mem::replace(&mut **file, InMemDicomObject::new_empty());
     let patient_id = patient_id(&object);
-    let mut context = Context { scheme, pseudonyms, patient_id, removed: 0, date_shifted: false };
+    let mut context = Context { scheme, pseudonyms, patient_id, removed: 0, date_shifted: false, dummied: 0 };
     let mut result = context.transform(object)?;
     mark(&mut result, sources, context.date_shifted);
     let text = |tag| crate::element_text(&result, tag);
@@ -176,6 +184,9 @@ struct Context<'a> {
     patient_id: String,
     removed: usize,
     date_shifted: bool,
+    /// Inside a sequence under `replace`: every kept value is dummied (dicom-anonymizer
+    /// replaces every nested value of a replaced sequence).
+    dummied: usize,
 }
 
 type Element = DataElement<InMemDicomObject>;
@@ -188,6 +199,7 @@ impl Context<'_> {
             match op {
                 None | Some(TagOp::Delete) => self.removed += 1,
                 Some(op) => {
+                    let op = if self.dummied > 0 { TagOp::Replace } else { op };
                     if let Some(element) = self.apply(element, op)? {
                         out.put(element);
                     }
@@ -205,10 +217,15 @@ impl Context<'_> {
         if let Value::Sequence(sequence) = value {
             return match op {
                 TagOp::Keep | TagOp::Replace => {
-                    let items = sequence.into_items().into_iter().map(|item| self.transform(item)).collect::<Result<Vec<_>, _>>()?;
-                    Ok(Some(DataElement::new(tag, VR::SQ, Value::Sequence(DataSetSequence::new(items, Length::UNDEFINED)))))
+                    let dummy = op == TagOp::Replace;
+                    self.dummied += usize::from(dummy);
+                    let items = sequence.into_items().into_iter().map(|item| self.transform(item)).collect::<Result<Vec<_>, _>>();
+                    self.dummied -= usize::from(dummy);
+                    Ok(Some(DataElement::new(tag, VR::SQ, Value::Sequence(DataSetSequence::new(items?, Length::UNDEFINED)))))
                 }
-                TagOp::Empty => Ok(Some(DataElement::new(tag, VR::SQ, Value::Sequence(DataSetSequence::new(Vec::new(), Length::UNDEFINED))))),
+                TagOp::Empty | TagOp::ReplaceUidOrEmpty => {
+                    Ok(Some(DataElement::new(tag, VR::SQ, Value::Sequence(DataSetSequence::new(Vec::new(), Length::UNDEFINED)))))
+                }
                 _ => Err(not_applicable()),
             };
         }
@@ -223,13 +240,15 @@ impl Context<'_> {
         let new_value = match (op, vr) {
             (TagOp::Keep, _) => primitive,
             (TagOp::Empty, _) => PrimitiveValue::Empty,
-            (TagOp::ReplaceUid | TagOp::SecureHash | TagOp::Replace, VR::UI) => {
+            (TagOp::SecureHash, vr) if vr != VR::LO => return Err(DeidError::SecureHashNotLo { tag, vr }),
+            (TagOp::ReplaceUid | TagOp::ReplaceUidOrEmpty | TagOp::SecureHashAnyVr | TagOp::Replace, VR::UI) => {
                 let uids = strings().iter().filter(|u| !u.is_empty()).map(|u| self.new_uid(tag, u)).collect::<Result<Vec<_>, _>>()?;
                 PrimitiveValue::Strs(uids.into_iter().collect())
             }
             (TagOp::ReplaceUid, _) => return Err(not_applicable()),
+            (TagOp::ReplaceUidOrEmpty, _) => PrimitiveValue::Empty,
             (TagOp::Replace, _) => dummy(vr).ok_or_else(not_applicable)?,
-            (TagOp::SecureHash, vr) if is_text(vr) => {
+            (TagOp::SecureHash | TagOp::SecureHashAnyVr, vr) if is_text(vr) => {
                 let max = max_length(vr);
                 let hashes = strings()
                     .iter()
@@ -243,7 +262,7 @@ impl Context<'_> {
                     .collect::<Result<Vec<_>, DeidError>>()?;
                 PrimitiveValue::Strs(hashes.into_iter().collect())
             }
-            (TagOp::SecureHash, _) => return Err(not_applicable()),
+            (TagOp::SecureHash | TagOp::SecureHashAnyVr, _) => return Err(not_applicable()),
             (TagOp::DateShift, VR::DA | VR::DT) => {
                 let offset = self.date_offset(tag)?;
                 self.date_shifted = true;
@@ -289,7 +308,8 @@ fn dummy(vr: VR) -> Option<PrimitiveValue> {
         VR::AS => PrimitiveValue::from("000Y"),
         VR::DA => PrimitiveValue::from("00010101"),
         VR::TM => PrimitiveValue::from("000000.00"),
-        VR::DT => PrimitiveValue::from("00010101000000.000000"),
+        // dicom-anonymizer's (PIXL's) dummy date-time.
+        VR::DT => PrimitiveValue::from("00010101010101.000000+0000"),
         VR::DS | VR::IS => PrimitiveValue::from("0"),
         VR::US => PrimitiveValue::U16([0].into_iter().collect()),
         VR::SS => PrimitiveValue::I16([0].into_iter().collect()),

@@ -38,6 +38,8 @@ pub enum DropReason {
     TooFewInstancesInSeries,
     /// The cohort asked for some series of the study only, and this is not one of them.
     SeriesNotRequested,
+    /// PIXL's `secure-hash` met a value that is not LO; PIXL skips such an instance.
+    SecureHashNotLo,
 }
 
 impl DropReason {
@@ -52,6 +54,7 @@ impl DropReason {
             Self::SeriesDescriptionFiltered => "series description filtered",
             Self::TooFewInstancesInSeries => "too few instances in series",
             Self::SeriesNotRequested => "series not in the cohort",
+            Self::SecureHashNotLo => "secure-hash of a value that is not LO",
         }
     }
 }
@@ -77,7 +80,8 @@ impl SeriesFilter {
         if !modality.is_some_and(|m| self.modalities.contains(&m)) {
             return Err(DropReason::ModalityNotAllowed);
         }
-        let manufacturer = text(object, tags::MANUFACTURER).ok_or(DropReason::MissingManufacturer)?;
+        // Present but empty is matched as the empty string, as PIXL does (".*" allows it).
+        let manufacturer = crate::element_text(object, tags::MANUFACTURER).ok_or(DropReason::MissingManufacturer)?;
         let entry = self.allowed_manufacturers.iter().find(|entry| entry.pattern.is_match(&manufacturer)).ok_or(DropReason::ManufacturerNotAllowed)?;
         let series_number = text(object, tags::SERIES_NUMBER).and_then(|n| n.parse::<f64>().ok()).map(|n| n as i64).ok_or(DropReason::MissingSeriesNumber)?;
         if entry.exclude_series_numbers.contains(&series_number) {
@@ -91,7 +95,8 @@ impl SeriesFilter {
         Ok(())
     }
 
-    /// Series (by key) with fewer instances than the minimum, given instances kept per series.
+    /// Series (by key) with fewer instances than the minimum, given the instances of each
+    /// series (PIXL counts every instance of the study, before any other filter).
     pub fn series_below_minimum<'a>(&self, instances_per_series: &'a BTreeMap<String, usize>) -> BTreeSet<&'a str> {
         instances_per_series.iter().filter(|(_, count)| **count < self.min_instances_per_series).map(|(series, _)| series.as_str()).collect()
     }

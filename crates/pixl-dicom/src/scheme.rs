@@ -11,35 +11,50 @@ use std::collections::BTreeMap;
 use dicom_core::Tag;
 use serde::Deserialize;
 
-/// What happens to an element.
+/// What happens to an element. The names are PIXL's (and dicom-anonymizer's, whose
+/// compound operations PIXL accepts: they are fixed aliases there, and here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
 pub enum TagOp {
     #[serde(rename = "keep")]
     Keep,
     #[serde(rename = "delete")]
     Delete,
-    /// A dummy value of the element's VR; sequences are kept and their items processed.
-    #[serde(rename = "replace")]
+    /// A dummy value of the element's VR (dicom-anonymizer's dummies); in a sequence,
+    /// every nested value that the allow-list keeps is dummied too, and nested UIDs are
+    /// remapped. dicom-anonymizer's `empty_or_replace`, `delete_or_replace` and
+    /// `delete_or_empty_or_replace` do exactly this.
+    #[serde(rename = "replace", alias = "empty_or_replace", alias = "delete_or_replace", alias = "delete_or_empty_or_replace")]
     Replace,
     /// A new UID derived from the original with the project's key.
     #[serde(rename = "replace_UID")]
     ReplaceUid,
-    /// The value's keyed hash (hasher-api), cut to the VR's maximum length.
+    /// dicom-anonymizer's `delete_or_empty_or_replace_UID`: a UI value is remapped as by
+    /// `replace_UID`, any other is emptied.
+    #[serde(rename = "delete_or_empty_or_replace_UID")]
+    ReplaceUidOrEmpty,
+    /// The value's keyed hash (hasher-api), 64 hex characters, as PIXL: only for LO values
+    /// (PatientID); an instance with another VR under `secure-hash` is dropped with the
+    /// reason, as PIXL skips it.
     #[serde(rename = "secure-hash")]
     SecureHash,
+    /// pixl's extension of `secure-hash` to any text VR, the hash cut to the VR's maximum
+    /// length (AccessionNumber is SH: 16 characters).
+    #[serde(rename = "secure-hash-any-vr")]
+    SecureHashAnyVr,
     /// Dates moved back by a per-patient number of days; times kept.
     #[serde(rename = "date-shift")]
     DateShift,
-    /// Kept, with an empty value (for Type 2 elements).
-    #[serde(rename = "empty")]
+    /// Kept, with an empty value (for Type 2 elements); dicom-anonymizer's
+    /// `delete_or_empty` does exactly this.
+    #[serde(rename = "empty", alias = "delete_or_empty")]
     Empty,
 }
 
-/// One entry of a tag-operation file.
+/// One entry of a tag-operation file. `name` is for people and optional, as in PIXL.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TagRule {
-    pub name: String,
+    #[serde(default)]
+    pub name: Option<String>,
     pub group: u16,
     pub element: u16,
     pub op: TagOp,
@@ -52,7 +67,6 @@ impl TagRule {
 }
 
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 struct OverrideEntry {
     manufacturer: String,
     tags: Vec<TagRule>,

@@ -16,7 +16,7 @@ const SCHEME: &str = r#"
 - {name: SOP Instance UID, group: 0x0008, element: 0x0018, op: replace_UID}
 - {name: Study Date, group: 0x0008, element: 0x0020, op: date-shift}
 - {name: Study Time, group: 0x0008, element: 0x0030, op: keep}
-- {name: Accession Number, group: 0x0008, element: 0x0050, op: secure-hash}
+- {name: Accession Number, group: 0x0008, element: 0x0050, op: secure-hash-any-vr}
 - {name: Modality, group: 0x0008, element: 0x0060, op: keep}
 - {name: Manufacturer, group: 0x0008, element: 0x0070, op: keep}
 - {name: Referring Physician, group: 0x0008, element: 0x0090, op: empty}
@@ -206,7 +206,7 @@ fn private_elements_go_when_their_creator_is_not_kept() {
 fn an_op_that_cannot_apply_is_an_error_naming_tag_and_vr() {
     let cases = [
         ("- {name: Patient's Name, group: 0x0010, element: 0x0010, op: replace_UID}\n", Tag(0x0010, 0x0010), VR::PN, TagOp::ReplaceUid),
-        ("- {name: Rows, group: 0x0028, element: 0x0010, op: secure-hash}\n", Tag(0x0028, 0x0010), VR::US, TagOp::SecureHash),
+        ("- {name: Rows, group: 0x0028, element: 0x0010, op: secure-hash-any-vr}\n", Tag(0x0028, 0x0010), VR::US, TagOp::SecureHashAnyVr),
         (
             "- {name: Study Time, group: 0x0008, element: 0x0020, op: date-shift}\n- {name: Modality, group: 0x0008, element: 0x0060, op: date-shift}\n",
             Tag(0x0008, 0x0060),
@@ -232,4 +232,51 @@ fn missing_pseudonyms_are_an_error_not_a_leak() {
     let mut object = instance("1.2.3.4", "1.2.3.5");
     let error = deid::deidentify(&mut object, &resolved, &scheme.sources, &BTreeMap::new()).unwrap_err();
     assert!(matches!(error, DeidError::MissingPseudonym { .. }), "{error}");
+}
+
+/// dicom-anonymizer's operations as PIXL accepts them: compound operations are fixed
+/// aliases, `replace` writes its dummies (a DT included), a replaced sequence has every
+/// kept nested value dummied and its UIDs remapped, `secure-hash` takes LO only, and an
+/// entry needs no `name`.
+#[test]
+fn pixl_operations_behave_as_dicom_anonymizer_defines_them() {
+    let yaml = r#"
+- {group: 0x0008, element: 0x0016, op: keep}
+- {group: 0x0008, element: 0x0018, op: replace_UID}
+- {group: 0x0008, element: 0x0050, op: delete_or_empty_or_replace}
+- {group: 0x0008, element: 0x0090, op: delete_or_empty}
+- {group: 0x0008, element: 0x002A, op: empty_or_replace}
+- {group: 0x0008, element: 0x1140, op: delete_or_replace}
+- {group: 0x0008, element: 0x1150, op: keep}
+- {group: 0x0008, element: 0x1155, op: keep}
+- {group: 0x0010, element: 0x0010, op: delete_or_empty_or_replace_UID}
+- {group: 0x0020, element: 0x000D, op: delete_or_empty_or_replace_UID}
+- {group: 0x0020, element: 0x000E, op: replace_UID}
+"#;
+    let scheme = TagScheme::from_yaml(&[("pixl.yaml".into(), yaml.into())], &[]).unwrap();
+    let resolved = scheme.resolve(None);
+    let mut object = instance("1.2.3.4", "1.2.3.5");
+    let keys = pseudonyms(&[&object], &resolved);
+    deid::deidentify(&mut object, &resolved, &scheme.sources, &keys).unwrap();
+    assert_eq!(str_of(&object, tags::ACCESSION_NUMBER).as_deref(), Some("ANONYMIZED"));
+    assert_eq!(str_of(&object, tags::REFERRING_PHYSICIAN_NAME).as_deref(), Some(""));
+    assert_eq!(str_of(&object, tags::ACQUISITION_DATE_TIME).as_deref(), Some("00010101010101.000000+0000"));
+    // PN under the UID-or-empty operation is emptied; a UI is remapped.
+    assert_eq!(str_of(&object, tags::PATIENT_NAME).as_deref(), Some(""));
+    assert!(str_of(&object, tags::STUDY_INSTANCE_UID).unwrap().starts_with("2.25."));
+    // The replaced sequence: its kept values dummied, its UIDs remapped (not kept as is).
+    let sequence = object.element(tags::REFERENCED_IMAGE_SEQUENCE).unwrap();
+    let item = &sequence.items().unwrap()[0];
+    let referenced = str_of(item, tags::REFERENCED_SOP_INSTANCE_UID).unwrap();
+    assert!(referenced.starts_with("2.25.") && referenced != "1.2.3.5", "{referenced}");
+    assert!(str_of(item, tags::REFERENCED_SOP_CLASS_UID).unwrap().starts_with("2.25."));
+    assert_eq!(str_of(item, tags::INSTITUTION_NAME), None, "the allow-list still applies inside");
+
+    // secure-hash on a value that is not LO: PIXL skips the instance.
+    let scheme = TagScheme::from_yaml(&[("x.yaml".into(), "- {group: 0x0008, element: 0x0050, op: secure-hash}\n".into())], &[]).unwrap();
+    let resolved = scheme.resolve(None);
+    let mut object = instance("1.2.3.4", "1.2.3.5");
+    let keys = pseudonyms(&[&object], &resolved);
+    let error = deid::deidentify(&mut object, &resolved, &scheme.sources, &keys).unwrap_err();
+    assert_eq!(error, DeidError::SecureHashNotLo { tag: tags::ACCESSION_NUMBER, vr: VR::SH });
 }

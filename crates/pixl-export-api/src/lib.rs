@@ -77,6 +77,8 @@ impl ExportConfig {
                     "none",
                     &[("none", XnatOverwrite::None), ("append", XnatOverwrite::Append), ("delete", XnatOverwrite::Delete)],
                 )?,
+                tre_api_url: url::Url::parse(&env.url("TRE_API_URL", destination::tre::DEFAULT_TRE_API_URL)?)
+                    .map_err(|e| ConfigError::Invalid { variable: "TRE_API_URL", problem: e.to_string() })?,
                 extra_ca_file: env.get("PIXL_EXTRA_CA_FILE").map(PathBuf::from),
             },
             secrets,

@@ -17,7 +17,7 @@ pub struct CredentialError {
     pub transient: bool,
 }
 
-/// A project's secrets, for one destination service (`ftp`, `dicomweb`, `xnat`).
+/// A project's secrets, for one destination service (`ftp`, `dicomweb`, `xnat`, `api` (PIXL's TRE API)).
 #[derive(Debug)]
 pub struct ProjectSecrets<'a> {
     pub store: &'a dyn SecretStore,
@@ -62,21 +62,24 @@ fn required_fields(service: &str) -> &'static [&'static str] {
         "ftp" => &["host", "username", "password"],
         "dicomweb" => &["url"],
         "xnat" => &["host", "username", "password"],
+        "api" => &["token"],
         _ => &[],
     }
 }
 
-/// The destination services a project's config uses (`ftp`, `dicomweb`, `xnat`), each once.
+/// The destination services a project's config uses (`ftp`, `dicomweb`, `xnat`, `api`), each once.
 pub fn services(project: &LoadedProject) -> Vec<&'static str> {
     let mut services = Vec::new();
     let dicom = match project.config.destination.dicom {
         DicomDestination::Ftps => Some("ftp"),
         DicomDestination::Dicomweb => Some("dicomweb"),
         DicomDestination::Xnat => Some("xnat"),
+        DicomDestination::Tre => Some("api"),
         DicomDestination::Directory | DicomDestination::None => None,
     };
     let parquet = match project.config.destination.parquet {
         ParquetDestination::Ftps => Some("ftp"),
+        ParquetDestination::Tre => Some("api"),
         ParquetDestination::Directory | ParquetDestination::None => None,
     };
     for service in [dicom, parquet].into_iter().flatten() {

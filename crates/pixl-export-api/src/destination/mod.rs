@@ -1,5 +1,5 @@
 //! Destinations in the research environment, each behind one [`Uploader`] trait:
-//! [`ftps`], [`dicomweb`], [`xnat`] and [`directory`]. A project's `destination.dicom` and
+//! [`ftps`], [`dicomweb`], [`xnat`], [`tre`] and [`directory`]. A project's `destination.dicom` and
 //! `destination.parquet` pick them; `none` means nothing is uploaded, on purpose.
 //!
 //! Uploaders take only pseudonymous data ([`StudyPackage`], [`ParquetBundle`]). Their
@@ -10,6 +10,7 @@
 pub mod dicomweb;
 pub mod directory;
 pub mod ftps;
+pub mod tre;
 pub mod xnat;
 
 use std::fmt;
@@ -33,6 +34,8 @@ pub struct DestinationSettings {
     pub xnat_destination: XnatDestination,
     /// `XNAT_OVERWRITE`: what XNAT does when the session exists.
     pub xnat_overwrite: XnatOverwrite,
+    /// `TRE_API_URL`: the TRE API's base (default PIXL's, [`tre::DEFAULT_TRE_API_URL`]).
+    pub tre_api_url: url::Url,
     /// `PIXL_EXTRA_CA_FILE`: CA certificates trusted besides the system's, for every
     /// destination reached over TLS.
     pub extra_ca_file: Option<PathBuf>,
@@ -55,6 +58,15 @@ pub enum XnatDestination {
 }
 
 impl XnatDestination {
+    /// A project's `xnat_destination_options.destination` (validated when the config loaded).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "/archive" => Some(Self::Archive),
+            "/prearchive" => Some(Self::Prearchive),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Archive => "/archive",
@@ -72,6 +84,16 @@ pub enum XnatOverwrite {
 }
 
 impl XnatOverwrite {
+    /// A project's `xnat_destination_options.overwrite` (validated when the config loaded).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "none" => Some(Self::None),
+            "append" => Some(Self::Append),
+            "delete" => Some(Self::Delete),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::None => "none",
@@ -130,7 +152,7 @@ impl ParquetBundle {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{destination}: {problem}")]
 pub struct UploadError {
-    /// `ftps`, `dicomweb`, `xnat`, `directory`, or `secrets`.
+    /// `ftps`, `dicomweb`, `xnat`, `tre`, `directory`, or `secrets`.
     pub destination: &'static str,
     pub problem: String,
     /// True when trying again later may succeed (network, server busy); false when it
@@ -202,7 +224,14 @@ impl Destinations {
             DicomDestination::None => return Ok(None),
             DicomDestination::Ftps => Box::new(ftps::FtpsUploader::from_secrets(&secrets, &self.settings, Arc::clone(&self.tls)).await?),
             DicomDestination::Dicomweb => Box::new(dicomweb::DicomWebUploader::from_secrets(&secrets, self.http.clone()).await?),
-            DicomDestination::Xnat => Box::new(xnat::XnatUploader::from_secrets(&secrets, &self.settings, self.http.clone()).await?),
+            DicomDestination::Xnat => {
+                // The project's `xnat_destination_options` win over the deployment's variables.
+                let options = project.config.xnat_destination_options.clone().unwrap_or_default();
+                let destination = options.destination.as_deref().and_then(XnatDestination::parse).unwrap_or(self.settings.xnat_destination);
+                let overwrite = options.overwrite.as_deref().and_then(XnatOverwrite::parse).unwrap_or(self.settings.xnat_overwrite);
+                Box::new(xnat::XnatUploader::from_secrets(&secrets, destination, overwrite, self.http.clone()).await?)
+            }
+            DicomDestination::Tre => Box::new(tre::TreUploader::from_secrets(&secrets, &self.settings.tre_api_url, self.http.clone()).await?),
             DicomDestination::Directory => Box::new(directory::DirectoryUploader::new(self.settings.directory_root.clone())),
         }))
     }
@@ -213,6 +242,7 @@ impl Destinations {
         Ok(Some(match project.config.destination.parquet {
             ParquetDestination::None => return Ok(None),
             ParquetDestination::Ftps => Box::new(ftps::FtpsUploader::from_secrets(&secrets, &self.settings, Arc::clone(&self.tls)).await?),
+            ParquetDestination::Tre => Box::new(tre::TreUploader::from_secrets(&secrets, &self.settings.tre_api_url, self.http.clone()).await?),
             ParquetDestination::Directory => Box::new(directory::DirectoryUploader::new(self.settings.directory_root.clone())),
         }))
     }

@@ -5,7 +5,8 @@
 //! &dest=<...>` with the zip as an `application/zip` body and basic authentication.
 //! Secrets: `<prefix>--xnat--host`, `--xnat--port` (default 443), `--xnat--username`,
 //! `--xnat--password`. `XNAT_DESTINATION` (`/archive` or `/prearchive`) and
-//! `XNAT_OVERWRITE` (`none`, `append`, `delete`) are PIXL's variables.
+//! `XNAT_OVERWRITE` (`none`, `append`, `delete`) are PIXL's variables; a project's
+//! `xnat_destination_options` (`destination`, `overwrite`) override them, as in PIXL.
 //!
 //! With `overwrite=none` into the archive, a session already there is taken as this
 //! study's earlier upload (a retry after a crash), not as a failure: the session label is
@@ -16,7 +17,7 @@ use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use url::Url;
 
-use super::{DestinationSettings, ProjectSecrets, StudyPackage, UploadError, Uploader, XnatDestination, XnatOverwrite};
+use super::{ProjectSecrets, StudyPackage, UploadError, Uploader, XnatDestination, XnatOverwrite};
 
 const KIND: &str = "xnat";
 
@@ -39,7 +40,14 @@ impl std::fmt::Debug for XnatUploader {
 }
 
 impl XnatUploader {
-    pub async fn from_secrets(secrets: &ProjectSecrets<'_>, settings: &DestinationSettings, http: reqwest::Client) -> Result<Self, UploadError> {
+    /// `destination` and `overwrite`: the project's `xnat_destination_options`, else
+    /// `XNAT_DESTINATION` and `XNAT_OVERWRITE`.
+    pub async fn from_secrets(
+        secrets: &ProjectSecrets<'_>,
+        destination: XnatDestination,
+        overwrite: XnatOverwrite,
+        http: reqwest::Client,
+    ) -> Result<Self, UploadError> {
         let host = secrets.required("xnat", "host").await?;
         let port = secrets.port("xnat", 443).await?;
         let base = Url::parse(&format!("https://{}:{port}/", host.expose_secret().trim()))
@@ -48,8 +56,8 @@ impl XnatUploader {
             base,
             username: secrets.required("xnat", "username").await?.expose_secret().trim().to_owned(),
             password: secrets.required("xnat", "password").await?,
-            destination: settings.xnat_destination,
-            overwrite: settings.xnat_overwrite,
+            destination,
+            overwrite,
             http,
             secret_prefix: secrets.prefix.to_owned(),
         })
