@@ -106,3 +106,147 @@ pub fn assert_no_identifiers(inputs: &[PathBuf], outputs: &[PathBuf]) {
         );
     }
 }
+
+/// A generated instance with identifying values in the usual places and pixel data of a
+/// chosen shape (8 bits per sample, uncompressed, explicit VR little endian). Fields are
+/// public so a test sets only what it cares about.
+#[derive(Debug, Clone)]
+pub struct Synthetic {
+    pub modality: String,
+    pub manufacturer: Option<String>,
+    pub model: Option<String>,
+    pub study_uid: String,
+    pub series_uid: String,
+    pub sop_uid: String,
+    pub series_number: Option<i32>,
+    pub series_description: String,
+    pub patient_id: String,
+    pub accession: String,
+    pub rows: u16,
+    pub columns: u16,
+    /// 1 (MONOCHROME2) or 3 (RGB, interleaved).
+    pub samples_per_pixel: u16,
+    pub frames: u32,
+    /// `rows * columns * samples * frames` bytes; by default every byte is `fill`.
+    pub pixels: Option<Vec<u8>>,
+    pub fill: u8,
+    /// Regions of `SequenceOfUltrasoundRegions` as (x0, y0, x1, y1), inclusive.
+    pub us_regions: Vec<(u32, u32, u32, u32)>,
+}
+
+impl Synthetic {
+    /// Instance `n` of a series, with made-up identifiers that a leak check can look for.
+    pub fn new(modality: &str, n: u32) -> Self {
+        Self {
+            modality: modality.to_owned(),
+            manufacturer: Some("Carestream".to_owned()),
+            model: None,
+            study_uid: "1.2.826.0.1.3680043.10.1002.1".to_owned(),
+            series_uid: "1.2.826.0.1.3680043.10.1002.1.1".to_owned(),
+            sop_uid: format!("1.2.826.0.1.3680043.10.1002.1.1.{n}"),
+            series_number: Some(1),
+            series_description: "AXIAL".to_owned(),
+            patient_id: "MRN40417711".to_owned(),
+            accession: "ACC9031007".to_owned(),
+            rows: 16,
+            columns: 16,
+            samples_per_pixel: 1,
+            frames: 1,
+            pixels: None,
+            fill: 0x80,
+            us_regions: Vec::new(),
+        }
+    }
+
+    pub fn pixel_len(&self) -> usize {
+        usize::from(self.rows) * usize::from(self.columns) * usize::from(self.samples_per_pixel) * self.frames as usize
+    }
+
+    pub fn build(&self) -> dicom_object::DefaultDicomObject {
+        use dicom_core::value::{DataSetSequence, PrimitiveValue, Value};
+        use dicom_core::{DataElement, Length, VR};
+        use dicom_object::InMemDicomObject;
+        let sop_class = match self.modality.as_str() {
+            "US" if self.frames > 1 => "1.2.840.10008.5.1.4.1.1.3.1",
+            "US" => "1.2.840.10008.5.1.4.1.1.6.1",
+            "CT" => "1.2.840.10008.5.1.4.1.1.2",
+            "MR" => "1.2.840.10008.5.1.4.1.1.4",
+            _ => "1.2.840.10008.5.1.4.1.1.7",
+        };
+        let meta = dicom_object::meta::FileMetaTableBuilder::new()
+            .transfer_syntax("1.2.840.10008.1.2.1")
+            .media_storage_sop_class_uid(sop_class)
+            .media_storage_sop_instance_uid(&self.sop_uid)
+            .build()
+            .expect("a complete file meta");
+        let mut object = dicom_object::FileDicomObject::new_empty_with_meta(meta);
+        let text = |tag, vr, value: &str| DataElement::<InMemDicomObject>::new(tag, vr, PrimitiveValue::from(value));
+        let us = |tag, value: u16| DataElement::<InMemDicomObject>::new(tag, VR::US, PrimitiveValue::from(value));
+        for element in [
+            text(tags::SOP_CLASS_UID, VR::UI, sop_class),
+            text(tags::SOP_INSTANCE_UID, VR::UI, &self.sop_uid),
+            text(tags::STUDY_DATE, VR::DA, "20230411"),
+            text(tags::STUDY_TIME, VR::TM, "101500"),
+            text(tags::ACCESSION_NUMBER, VR::SH, &self.accession),
+            text(tags::MODALITY, VR::CS, &self.modality),
+            text(tags::INSTITUTION_NAME, VR::LO, "Hospital Of Identifiable Things"),
+            text(tags::REFERRING_PHYSICIAN_NAME, VR::PN, "Referrer^Identifiable"),
+            text(tags::SERIES_DESCRIPTION, VR::LO, &self.series_description),
+            text(tags::PATIENT_NAME, VR::PN, "Identifiable^Patient"),
+            text(tags::PATIENT_ID, VR::LO, &self.patient_id),
+            text(tags::PATIENT_BIRTH_DATE, VR::DA, "19610203"),
+            text(tags::PATIENT_SEX, VR::CS, "F"),
+            text(tags::STUDY_INSTANCE_UID, VR::UI, &self.study_uid),
+            text(tags::SERIES_INSTANCE_UID, VR::UI, &self.series_uid),
+            text(tags::STUDY_ID, VR::SH, "STUDY7781"),
+            text(tags::INSTANCE_NUMBER, VR::IS, "1"),
+            us(tags::SAMPLES_PER_PIXEL, self.samples_per_pixel),
+            text(tags::PHOTOMETRIC_INTERPRETATION, VR::CS, if self.samples_per_pixel == 3 { "RGB" } else { "MONOCHROME2" }),
+            us(tags::ROWS, self.rows),
+            us(tags::COLUMNS, self.columns),
+            us(tags::BITS_ALLOCATED, 8),
+            us(tags::BITS_STORED, 8),
+            us(tags::HIGH_BIT, 7),
+            us(tags::PIXEL_REPRESENTATION, 0),
+        ] {
+            object.put(element);
+        }
+        if let Some(manufacturer) = &self.manufacturer {
+            object.put(text(tags::MANUFACTURER, VR::LO, manufacturer));
+        }
+        if let Some(model) = &self.model {
+            object.put(text(tags::MANUFACTURER_MODEL_NAME, VR::LO, model));
+        }
+        if let Some(number) = self.series_number {
+            object.put(text(tags::SERIES_NUMBER, VR::IS, &number.to_string()));
+        }
+        if self.samples_per_pixel > 1 {
+            object.put(us(tags::PLANAR_CONFIGURATION, 0));
+        }
+        if self.frames > 1 {
+            object.put(text(tags::NUMBER_OF_FRAMES, VR::IS, &self.frames.to_string()));
+        }
+        if !self.us_regions.is_empty() {
+            let items = self.us_regions.iter().map(|&(x0, y0, x1, y1)| {
+                InMemDicomObject::from_element_iter([
+                    DataElement::new(tags::REGION_LOCATION_MIN_X0, VR::UL, PrimitiveValue::from(x0)),
+                    DataElement::new(tags::REGION_LOCATION_MIN_Y0, VR::UL, PrimitiveValue::from(y0)),
+                    DataElement::new(tags::REGION_LOCATION_MAX_X1, VR::UL, PrimitiveValue::from(x1)),
+                    DataElement::new(tags::REGION_LOCATION_MAX_Y1, VR::UL, PrimitiveValue::from(y1)),
+                    us(tags::REGION_SPATIAL_FORMAT, 1),
+                    us(tags::REGION_DATA_TYPE, 1),
+                ])
+            });
+            object.put(DataElement::new(tags::SEQUENCE_OF_ULTRASOUND_REGIONS, VR::SQ, Value::Sequence(DataSetSequence::new(items.collect::<Vec<_>>(), Length::UNDEFINED))));
+        }
+        let pixels = self.pixels.clone().unwrap_or_else(|| vec![self.fill; self.pixel_len()]);
+        assert_eq!(pixels.len(), self.pixel_len(), "pixel data matches the shape");
+        object.put(DataElement::new(tags::PIXEL_DATA, VR::OB, PrimitiveValue::U8(pixels.into())));
+        object
+    }
+
+    /// Writes the instance to `path`.
+    pub fn write(&self, path: &Path) {
+        self.build().write_to_file(path).expect("the synthetic instance is written");
+    }
+}
