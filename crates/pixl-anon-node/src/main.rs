@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
     pixl_core::config::load_dotenv()?;
     pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, pixl_core::telemetry::SERVICE_FILTER);
     let settings = pixl_core::config::Settings::from_env()?;
-    let config = pixl_anon_node::AnonNodeConfig::from_lookup(|name| std::env::var(name).ok())?;
+    let config = pixl_anon_node::AnonNodeConfig::from_lookup(pixl_core::pixl_env::process_lookup)?;
     let dicom = match config.scp {
         true => Some(tokio::net::TcpListener::bind(config.dicom_bind).await.with_context(|| format!("cannot listen on {}", config.dicom_bind))?),
         false => None,

@@ -15,9 +15,16 @@ use pixl_core::queues::{Broker, Topology, WorkQueue};
 use pixl_core::state::{Changes, StudyState};
 use sqlx::{PgPool, Row};
 
-/// imaging-api's address: `IMAGING_API_URL` (default `http://127.0.0.1:8001`).
+/// imaging-api's address: `IMAGING_API_URL`, else PIXL's `PIXL_IMAGING_API_HOST` and
+/// `PIXL_IMAGING_API_PORT`, else `http://127.0.0.1:8001`.
 pub fn imaging_api_url() -> String {
-    std::env::var("IMAGING_API_URL").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "http://127.0.0.1:8001".to_owned())
+    pixl_core::pixl_env::cli_service_url(
+        |name| std::env::var(name).ok(),
+        "IMAGING_API_URL",
+        "PIXL_IMAGING_API_HOST",
+        "PIXL_IMAGING_API_PORT",
+        "http://127.0.0.1:8001",
+    )
 }
 
 /// Sets the rate of `queues` at imaging-api (0 pauses).
@@ -100,7 +107,7 @@ pub struct AnonStoreUse {
 
 /// anon-node's address: `ANON_NODE_URL` (default `http://127.0.0.1:8002`).
 pub fn anon_node_url() -> String {
-    std::env::var("ANON_NODE_URL").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "http://127.0.0.1:8002".to_owned())
+    pixl_core::pixl_env::process_lookup("ANON_NODE_URL").unwrap_or_else(|| "http://127.0.0.1:8002".to_owned())
 }
 
 /// anon-node's `/stores`.
@@ -266,6 +273,91 @@ pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow:
     broker.close().await;
     pool.close().await;
     Ok(ids.len() as u64)
+}
+
+/// PIXL's `pixl status --queues`: each queue's retrieval rate at imaging-api, or why it is
+/// unknown.
+pub async fn rates(base_url: &str, queues: &[WorkQueue]) -> String {
+    let mut out = String::from("\n");
+    let client = match pixl_core::http_client::builder(None).map(|b| b.timeout(std::time::Duration::from_secs(5)).build()) {
+        Ok(Ok(client)) => client,
+        Ok(Err(error)) => return format!("\nrates unknown: {error}\n"),
+        Err(error) => return format!("\nrates unknown: {error}\n"),
+    };
+    for queue in queues {
+        let url = format!("{}/token-bucket-refresh-rate", base_url.trim_end_matches('/'));
+        let rate = match client.get(&url).query(&[("queue", queue.base_name())]).send().await {
+            Ok(response) if response.status().is_success() => match response.json::<serde_json::Value>().await {
+                Ok(body) => {
+                    body.get("rate").and_then(|r| r.as_f64()).map(|r| format!("{r} studies/s")).unwrap_or_else(|| "unknown (unexpected answer)".to_owned())
+                }
+                Err(_) => "unknown (unexpected answer)".to_owned(),
+            },
+            Ok(response) => format!("unknown (imaging-api answered {})", response.status()),
+            Err(error) => format!("unknown (imaging-api at {base_url} is not reachable: {})", error.without_url()),
+        };
+        out.push_str(&format!("[{:^18}] refresh rate = {rate}\n", queue.base_name()));
+    }
+    out
+}
+
+/// `pixl populate --num-retries`: how many rounds, the pause before each, how often to
+/// look whether the cohort's studies are still in progress.
+#[derive(Debug, Clone)]
+pub struct RetryRounds {
+    pub rounds: u32,
+    pub pause: std::time::Duration,
+    pub poll: std::time::Duration,
+}
+
+/// PIXL's retry rounds, for `projects`: wait until none of their studies is in progress,
+/// pause, then queue the failed ones again. Stops early once nothing has failed, or when
+/// a round exported nothing new (trying again would fail the same way). `say` gets one
+/// line per round.
+pub async fn retry_rounds(
+    settings: &Settings,
+    projects: &[pixl_core::ids::ProjectSlug],
+    rounds: &RetryRounds,
+    mut say: impl FnMut(String),
+) -> anyhow::Result<()> {
+    let pool = pixl_core::db::connect(&settings.database, 1).await?;
+    let slugs: Vec<String> = projects.iter().map(|p| p.as_str().to_owned()).collect();
+    let count = |states: &'static [&'static str]| {
+        let pool = pool.clone();
+        let slugs = slugs.clone();
+        async move {
+            let states: Vec<String> = states.iter().map(|s| s.to_string()).collect();
+            sqlx::query_scalar::<_, i64>("SELECT count(*) FROM studies WHERE project_slug = ANY($1) AND state::text = ANY($2)")
+                .bind(&slugs)
+                .bind(&states)
+                .fetch_one(&pool)
+                .await
+        }
+    };
+    let mut exported_before: Option<i64> = None;
+    for round in 1..=rounds.rounds {
+        while count(&["queued", "retrieving", "retrieved", "anonymised"]).await? > 0 {
+            tokio::time::sleep(rounds.poll).await;
+        }
+        if count(&["failed"]).await? == 0 {
+            say("retries: no study of the cohort's projects has failed".to_owned());
+            break;
+        }
+        tokio::time::sleep(rounds.pause).await;
+        let exported = count(&["exported"]).await?;
+        if exported_before == Some(exported) {
+            say(format!("retries: round {round} exported nothing new; stopping (pixl status shows why studies failed)"));
+            break;
+        }
+        exported_before = Some(exported);
+        let mut queued = 0;
+        for project in &slugs {
+            queued += retry_failed(settings, Some(project)).await?;
+        }
+        say(format!("retries: round {round} of {}: queued {queued} failed studies again", rounds.rounds));
+    }
+    pool.close().await;
+    Ok(())
 }
 
 /// The studies table, for tests and the demo summary.

@@ -27,9 +27,43 @@ pub fn compose_args(root: &Path, env_name: &str, args: &[String]) -> Vec<String>
     full
 }
 
+/// PIXL's habits: `up` gets `--wait --build --remove-orphans` (those not given already);
+/// `down --volumes` (or `-v`) in `ENV=prod` asks `confirm` first and, if refused, runs
+/// without removing volumes.
+pub fn with_pixl_habits(args: &[String], env_name: &str, confirm: impl FnOnce() -> bool) -> Vec<String> {
+    let mut args = args.to_vec();
+    if args.iter().any(|a| a == "up") {
+        for flag in ["--wait", "--build", "--remove-orphans"] {
+            if !args.iter().any(|a| a == flag) {
+                args.push(flag.to_owned());
+            }
+        }
+    }
+    let removes_volumes = |a: &String| a == "--volumes" || a == "-v";
+    if args.iter().any(|a| a == "down") && env_name == "prod" && args.iter().any(removes_volumes) && !confirm() {
+        args.retain(|a| !removes_volumes(a));
+    }
+    args
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn strings(args: &[&str]) -> Vec<String> {
+        args.iter().map(|a| a.to_string()).collect()
+    }
+
+    #[test]
+    fn pixl_habits() {
+        assert_eq!(with_pixl_habits(&strings(&["up", "-d"]), "dev", || unreachable!()), strings(&["up", "-d", "--wait", "--build", "--remove-orphans"]));
+        assert_eq!(with_pixl_habits(&strings(&["up", "--build"]), "dev", || unreachable!()), strings(&["up", "--build", "--wait", "--remove-orphans"]));
+        // Only production asks.
+        assert_eq!(with_pixl_habits(&strings(&["down", "--volumes"]), "dev", || unreachable!()), strings(&["down", "--volumes"]));
+        assert_eq!(with_pixl_habits(&strings(&["down", "--volumes"]), "prod", || false), strings(&["down"]));
+        assert_eq!(with_pixl_habits(&strings(&["down", "-v"]), "prod", || true), strings(&["down", "-v"]));
+        assert_eq!(with_pixl_habits(&strings(&["ps"]), "prod", || unreachable!()), strings(&["ps"]));
+    }
 
     #[test]
     fn finds_the_compose_file_upwards() {

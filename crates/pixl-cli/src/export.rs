@@ -10,9 +10,16 @@ use pixl_core::rest::{ErrorBody, ExportPatientData, PatientDataExported};
 
 use crate::cohort::omop::read_summary;
 
-/// export-api's address: `EXPORT_API_URL` (default `http://127.0.0.1:8003`).
+/// export-api's address: `EXPORT_API_URL`, else PIXL's `PIXL_EXPORT_API_HOST` and
+/// `PIXL_EXPORT_API_PORT`, else `http://127.0.0.1:8003`.
 pub fn export_api_url() -> String {
-    std::env::var("EXPORT_API_URL").ok().filter(|v| !v.trim().is_empty()).unwrap_or_else(|| "http://127.0.0.1:8003".to_owned())
+    pixl_core::pixl_env::cli_service_url(
+        |name| std::env::var(name).ok(),
+        "EXPORT_API_URL",
+        "PIXL_EXPORT_API_HOST",
+        "PIXL_EXPORT_API_PORT",
+        "http://127.0.0.1:8003",
+    )
 }
 
 /// Sends the request and returns export-api's answer.

@@ -16,6 +16,9 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(name = "pixl", version, about = "PIXL image extraction: populate cohorts and drive the pipeline")]
 struct Cli {
+    /// Log at debug level (PIXL's --debug).
+    #[arg(long, global = true)]
+    debug: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -26,9 +29,11 @@ enum Command {
     Populate {
         /// OMOP-ES extract directory (flat or batched parquet) or CSV cohort file.
         path: PathBuf,
-        /// Queue to publish to: imaging-primary (VNA) or imaging-secondary (PACS).
-        #[arg(long, default_value = "imaging-primary", value_parser = parse_imaging_queue)]
-        queues: WorkQueue,
+        /// Queue to publish to: imaging-primary (VNA; PIXL's `imaging` is accepted) or
+        /// imaging-secondary (PACS). One queue: imaging-api looks in the PACS by itself
+        /// for a study the VNA lacks.
+        #[arg(long, value_delimiter = ',', default_value = "imaging-primary", value_parser = parse_imaging_queue)]
+        queues: Vec<WorkQueue>,
         /// Message priority, 1 (lowest) to 5 (highest).
         #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5))]
         priority: u8,
@@ -38,15 +43,21 @@ enum Command {
         /// Only queue the studies; do not start imaging-api on them (`pixl start` later).
         #[arg(long)]
         no_start: bool,
+        /// PIXL's retry rounds: wait until no study of the cohort's projects is in
+        /// progress, pause CLI_RETRY_SECONDS (default 300), queue the failed ones again;
+        /// stop early once nothing failed or a round exported nothing new. Default 0:
+        /// the services retry passing failures themselves.
+        #[arg(long, default_value_t = 0)]
+        num_retries: u32,
     },
     /// Start (or resume) retrieval at imaging-api: sets the queues' rate.
     Start {
-        /// Comma-separated queues (default: both imaging queues).
-        #[arg(long, value_delimiter = ',', value_parser = parse_imaging_queue)]
+        /// Comma-separated queues.
+        #[arg(long, value_delimiter = ',', default_value = "imaging-primary", value_parser = parse_imaging_queue)]
         queues: Vec<WorkQueue>,
-        /// Studies per second per queue.
-        #[arg(long, default_value_t = 5.0)]
-        rate: f64,
+        /// Studies per second per queue, more than 0 (default IMAGING_API_RATE, else 5).
+        #[arg(long)]
+        rate: Option<f64>,
     },
     /// Pause retrieval (rate 0); with --purge also empty the queues (the studies are then
     /// marked failed, "purged", for `pixl retry-failed`).
@@ -63,8 +74,14 @@ enum Command {
         #[arg(long)]
         rate: f64,
     },
-    /// Studies per project and state, queue depths, dead letters, recent failure reasons.
-    Status,
+    /// Studies per project and state, queue depths, dead letters, recent failure reasons;
+    /// with --queues, also those queues' retrieval rates (PIXL's `pixl status`).
+    Status {
+        #[arg(long, value_delimiter = ',', value_parser = parse_imaging_queue)]
+        queues: Vec<WorkQueue>,
+    },
+    /// Stop the compose services (`docker compose stop`), as PIXL's `pixl kill`.
+    Kill,
     /// Queue failed studies again (all, or one project's).
     RetryFailed {
         #[arg(long)]
@@ -102,15 +119,30 @@ enum Command {
         #[arg(long, default_value_t = 300)]
         timeout: u64,
     },
-    /// Check configuration, Postgres, RabbitMQ, project configs and the export directory.
-    CheckEnv,
+    /// Check configuration, Postgres, RabbitMQ, project configs and the export directory,
+    /// and report PIXL's variables. With --project-configs or --sample-env-file, only
+    /// those (offline) checks.
+    CheckEnv {
+        /// Check this directory of project configs (with their tag-operation files and
+        /// deid recipes) and nothing else: the first command of a site moving from PIXL.
+        #[arg(long)]
+        project_configs: Option<PathBuf>,
+        /// PIXL's option: check that every variable named in this file is set.
+        #[arg(long)]
+        sample_env_file: Option<PathBuf>,
+        /// Exit with an error when a variable of --sample-env-file is not set.
+        #[arg(long)]
+        error: bool,
+    },
     /// Manage the local secrets file (development and `pixl demo`).
     #[command(subcommand)]
     Secrets(SecretsCommand),
     /// Generate benchmark inputs (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
-    /// Run `docker compose` for this pixl deployment, e.g. `pixl dc up -d`.
+    /// Run `docker compose` for this pixl deployment, e.g. `pixl dc up -d`. As PIXL's:
+    /// `up` adds --wait --build --remove-orphans, and `down --volumes` asks first when
+    /// ENV=prod. PIXL's variable names in .env are passed under pixl's.
     Dc {
         /// Arguments passed to `docker compose`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -156,6 +188,10 @@ enum BenchCommand {
 }
 
 fn parse_imaging_queue(value: &str) -> Result<WorkQueue, String> {
+    // PIXL's name of the primary queue.
+    if value == "imaging" {
+        return Ok(WorkQueue::ImagingPrimary);
+    }
     match WorkQueue::from_base_name(value) {
         Some(queue @ (WorkQueue::ImagingPrimary | WorkQueue::ImagingSecondary)) => Ok(queue),
         _ => Err("expected imaging-primary or imaging-secondary".to_owned()),
@@ -168,7 +204,7 @@ fn all_if_empty(queues: Vec<WorkQueue>) -> Vec<WorkQueue> {
 
 /// `IMAGING_API_RATE`, or 5 studies per second.
 fn default_rate() -> f64 {
-    std::env::var("IMAGING_API_RATE").ok().and_then(|v| v.trim().parse().ok()).unwrap_or(5.0)
+    pixl_core::pixl_env::process_lookup("IMAGING_API_RATE").and_then(|v| v.trim().parse().ok()).unwrap_or(5.0)
 }
 
 fn main() -> ExitCode {
@@ -184,26 +220,49 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     load_dotenv()?;
-    pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, "warn,sqlx=error");
-    let settings = Settings::from_env()?;
+    let filter = if cli.debug { pixl_core::telemetry::DEBUG_FILTER } else { "warn,sqlx=error" };
+    pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, filter);
+    let settings = Settings::for_cli_from_lookup(|name| std::env::var(name).ok())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
-        Command::Populate { path, queues, priority, rate, no_start } => {
-            let options = pixl_cli::populate::PopulateOptions { path, queue: queues, priority, show_progress: true };
+        Command::Populate { path, queues, priority, rate, no_start, num_retries } => {
+            let [queue] = queues[..] else {
+                anyhow::bail!(
+                    "--queues takes one queue here: each study is queued once, and imaging-api looks in the PACS (imaging-secondary) by itself when the VNA lacks it"
+                );
+            };
+            let options = pixl_cli::populate::PopulateOptions { path, queue, priority, show_progress: true };
             let summary = runtime.block_on(pixl_cli::populate::populate(&settings, &options))?;
             println!("{summary}");
             if !no_start {
                 let rate = rate.unwrap_or_else(default_rate);
-                match runtime.block_on(pixl_cli::control::set_rate(&pixl_cli::control::imaging_api_url(), &[queues], rate)) {
-                    Ok(()) => println!("started {} at {rate} studies/s", queues.base_name()),
+                match runtime.block_on(pixl_cli::control::set_rate(&pixl_cli::control::imaging_api_url(), &[queue], rate)) {
+                    Ok(()) => println!("started {} at {rate} studies/s", queue.base_name()),
                     Err(error) => {
                         eprintln!("warning: the studies are queued but retrieval was not started: {error:#}\nrun `pixl start` once imaging-api is up")
                     }
                 }
             }
+            if num_retries > 0 {
+                let projects: Vec<_> = summary.projects.iter().map(|p| p.project.clone()).collect();
+                let pause = std::time::Duration::from_secs_f64(
+                    pixl_core::config::Env::new(pixl_core::pixl_env::process_lookup).seconds("CLI_RETRY_SECONDS", 300.0, 86_400.0)?.as_secs_f64(),
+                );
+                let rounds = pixl_cli::control::RetryRounds { rounds: num_retries, pause, poll: std::time::Duration::from_secs(10) };
+                runtime.block_on(pixl_cli::control::retry_rounds(&settings, &projects, &rounds, |line| println!("{line}")))?;
+            }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Start { queues, rate } | Command::Update { queues, rate } => {
+        Command::Start { queues, rate } => {
+            let rate = rate.unwrap_or_else(default_rate);
+            if !rate.is_finite() || rate <= 0.0 {
+                anyhow::bail!("cannot start with a rate of {rate}: it must be more than 0 studies per second (`pixl stop` pauses)");
+            }
+            runtime.block_on(pixl_cli::control::set_rate(&pixl_cli::control::imaging_api_url(), &queues, rate))?;
+            println!("{} at {rate} studies/s", queues.iter().map(|q| q.base_name()).collect::<Vec<_>>().join(", "));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Update { queues, rate } => {
             if !rate.is_finite() || rate < 0.0 {
                 anyhow::bail!("--rate must be 0 or more studies per second");
             }
@@ -228,10 +287,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{report}");
             Ok(ExitCode::SUCCESS)
         }
-        Command::Status => {
+        Command::Status { queues } => {
             print!("{}", runtime.block_on(pixl_cli::control::status(&settings, &pixl_cli::control::anon_node_url()))?);
+            if !queues.is_empty() {
+                print!("{}", runtime.block_on(pixl_cli::control::rates(&pixl_cli::control::imaging_api_url(), &queues)));
+            }
             Ok(ExitCode::SUCCESS)
         }
+        Command::Kill => run_compose(&settings, &["stop".to_owned()]),
         Command::RetryFailed { project } => {
             let queued = runtime.block_on(pixl_cli::control::retry_failed(&settings, project.as_deref()))?;
             println!("queued {queued} failed studies again");
@@ -250,15 +313,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{summary}");
             Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::CheckEnv => {
-            let checks = runtime.block_on(pixl_cli::check_env::run(&settings));
+        Command::CheckEnv { project_configs, sample_env_file, error } => {
+            let mut checks = Vec::new();
+            if project_configs.is_none() && sample_env_file.is_none() {
+                checks.extend(runtime.block_on(pixl_cli::check_env::run(&settings)));
+            }
+            if let Some(dir) = &project_configs {
+                checks.extend(pixl_cli::check_env::project_configs(dir));
+            }
+            if let Some(sample) = &sample_env_file {
+                checks.extend(pixl_cli::check_env::sample_env(sample, error));
+            }
+            checks.extend(pixl_cli::check_env::pixl_variables());
             print!("{}", pixl_cli::check_env::render(&checks));
             let all_ok = checks.iter().all(|c| c.outcome.is_ok());
             Ok(if all_ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::Secrets(SecretsCommand::Init) => {
             let config = pixl_secrets::SecretsConfig::from_env_prefix("HASHER_API")?;
-            let key_name = std::env::var("AZURE_KEY_VAULT_SECRET_NAME").ok().filter(|v| !v.trim().is_empty());
+            let key_name = pixl_core::pixl_env::process_lookup("AZURE_KEY_VAULT_SECRET_NAME");
             let key_name = key_name.as_deref().unwrap_or("hashing-key");
             match runtime.block_on(pixl_cli::secrets::init(&config, key_name))? {
                 pixl_cli::secrets::InitOutcome::Created(path) => println!("created hashing key {key_name:?} in {}", path.display()),
@@ -295,14 +368,32 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Dc { args } => {
-            let cwd = std::env::current_dir()?;
-            let root = pixl_cli::dc::find_root(&cwd, std::env::var_os("PIXL_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
-                .context("no docker-compose.yml here or above, and PIXL_ROOT does not point at one")?;
-            let status = std::process::Command::new("docker")
-                .args(pixl_cli::dc::compose_args(&root, &settings.env_name, &args))
-                .status()
-                .context("cannot run docker")?;
-            Ok(ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)))
+            let args = pixl_cli::dc::with_pixl_habits(&args, &settings.env_name, || {
+                eprintln!("WARNING: Attempting to remove volumes in production.");
+                eprint!("Are you sure you want to remove the volumes? [y/N] ");
+                let mut answer = String::new();
+                let _ = std::io::stdin().read_line(&mut answer);
+                let yes = matches!(answer.trim(), "y" | "Y" | "yes" | "Yes");
+                if !yes {
+                    eprintln!("Running 'docker compose down' without removing volumes.");
+                }
+                yes
+            });
+            run_compose(&settings, &args)
         }
     }
+}
+
+/// `docker compose` with pixl's project, from anywhere in the checkout, with PIXL's
+/// variable names passed under pixl's.
+fn run_compose(settings: &Settings, args: &[String]) -> anyhow::Result<ExitCode> {
+    let cwd = std::env::current_dir()?;
+    let root = pixl_cli::dc::find_root(&cwd, std::env::var_os("PIXL_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .context("no docker-compose.yml here or above, and PIXL_ROOT does not point at one")?;
+    let status = std::process::Command::new("docker")
+        .args(pixl_cli::dc::compose_args(&root, &settings.env_name, args))
+        .envs(pixl_core::pixl_env::compose_aliases(|name| std::env::var(name).ok()))
+        .status()
+        .context("cannot run docker")?;
+    Ok(ExitCode::from(u8::try_from(status.code().unwrap_or(1)).unwrap_or(1)))
 }

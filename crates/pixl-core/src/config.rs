@@ -17,6 +17,8 @@ pub const VARIABLES: &[&str] = &[
     "PIXL_DB_USER",
     "PIXL_DB_PASSWORD",
     "PIXL_DB_NAME",
+    "CLI_PIXL_DB_HOST",
+    "CLI_PIXL_DB_PORT",
     "RABBITMQ_HOST",
     "RABBITMQ_PORT",
     "RABBITMQ_USERNAME",
@@ -51,12 +53,16 @@ pub const VARIABLES: &[&str] = &[
     "PRIMARY_DICOM_SOURCE_AE_TITLE",
     "PRIMARY_DICOM_SOURCE_HOST",
     "PRIMARY_DICOM_SOURCE_PORT",
+    "PRIMARY_DICOM_SOURCE_NAME",
     "SECONDARY_DICOM_SOURCE_AE_TITLE",
     "SECONDARY_DICOM_SOURCE_HOST",
     "SECONDARY_DICOM_SOURCE_PORT",
+    "SECONDARY_DICOM_SOURCE_NAME",
     "SECONDARY_DICOM_SOURCE_WINDOW",
+    "TZ",
     "ANON_NODE_URL",
     "IMAGING_API_RATE",
+    "CLI_RETRY_SECONDS",
     "IMAGING_API_MAX_ATTEMPTS",
     "IMAGING_API_RETRY_PAUSE",
     "PIXL_QUERY_TIMEOUT",
@@ -97,6 +103,7 @@ pub const VARIABLES: &[&str] = &[
     "EXPORT_API_AZ_KEY_VAULT_URL",
     "PIXL_LOG_FORMAT",
     "RUST_LOG",
+    "DEBUG",
 ];
 
 /// A configuration value that is missing or malformed. Names the variable; never echoes a
@@ -134,9 +141,20 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         Self { lookup }
     }
 
-    /// The trimmed value, if set and not blank.
+    /// The trimmed value, if set and not blank; else the value of PIXL's name for the same
+    /// setting ([`crate::pixl_env`]), if that is set.
     pub fn get(&self, name: &str) -> Option<String> {
-        (self.lookup)(name).map(|value| value.trim().to_owned()).filter(|value| !value.is_empty())
+        crate::pixl_env::with_pixl_names(name, &self.lookup).map(|value| value.trim().to_owned())
+    }
+
+    /// " (set as PIXL's X)" when `name` is unset and its value comes from PIXL's name, for
+    /// error messages.
+    fn origin(&self, name: &str) -> String {
+        let set = |name: &str| (self.lookup)(name).is_some_and(|v| !v.trim().is_empty());
+        if set(name) {
+            return String::new();
+        }
+        crate::pixl_env::aliases_of(name).find(|pixl| set(pixl)).map(|pixl| format!(" (set as PIXL's {pixl})")).unwrap_or_default()
     }
 
     pub fn text(&self, name: &str, default: &str) -> String {
@@ -158,7 +176,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
                 .parse::<T>()
                 .ok()
                 .filter(|value| *value >= min && *value <= max)
-                .ok_or_else(|| ConfigError::Invalid { variable: name, problem: format!("{raw:?} is not a number from {min} to {max}") }),
+                .ok_or_else(|| ConfigError::Invalid { variable: name, problem: format!("{raw:?} is not a number from {min} to {max}{}", self.origin(name)) }),
         }
     }
 
@@ -174,7 +192,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
             None => Ok(default),
             Some(v) if ["true", "1", "yes"].contains(&v.as_str()) => Ok(true),
             Some(v) if ["false", "0", "no"].contains(&v.as_str()) => Ok(false),
-            Some(v) => Err(ConfigError::Invalid { variable: name, problem: format!("{v:?} is neither true nor false") }),
+            Some(v) => Err(ConfigError::Invalid { variable: name, problem: format!("{v:?} is neither true nor false{}", self.origin(name)) }),
         }
     }
 
@@ -183,7 +201,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         let value = self.text(name, default);
         choices.iter().find(|(text, _)| *text == value).map(|(_, choice)| *choice).ok_or_else(|| {
             let names: Vec<&str> = choices.iter().map(|(text, _)| *text).collect();
-            ConfigError::Invalid { variable: name, problem: format!("{value:?} is not one of {}", names.join(", ")) }
+            ConfigError::Invalid { variable: name, problem: format!("{value:?} is not one of {}{}", names.join(", "), self.origin(name)) }
         })
     }
 
@@ -198,7 +216,7 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
     pub fn ae_title(&self, name: &'static str, default: &str) -> Result<String, ConfigError> {
         let value = self.text(name, default);
         if value.is_empty() || value.len() > 16 || !value.bytes().all(|b| b.is_ascii_graphic()) {
-            return Err(ConfigError::Invalid { variable: name, problem: "an AE title is 1-16 printable characters".to_owned() });
+            return Err(ConfigError::Invalid { variable: name, problem: format!("an AE title is 1-16 printable characters{}", self.origin(name)) });
         }
         Ok(value)
     }
@@ -208,13 +226,14 @@ impl<F: Fn(&str) -> Option<String>> Env<F> {
         let value = self.text(name, default);
         match url::Url::parse(&value) {
             Ok(parsed) if ["http", "https"].contains(&parsed.scheme()) => Ok(value),
-            _ => Err(ConfigError::Invalid { variable: name, problem: "not an http(s) URL".to_owned() }),
+            _ => Err(ConfigError::Invalid { variable: name, problem: format!("not an http(s) URL{}", self.origin(name)) }),
         }
     }
 
-    /// The lookup itself, for readers of a variable family (the secret stores).
-    pub fn lookup(&self) -> &F {
-        &self.lookup
+    /// The lookup, with PIXL's names as fallbacks, for readers of a variable family (the
+    /// secret stores).
+    pub fn lookup(&self) -> impl Fn(&str) -> Option<String> + '_ {
+        |name| crate::pixl_env::with_pixl_names(name, &self.lookup)
     }
 }
 
@@ -242,21 +261,63 @@ pub fn load_dotenv() -> Result<Option<PathBuf>, ConfigError> {
 }
 
 /// As [`load_dotenv`], for an explicit file.
+///
+/// Read as docker compose and PIXL's python-decouple read it: a line dotenvy refuses (an
+/// unquoted value with spaces, such as PIXL's sample line
+/// `ORTHANC_RAW_MAXIMUM_STORAGE_SIZE= // MB`) keeps its raw value (trimmed, without a
+/// ` #` comment) rather than failing every command.
 pub fn load_dotenv_from(path: &Path) -> Result<Option<PathBuf>, ConfigError> {
     if !path.exists() {
         return Ok(None);
     }
-    dotenvy::from_path(path).map_err(|error| ConfigError::DotEnv {
-        path: path.to_owned(),
-        // dotenvy's parse errors name the line and the offending text; that text may be a
-        // secret, so only the kind of error is kept.
-        problem: match error {
-            dotenvy::Error::LineParse(_, index) => format!("syntax error at character {index}"),
-            dotenvy::Error::Io(io) => io.to_string(),
-            _ => "cannot be parsed".to_owned(),
-        },
+    let unreadable = |problem: String| ConfigError::DotEnv { path: path.to_owned(), problem };
+    let text = std::fs::read_to_string(path).map_err(|e| unreadable(e.to_string()))?;
+    let pairs = dotenv_pairs(&text).map_err(|index| {
+        // dotenvy's parse errors quote the offending text, which may be a secret: only
+        // where it is.
+        unreadable(format!("syntax error at character {index}"))
     })?;
+    // The pairs again, each quoted so that dotenvy takes it as is, and loaded by dotenvy
+    // (which leaves variables already in the environment alone).
+    let quoted: String = pairs
+        .iter()
+        .map(|(name, value)| {
+            if value.contains('\'') {
+                format!("{name}=\"{}\"\n", value.replace('\\', "\\\\").replace('"', "\\\"").replace('$', "\\$"))
+            } else {
+                format!("{name}='{value}'\n")
+            }
+        })
+        .collect();
+    dotenvy::from_read(quoted.as_bytes()).map_err(|_| unreadable("cannot be parsed".to_owned()))?;
     Ok(Some(path.to_owned()))
+}
+
+/// The `(name, value)` pairs of a `.env` text (see [`load_dotenv_from`]). `Err` holds the
+/// character index of a syntax error in a multi-line quoted value.
+pub fn dotenv_pairs(text: &str) -> Result<Vec<(String, String)>, usize> {
+    let parse = |text: &str| -> Result<Vec<(String, String)>, dotenvy::Error> { dotenvy::from_read_iter(text.as_bytes()).collect() };
+    if let Ok(pairs) = parse(text) {
+        return Ok(pairs);
+    }
+    let mut pairs = Vec::new();
+    for line in text.lines() {
+        match parse(line) {
+            Ok(found) => pairs.extend(found),
+            Err(dotenvy::Error::LineParse(_, index)) => {
+                let line = line.trim_start().strip_prefix("export ").unwrap_or(line.trim_start());
+                let Some((name, raw)) = line.split_once('=') else { return Err(index) };
+                let name = name.trim();
+                if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.') {
+                    return Err(index);
+                }
+                let raw = raw.split(" #").next().unwrap_or_default().trim();
+                pairs.push((name.to_owned(), raw.to_owned()));
+            }
+            Err(_) => return Err(0),
+        }
+    }
+    Ok(pairs)
 }
 
 /// Connection settings for the pixl Postgres database.
@@ -336,11 +397,23 @@ impl Settings {
         Self::from_lookup(|name| std::env::var(name).ok())
     }
 
+    /// As [`Settings::from_env`], for `pixl` commands: PIXL's `CLI_PIXL_DB_HOST` and
+    /// `CLI_PIXL_DB_PORT` (how a command on the docker host reaches the compose Postgres)
+    /// win over `PIXL_DB_HOST` and `PIXL_DB_PORT`, as in PIXL's CLI.
+    pub fn for_cli_from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
+        let cli = |name: &str| match name {
+            "PIXL_DB_HOST" => lookup("CLI_PIXL_DB_HOST").filter(|v| !v.trim().is_empty()).or_else(|| lookup(name)),
+            "PIXL_DB_PORT" => lookup("CLI_PIXL_DB_PORT").filter(|v| !v.trim().is_empty()).or_else(|| lookup(name)),
+            _ => lookup(name),
+        };
+        Self::from_lookup(cli)
+    }
+
     /// Reads settings through `lookup`, so that tests need not touch the process
     /// environment. An empty value counts as unset.
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(|name: &str| {
-            debug_assert!(VARIABLES.contains(&name), "{name} must be listed in VARIABLES and .env.sample");
+            debug_assert!(VARIABLES.contains(&name) || crate::pixl_env::handling(name).is_some(), "{name} must be listed in VARIABLES and .env.sample");
             lookup(name)
         });
         let get = |name: &str| env.get(name);
@@ -418,6 +491,21 @@ mod tests {
             .filter(|name| !name.is_empty() && name.chars().all(|c| c.is_ascii_uppercase() || c == '_'))
             .collect();
         assert_eq!(listed, VARIABLES);
+    }
+
+    #[test]
+    fn dotenv_files_read_as_compose_reads_them() {
+        let pixl_sample = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/pixl-configs/PIXL.env.sample")).unwrap();
+        let pairs = dotenv_pairs(&pixl_sample).unwrap();
+        let value = |name: &str| pairs.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str());
+        assert_eq!(value("ORTHANC_RAW_MAXIMUM_STORAGE_SIZE"), Some("// MB"));
+        assert_eq!(value("LOCAL_SALT_VALUE"), Some("PIXL"));
+        assert_eq!(value("SECONDARY_DICOM_SOURCE_MODALITY"), Some("UCSECONDARYQR"));
+        assert_eq!(value("SECONDARY_DICOM_SOURCE_AE_TITLE"), None, "commented out");
+        let ours = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.env.sample")).unwrap();
+        let pairs = dotenv_pairs(&ours).unwrap();
+        assert!(pairs.contains(&("SECONDARY_DICOM_SOURCE_WINDOW".to_owned(), "weekdays 20:00-08:00".to_owned())), "{pairs:?}");
+        assert_eq!(dotenv_pairs("A=\"unclosed\nB=2\n").map(|p| p.len()).unwrap_or(0), 2);
     }
 
     #[test]

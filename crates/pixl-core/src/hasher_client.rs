@@ -55,7 +55,7 @@ impl HasherClientConfig {
 
     /// `HASHER_API_URL` (default `http://127.0.0.1:8000`) and `HASHER_API_TOKEN`.
     pub fn from_env() -> Self {
-        let get = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let get = |name: &str| crate::pixl_env::process_lookup(name);
         let mut config = Self::new(get("HASHER_API_URL").unwrap_or_else(|| "http://127.0.0.1:8000".to_owned()));
         config.token = get("HASHER_API_TOKEN").map(SecretString::from);
         config

@@ -16,6 +16,7 @@ pub mod http_client;
 pub mod ids;
 pub mod messages;
 pub mod outbox;
+pub mod pixl_env;
 pub mod project_config;
 pub mod queues;
 pub mod rest;

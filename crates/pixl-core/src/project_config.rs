@@ -217,9 +217,11 @@ fn warnings(value: &serde_yaml_ng::Value) -> Vec<String> {
     }
     let manufacturers = value.get("allowed_manufacturers");
     if manufacturers.is_none_or(|v| v.is_null() || v.as_sequence().is_some_and(|s| s.is_empty())) {
-        warnings.push("allowed_manufacturers is absent or empty: NO manufacturer is allowed, so every instance is dropped (as in PIXL); \
+        warnings.push(
+            "allowed_manufacturers is absent or empty: NO manufacturer is allowed, so every instance is dropped (as in PIXL); \
                        list `- regex: \".*\"` to allow every manufacturer"
-            .to_owned());
+                .to_owned(),
+        );
     }
     warnings
 }

@@ -24,10 +24,15 @@ impl LogFormat {
     }
 }
 
-/// Installs the global subscriber with `default_filter` unless `RUST_LOG` is set. Call
-/// once, first thing in `main`. Services use [`SERVICE_FILTER`]; the CLI is quieter.
+/// Installs the global subscriber with `default_filter` unless `RUST_LOG` (or PIXL's
+/// `LOG_LEVEL`) is set; PIXL's `DEBUG=true` makes the default `debug`. Call once, first
+/// thing in `main`. Services use [`SERVICE_FILTER`]; the CLI is quieter.
 pub fn init(format: LogFormat, default_filter: &str) {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_filter));
+    let debug = crate::config::Env::new(crate::pixl_env::process_lookup).flag("DEBUG", false).unwrap_or(false);
+    let default_filter = if debug { DEBUG_FILTER } else { default_filter };
+    let filter = crate::pixl_env::process_lookup("RUST_LOG")
+        .and_then(|directives| EnvFilter::try_new(directives.to_ascii_lowercase()).ok())
+        .unwrap_or_else(|| EnvFilter::new(default_filter));
     // Added last, so they win over whatever RUST_LOG says about these targets.
     let filter = CAPPED_TARGETS.iter().fold(filter, |filter, directive| filter.add_directive(directive.parse().expect("a valid directive")));
     let registry = tracing_subscriber::registry().with(filter);
@@ -45,6 +50,9 @@ pub fn init(format: LogFormat, default_filter: &str) {
 /// Libraries whose verbose logs would carry secrets, capped whatever `RUST_LOG` asks:
 /// suppaftp traces every FTP command it sends, `PASS <password>` included.
 const CAPPED_TARGETS: &[&str] = &["suppaftp=warn"];
+
+/// `DEBUG=true` or `pixl --debug`.
+pub const DEBUG_FILTER: &str = "debug,sqlx=warn,lapin=info,h2=info,hyper=info,rustls=info";
 
 /// Default filter of the services: info, without sqlx's per-statement notices.
 pub const SERVICE_FILTER: &str = "info,sqlx=warn";

@@ -23,7 +23,11 @@ fn allowed_manufacturer(project: &Project) -> String {
     const MAKERS: &[&str] = &["Carestream Health", "Company", "SIEMENS", "Philips Medical Systems", "GE MEDICAL SYSTEMS", "TOSHIBA", "FUJIFILM"];
     let patterns: Vec<regex::Regex> =
         project.loaded.config.allowed_manufacturers.iter().map(|m| regex::RegexBuilder::new(&m.regex).case_insensitive(true).build().unwrap()).collect();
-    MAKERS.iter().find(|maker| patterns.iter().any(|p| p.is_match(maker))).unwrap_or_else(|| panic!("no known maker is allowed by {}", project.loaded.slug)).to_string()
+    MAKERS
+        .iter()
+        .find(|maker| patterns.iter().any(|p| p.is_match(maker)))
+        .unwrap_or_else(|| panic!("no known maker is allowed by {}", project.loaded.slug))
+        .to_string()
 }
 
 fn text(object: &dicom_object::DefaultDicomObject, tag: dicom_core::Tag) -> String {
@@ -64,7 +68,8 @@ async fn every_pixl_config_loads_and_deidentifies_an_instance() {
         }
         let keys = ProjectKeys::new(b"fixture-key".to_vec(), "fixture-salt-0123".to_owned(), String::new(), HashAlgorithm::PixlBlake2b).unwrap();
         let out = dir.path().join("out");
-        let summary = pixl_deid::deidentify_files(Arc::clone(&project), inputs.clone(), Default::default(), &keys, out.clone(), Default::default()).await.unwrap();
+        let summary =
+            pixl_deid::deidentify_files(Arc::clone(&project), inputs.clone(), Default::default(), &keys, out.clone(), Default::default()).await.unwrap();
         assert_eq!(summary.written, u64::from(count), "{slug}: {summary}");
 
         let manufacturer = allowed_manufacturer(&project);

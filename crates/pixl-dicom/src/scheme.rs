@@ -132,6 +132,16 @@ fn parse_yaml<T: for<'de> Deserialize<'de>>(file: &str, text: &str) -> Result<T,
 }
 
 impl TagScheme {
+    /// Tags with a base rule.
+    pub fn base_len(&self) -> usize {
+        self.base.len()
+    }
+
+    /// Manufacturer override entries.
+    pub fn overrides_len(&self) -> usize {
+        self.overrides.len()
+    }
+
     /// Builds a scheme from `(file name, text)` pairs: base files in order, then override
     /// files.
     pub fn from_yaml(base_files: &[(String, String)], override_files: &[(String, String)]) -> Result<Self, SchemeError> {

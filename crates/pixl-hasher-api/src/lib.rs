@@ -39,7 +39,7 @@ use pixl_core::config::Env;
 
 impl HasherConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(pixl_core::pixl_env::process_lookup)
     }
 
     /// Refuses to run without `HASHER_API_TOKEN` unless `HASHER_API_ALLOW_NO_TOKEN=true`

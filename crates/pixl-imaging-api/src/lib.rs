@@ -55,7 +55,12 @@ impl ImagingConfig {
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, ConfigError> {
         let env = Env::new(lookup);
         let invalid = |variable: &'static str, problem: String| ConfigError::Invalid { variable, problem };
-        let archive = |name: &'static str, ae_var: &'static str, host_var: &'static str, port_var: &'static str| -> Result<Option<Archive>, ConfigError> {
+        let archive = |name_var: &'static str,
+                       default_name: &str,
+                       ae_var: &'static str,
+                       host_var: &'static str,
+                       port_var: &'static str|
+         -> Result<Option<Archive>, ConfigError> {
             if env.get(ae_var).is_none() {
                 return Ok(None);
             }
@@ -63,15 +68,16 @@ impl ImagingConfig {
                 return Err(invalid(port_var, format!("set it with {ae_var}")));
             }
             Ok(Some(Archive {
-                name,
+                name: env.text(name_var, default_name),
                 ae_title: env.ae_title(ae_var, "")?,
                 host: env.text(host_var, "127.0.0.1"),
                 port: env.number(port_var, 104, 1, u16::MAX)?,
             }))
         };
-        let primary = archive("VNA", "PRIMARY_DICOM_SOURCE_AE_TITLE", "PRIMARY_DICOM_SOURCE_HOST", "PRIMARY_DICOM_SOURCE_PORT")?
+        let primary = archive("PRIMARY_DICOM_SOURCE_NAME", "VNA", "PRIMARY_DICOM_SOURCE_AE_TITLE", "PRIMARY_DICOM_SOURCE_HOST", "PRIMARY_DICOM_SOURCE_PORT")?
             .ok_or_else(|| invalid("PRIMARY_DICOM_SOURCE_AE_TITLE", "the VNA's AE title, host and port are required".to_owned()))?;
-        let mut secondary = archive("PACS", "SECONDARY_DICOM_SOURCE_AE_TITLE", "SECONDARY_DICOM_SOURCE_HOST", "SECONDARY_DICOM_SOURCE_PORT")?;
+        let mut secondary =
+            archive("SECONDARY_DICOM_SOURCE_NAME", "PACS", "SECONDARY_DICOM_SOURCE_AE_TITLE", "SECONDARY_DICOM_SOURCE_HOST", "SECONDARY_DICOM_SOURCE_PORT")?;
         // A "PACS" that is the VNA again would only repeat the same query.
         if secondary.as_ref().is_some_and(|s| s.ae_title == primary.ae_title && s.host == primary.host && s.port == primary.port) {
             secondary = None;

@@ -8,7 +8,7 @@ async fn main() -> anyhow::Result<()> {
     pixl_core::config::load_dotenv()?;
     pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, pixl_core::telemetry::SERVICE_FILTER);
     let settings = pixl_core::config::Settings::from_env()?;
-    let config = pixl_imaging_api::ImagingConfig::from_lookup(|name| std::env::var(name).ok())?;
+    let config = pixl_imaging_api::ImagingConfig::from_lookup(pixl_core::pixl_env::process_lookup)?;
     let http = tokio::net::TcpListener::bind(config.http_bind).await.with_context(|| format!("cannot listen on {}", config.http_bind))?;
     tracing::info!(http = %http.local_addr()?, vna = %config.primary.ae_title, pacs = config.secondary.as_ref().map(|p| p.ae_title.as_str()), "imaging-api listening");
     let shutdown = pixl_core::shutdown::on_signals();

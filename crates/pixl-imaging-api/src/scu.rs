@@ -18,7 +18,7 @@ use pixl_dimse::{self as dimse, Response, SubOperations};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Archive {
     /// Its role, for logs and reasons: `VNA` or `PACS`.
-    pub name: &'static str,
+    pub name: String,
     pub ae_title: String,
     pub host: String,
     pub port: u16,
@@ -29,13 +29,13 @@ pub struct Archive {
 pub enum ScuError {
     /// Association refused or broken, timeout, I/O: may work later.
     #[error("{archive}: {operation}: {problem}")]
-    Network { archive: &'static str, operation: &'static str, problem: String },
+    Network { archive: String, operation: &'static str, problem: String },
     /// The archive answered with a failure status.
     #[error("{archive}: {operation} failed with status {status:#06x}")]
-    Status { archive: &'static str, operation: &'static str, status: u16 },
+    Status { archive: String, operation: &'static str, status: u16 },
     /// The C-MOVE finished but some sub-operations failed or warned.
     #[error("{archive}: C-MOVE moved {completed} instances, {failed} failed, {warning} with warnings")]
-    Partial { archive: &'static str, completed: u16, failed: u16, warning: u16 },
+    Partial { archive: String, completed: u16, failed: u16, warning: u16 },
 }
 
 /// What to look for: a study by UID, or by patient id and accession number; optionally
@@ -72,7 +72,7 @@ fn element(tag: Tag, vr: VR, value: &str) -> DataElement<InMemDicomObject> {
 
 impl Scu {
     async fn associate(&self, archive: &Archive, abstract_syntax: &str, operation: &'static str) -> Result<Association, ScuError> {
-        let network = |problem: String| ScuError::Network { archive: archive.name, operation, problem };
+        let network = |problem: String| ScuError::Network { archive: archive.name.clone(), operation, problem };
         let options = ClientAssociationOptions::new()
             .calling_ae_title(self.calling_ae_title.as_str())
             .called_ae_title(archive.ae_title.as_str())
@@ -196,7 +196,7 @@ impl Scu {
 
     async fn find(&self, archive: &Archive, identifier: InMemDicomObject) -> Result<Vec<InMemDicomObject>, ScuError> {
         let operation = "C-FIND";
-        let network = |problem: String| ScuError::Network { archive: archive.name, operation, problem };
+        let network = |problem: String| ScuError::Network { archive: archive.name.clone(), operation, problem };
         let mut association = self.associate(archive, dimse::STUDY_ROOT_FIND, operation).await?;
         let work = async {
             Self::request(&mut association, dimse::find_request(1, dimse::STUDY_ROOT_FIND), dimse::encode_identifier(&identifier))
@@ -210,7 +210,7 @@ impl Scu {
                 } else if response.status == dimse::SUCCESS {
                     return Ok(matches);
                 } else {
-                    return Err(ScuError::Status { archive: archive.name, operation, status: response.status });
+                    return Err(ScuError::Status { archive: archive.name.clone(), operation, status: response.status });
                 }
             }
         };
@@ -223,7 +223,7 @@ impl Scu {
     /// response. Succeeds only when every sub-operation completed.
     pub async fn move_study(&self, archive: &Archive, study_uid: &StudyUid, series: &[SeriesUid], destination: &str) -> Result<SubOperations, ScuError> {
         let operation = "C-MOVE";
-        let network = |problem: String| ScuError::Network { archive: archive.name, operation, problem };
+        let network = |problem: String| ScuError::Network { archive: archive.name.clone(), operation, problem };
         let mut identifier = InMemDicomObject::new_empty();
         identifier.put(element(tags::QUERY_RETRIEVE_LEVEL, VR::CS, if series.is_empty() { "STUDY" } else { "SERIES" }));
         identifier.put(element(tags::STUDY_INSTANCE_UID, VR::UI, study_uid.expose()));
@@ -246,9 +246,9 @@ impl Scu {
                     // Success with failures, or B000 "sub-operations complete, one or more
                     // failures or warnings".
                     dimse::SUCCESS | 0xB000 => {
-                        Err(ScuError::Partial { archive: archive.name, completed: counts.completed, failed: counts.failed, warning: counts.warning })
+                        Err(ScuError::Partial { archive: archive.name.clone(), completed: counts.completed, failed: counts.failed, warning: counts.warning })
                     }
-                    status => Err(ScuError::Status { archive: archive.name, operation, status }),
+                    status => Err(ScuError::Status { archive: archive.name.clone(), operation, status }),
                 };
             }
         };

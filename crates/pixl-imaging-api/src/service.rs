@@ -155,12 +155,12 @@ pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled
             }
         }
     }
-    metrics::histogram!("pixl_imaging_retrieval_seconds", "archive" => archive.name).record(started.elapsed().as_secs_f64());
-    metrics::counter!("pixl_imaging_instances_moved_total", "archive" => archive.name).increment(instances);
+    metrics::histogram!("pixl_imaging_retrieval_seconds", "archive" => archive.name.clone()).record(started.elapsed().as_secs_f64());
+    metrics::counter!("pixl_imaging_instances_moved_total", "archive" => archive.name.clone()).increment(instances);
     match record(lock, id, known_uid.is_none(), &uids).await {
         Ok(()) => {
-            tracing::info!(study = id.0, archive = archive.name, studies = uids.len(), instances, "study retrieved");
-            metrics::counter!("pixl_imaging_studies_retrieved_total", "archive" => archive.name).increment(1);
+            tracing::info!(study = id.0, archive = %archive.name, studies = uids.len(), instances, "study retrieved");
+            metrics::counter!("pixl_imaging_studies_retrieved_total", "archive" => archive.name.clone()).increment(1);
             relay(context).await;
             Handled::Done
         }

@@ -23,7 +23,7 @@ pub struct KeySettings {
 
 impl KeySettings {
     pub fn from_env() -> Result<Self, SecretError> {
-        Self::from_lookup(|name| std::env::var(name).ok())
+        Self::from_lookup(pixl_core::pixl_env::process_lookup)
     }
 
     pub fn from_lookup(lookup: impl Fn(&str) -> Option<String>) -> Result<Self, SecretError> {

@@ -114,7 +114,7 @@ impl SecretsConfig {
 
     /// As [`SecretsConfig::from_lookup`], from the process environment.
     pub fn from_env_prefix(prefix: &str) -> Result<Self, SecretError> {
-        Self::from_lookup(prefix, |name| std::env::var(name).ok())
+        Self::from_lookup(prefix, pixl_core::pixl_env::process_lookup)
     }
 
     /// Builds the store, cached.

@@ -237,7 +237,11 @@ impl Synthetic {
                     us(tags::REGION_DATA_TYPE, 1),
                 ])
             });
-            object.put(DataElement::new(tags::SEQUENCE_OF_ULTRASOUND_REGIONS, VR::SQ, Value::Sequence(DataSetSequence::new(items.collect::<Vec<_>>(), Length::UNDEFINED))));
+            object.put(DataElement::new(
+                tags::SEQUENCE_OF_ULTRASOUND_REGIONS,
+                VR::SQ,
+                Value::Sequence(DataSetSequence::new(items.collect::<Vec<_>>(), Length::UNDEFINED)),
+            ));
         }
         let pixels = self.pixels.clone().unwrap_or_else(|| vec![self.fill; self.pixel_len()]);
         assert_eq!(pixels.len(), self.pixel_len(), "pixel data matches the shape");

@@ -104,7 +104,8 @@ impl TreUploader {
     }
 
     async fn flush(&self) -> Result<(), UploadError> {
-        let response = self.http.put(self.url(&["airlock", "flush"])?).bearer_auth(self.token.expose_secret()).send().await.map_err(|e| Self::unreachable(&e))?;
+        let response =
+            self.http.put(self.url(&["airlock", "flush"])?).bearer_auth(self.token.expose_secret()).send().await.map_err(|e| Self::unreachable(&e))?;
         if response.status().is_success() { Ok(()) } else { Err(self.failure("the airlock flush", response).await) }
     }
 }
