@@ -26,13 +26,13 @@ use std::time::Duration;
 use pixl_core::config::Settings;
 use pixl_core::consumer::{ConsumerSpec, Handled, Retry, Settler, claim_study};
 use pixl_core::hasher_client::{HasherClient, HasherClientConfig};
-use pixl_core::ids::{Mrn, StudyId, StudyUid};
+use pixl_core::ids::{Mrn, ParticipantId, StudyId, StudyUid};
 use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::{Broker, WorkQueue};
 use pixl_core::retry::Backoff;
 use pixl_core::state::{self, Changes, StudyState};
 use pixl_deid::leak::{IdentifierKind, Originals};
-use pixl_deid::{KeyedHashes, Project, RemoteHashes, RunError};
+use pixl_deid::{KeyedHashes, Project, RemoteHashes, RunError, StudyInputs};
 use sqlx::{PgPool, Row};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -74,7 +74,7 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         &context.pool,
         body,
         MessageKind::Anonymise,
-        "project_slug, mrn, accession_number, COALESCE(resolved_study_uid, study_uid) AS study_uid, series_uids, state::text AS state, raw_refetches",
+        "project_slug, mrn, accession_number, COALESCE(resolved_study_uid, study_uid) AS study_uid, series_uids, participant_id, state::text AS state, raw_refetches",
     )
     .await
     {
@@ -123,7 +123,13 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
     };
     let hashes = RemoteHashes { client: &context.hasher, project: message.project.clone() };
     let output = context.store.project_dir(&message.project);
-    let summary = match pixl_deid::deidentify_files(project, files, series, &hashes, output.clone(), originals).await {
+    // The cohort's participant_id, where given, is the patient's pseudonym (as in PIXL).
+    let participant_id = match row.get::<Option<String>, _>("participant_id").map(|p| ParticipantId::parse(&p)).transpose() {
+        Ok(participant) => participant.map(|p| p.expose().to_owned()),
+        Err(_) => return permanent(id, "the study's participant_id is not valid"),
+    };
+    let inputs = StudyInputs { series, originals, participant_id: participant_id.clone() };
+    let summary = match pixl_deid::deidentify_files(project, files, inputs, &hashes, output.clone()).await {
         Ok(summary) => summary,
         Err(RunError::Hash(failure)) if !failure.transient => return permanent(id, failure.to_string()),
         Err(error) => return transient(id, error.to_string()),
@@ -148,11 +154,14 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
     let [pseudo_study_uid] = summary.studies.iter().collect::<Vec<_>>()[..] else {
         return permanent(id, format!("the instances map to {} pseudonymous studies, not one", summary.studies.len()));
     };
-    let pseudo_patient_id = match hashes.hash_all(&[mrn.expose().to_owned()]).await {
-        Ok(mut hashes) if hashes.len() == 1 => hashes.remove(0),
-        Ok(_) => return transient(id, "hasher-api answered with the wrong number of hashes"),
-        Err(failure) if failure.transient => return transient(id, failure.to_string()),
-        Err(failure) => return permanent(id, failure.to_string()),
+    let pseudo_patient_id = match participant_id {
+        Some(participant) => participant,
+        None => match hashes.hash_all(&[mrn.expose().to_owned()]).await {
+            Ok(mut hashes) if hashes.len() == 1 => hashes.remove(0),
+            Ok(_) => return transient(id, "hasher-api answered with the wrong number of hashes"),
+            Err(failure) if failure.transient => return transient(id, failure.to_string()),
+            Err(failure) => return permanent(id, failure.to_string()),
+        },
     };
     let changes = Changes {
         pseudo_study_uid: Some(pseudo_study_uid),

@@ -33,5 +33,5 @@ pub async fn anonymise(configs_dir: &Path, keys: &KeySource, project: &ProjectSl
     let project = Arc::new(Project::load(configs_dir, project)?);
     let project_keys = keys.project_keys(&project.loaded).await?;
     let files = pixl_deid::files_under(input).map_err(|e| AnonymiseError::Read { path: input.to_owned(), problem: e.to_string() })?;
-    Ok(pixl_deid::deidentify_files(project, files, Default::default(), &project_keys, output.to_owned(), Default::default()).await?)
+    Ok(pixl_deid::deidentify_files(project, files, Default::default(), &project_keys, output.to_owned()).await?)
 }

@@ -30,6 +30,7 @@ use pixl_core::ids::ProjectSlug;
 use pixl_core::project_config::{LoadedProject, ProjectConfigError, load_project};
 use pixl_dicom::deid::{self, keyed_inputs};
 use pixl_dicom::filters::{AllowedManufacturer, DropReason, SeriesFilter};
+use pixl_dicom::recipe::{Recipe, RecipeError};
 use pixl_dicom::scheme::{SchemeError, TagScheme};
 
 /// A project ready to de-identify with: its config, merged tag scheme and filters.
@@ -38,6 +39,8 @@ pub struct Project {
     pub loaded: LoadedProject,
     pub scheme: TagScheme,
     pub filter: SeriesFilter,
+    /// `image_operation_files.deid_recipes`: burned-in annotation masking.
+    pub recipes: Vec<Recipe>,
 }
 
 /// A project that cannot be used. Permanent: retrying will not help until the config is
@@ -50,6 +53,8 @@ pub enum ProjectError {
     Read { path: PathBuf, problem: String },
     #[error(transparent)]
     Scheme(#[from] SchemeError),
+    #[error(transparent)]
+    Recipe(#[from] RecipeError),
 }
 
 impl Project {
@@ -67,7 +72,8 @@ impl Project {
         };
         let scheme = TagScheme::from_yaml(&read(&loaded.base_tag_files)?, &read(&loaded.manufacturer_override_files)?)?;
         let filter = series_filter(&loaded);
-        Ok(Self { loaded, scheme, filter })
+        let recipes = read(&loaded.deid_recipe_files)?.iter().map(|(name, text)| Recipe::parse(name, text)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { loaded, scheme, filter, recipes })
     }
 }
 
@@ -230,18 +236,29 @@ fn plan(project: &Project, files: &[PathBuf], series: &BTreeSet<String>, output:
     Plan { summary, kept, inputs: inputs.into_iter().collect(), originals }
 }
 
-/// De-identifies `files` with `project` into `output`. `series`, when not empty, keeps
-/// only those original SeriesInstanceUIDs. `originals` holds identifiers known from
-/// elsewhere (the database's MRN and accession number); the inputs' own are added. CPU
-/// work runs on tokio's blocking pool.
+/// What is known of a study besides its files.
+#[derive(Debug, Clone, Default)]
+pub struct StudyInputs {
+    /// When not empty, only these original SeriesInstanceUIDs are kept.
+    pub series: BTreeSet<String>,
+    /// Identifiers known from elsewhere (the database's MRN and accession number); the
+    /// inputs' own are added. None of them may appear in the output.
+    pub originals: leak::Originals,
+    /// The cohort's `participant_id`: when given, the exported PatientID (as PIXL's
+    /// `pseudo_patient_id`), in place of the PatientID's keyed hash.
+    pub participant_id: Option<String>,
+}
+
+/// De-identifies `files` with `project` into `output`. CPU work runs on tokio's blocking
+/// pool.
 pub async fn deidentify_files(
     project: Arc<Project>,
     files: Vec<PathBuf>,
-    series: BTreeSet<String>,
+    study: StudyInputs,
     hashes: &dyn KeyedHashes,
     output: PathBuf,
-    originals: leak::Originals,
 ) -> Result<Summary, RunError> {
+    let StudyInputs { series, originals, participant_id } = study;
     let planning = Arc::clone(&project);
     let plan = tokio::task::spawn_blocking(move || plan(&planning, &files, &series, &output, originals)).await.expect("planning does not panic");
     let hashed = if plan.inputs.is_empty() { Vec::new() } else { hashes.hash_all(&plan.inputs).await? };
@@ -255,7 +272,7 @@ pub async fn deidentify_files(
         let mut written = BTreeSet::new();
         for (path, study_uid) in &kept {
             let matcher = &matchers[study_uid];
-            match deidentify_file(path, &project.scheme, &pseudonyms, matcher, &summary.output, &mut written) {
+            match deidentify_file(path, &project, &pseudonyms, participant_id.as_deref(), matcher, &summary.output, &mut written) {
                 Ok(study) => {
                     summary.written += 1;
                     summary.studies.insert(study);
@@ -317,13 +334,22 @@ fn write_error(path: &Path, error: impl fmt::Display) -> FileError {
 /// De-identifies one file; returns its pseudonymous StudyInstanceUID.
 fn deidentify_file(
     path: &Path,
-    scheme: &TagScheme,
+    project: &Project,
     pseudonyms: &BTreeMap<String, String>,
+    participant_id: Option<&str>,
     originals: &leak::Matcher,
     output: &Path,
     written: &mut BTreeSet<PathBuf>,
 ) -> Result<String, FileError> {
     let mut object = read_checked(path, false).map_err(|_| FileError::Failed("not a readable DICOM file".to_owned()))?;
+    let scheme = &project.scheme;
+    // Masking reads the original header (the recipes' filters, the pixel layout), as deid
+    // reads the received instance, before the tag operations change it.
+    let mask_plan = pixl_dicom::recipe::plan(&project.recipes, &object);
+    if let Err(error) = pixl_dicom::mask::apply(&mut object, &mask_plan) {
+        tracing::warn!(problem = %error, "an instance's pixel data cannot be masked; it is dropped");
+        return Err(FileError::Dropped(DropReason::PixelsNotMaskable));
+    }
     let resolved = scheme.resolve(text(&object, tags::MANUFACTURER).as_deref());
     let outcome = deid::deidentify(&mut object, &resolved, &scheme.sources, pseudonyms).map_err(|error| match error {
         deid::DeidError::SecureHashNotLo { .. } => FileError::Dropped(DropReason::SecureHashNotLo),
@@ -332,6 +358,9 @@ fn deidentify_file(
     let (Some(study), Some(series), Some(sop)) = (outcome.study_instance_uid, outcome.series_instance_uid, outcome.sop_instance_uid) else {
         return Err(FileError::Failed("the scheme leaves no Study, Series or SOP Instance UID".to_owned()));
     };
+    if let Some(participant) = participant_id {
+        object.put(dicom_core::DataElement::new(tags::PATIENT_ID, dicom_core::VR::LO, dicom_core::PrimitiveValue::from(participant)));
+    }
     originals.check_file(&object).map_err(|leak| FileError::Failed(leak.to_string()))?;
     let dir = output.join(&study).join(&series);
     let target = dir.join(format!("{sop}.dcm"));
@@ -340,8 +369,8 @@ fn deidentify_file(
         // two transfer syntaxes): the first is kept, the others counted, not overwritten.
         return Err(FileError::Failed("duplicate SOP Instance UID (same instance as another input)".to_owned()));
     }
-    std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
     native_pixel_bytes(&mut object);
+    std::fs::create_dir_all(&dir).map_err(|e| write_error(&dir, e))?;
     let partial = dir.join(format!(".{sop}.partial"));
     object.write_to_file(&partial).map_err(|e| write_error(&partial, e))?;
     std::fs::File::open(&partial).and_then(|file| file.sync_all()).map_err(|e| write_error(&partial, e))?;

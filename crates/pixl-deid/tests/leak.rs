@@ -30,7 +30,7 @@ async fn run(extra_ops: &str) -> pixl_deid::Summary {
     let project = Arc::new(Project::load(&configs, &ProjectSlug::parse("leak-project").unwrap()).unwrap());
     let keys = ProjectKeys::new(b"leak-test-key".to_vec(), "0123456789abcdef".to_owned(), String::new(), HashAlgorithm::HmacSha256).unwrap();
     let input = pixl_testkit::dicom::pydicom_file("CT_small.dcm");
-    pixl_deid::deidentify_files(project, vec![input], Default::default(), &keys, dir.path().join("out"), Default::default()).await.unwrap()
+    pixl_deid::deidentify_files(project, vec![input], Default::default(), &keys, dir.path().join("out")).await.unwrap()
 }
 
 #[tokio::test]
@@ -45,4 +45,35 @@ async fn a_scheme_keeping_an_original_identifier_writes_nothing_and_says_why() {
     let summary = leaky.to_string();
     // CT_small.dcm's PatientID.
     assert!(!summary.contains("1CT1"), "{summary}");
+}
+
+/// The cohort's participant_id becomes the exported PatientID (PIXL's pseudo_patient_id);
+/// a participant_id that is the patient's MRN (a cohort mistake) exports nothing.
+#[tokio::test]
+async fn a_participant_id_is_the_exported_patient_id_unless_it_is_the_mrn() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    project(&configs, "");
+    let project = Arc::new(Project::load(&configs, &ProjectSlug::parse("leak-project").unwrap()).unwrap());
+    let keys = ProjectKeys::new(b"leak-test-key".to_vec(), "0123456789abcdef".to_owned(), String::new(), HashAlgorithm::HmacSha256).unwrap();
+    let input = dir.path().join("in.dcm");
+    let mut instance = pixl_testkit::dicom::Synthetic::new("CT", 1);
+    instance.patient_id = "MRN40417711".to_owned();
+    instance.write(&input);
+
+    let run = |participant: &str, out: &str| {
+        let mut study = pixl_deid::StudyInputs { participant_id: Some(participant.to_owned()), ..Default::default() };
+        study.originals.add(pixl_deid::leak::IdentifierKind::PatientId, "MRN40417711");
+        pixl_deid::deidentify_files(Arc::clone(&project), vec![input.clone()], study, &keys, dir.path().join(out))
+    };
+    let summary = run("PARTICIPANT-0001", "out").await.unwrap();
+    assert_eq!(summary.written, 1, "{summary}");
+    let mut files = Vec::new();
+    pixl_testkit::dicom::all_files(&dir.path().join("out"), &mut files);
+    let object = dicom_object::open_file(&files[0]).unwrap();
+    assert_eq!(object.element(dicom_dictionary_std::tags::PATIENT_ID).unwrap().to_str().unwrap().trim_end(), "PARTICIPANT-0001");
+
+    let mistaken = run("MRN40417711", "mistaken").await.unwrap();
+    assert_eq!(mistaken.written, 0, "{mistaken}");
+    assert_eq!(mistaken.failed.values().sum::<u64>(), 1, "{mistaken}");
 }

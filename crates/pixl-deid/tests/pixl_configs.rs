@@ -68,8 +68,7 @@ async fn every_pixl_config_loads_and_deidentifies_an_instance() {
         }
         let keys = ProjectKeys::new(b"fixture-key".to_vec(), "fixture-salt-0123".to_owned(), String::new(), HashAlgorithm::PixlBlake2b).unwrap();
         let out = dir.path().join("out");
-        let summary =
-            pixl_deid::deidentify_files(Arc::clone(&project), inputs.clone(), Default::default(), &keys, out.clone(), Default::default()).await.unwrap();
+        let summary = pixl_deid::deidentify_files(Arc::clone(&project), inputs.clone(), Default::default(), &keys, out.clone()).await.unwrap();
         assert_eq!(summary.written, u64::from(count), "{slug}: {summary}");
 
         let manufacturer = allowed_manufacturer(&project);

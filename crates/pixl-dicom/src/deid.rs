@@ -85,6 +85,12 @@ fn patient_id(object: &InMemDicomObject) -> String {
     crate::element_text(object, tags::PATIENT_ID).unwrap_or_default()
 }
 
+/// A value as pydicom reads it, so that hashes match PIXL's: trailing padding (spaces,
+/// NULs) removed, leading spaces kept.
+fn dicom_text(value: &str) -> &str {
+    value.trim_end_matches([' ', '\0'])
+}
+
 /// `dummied`: inside a sequence under `replace`, where every kept value is dummied.
 fn collect(object: &InMemDicomObject, scheme: &ResolvedScheme, patient_id: &str, dummied: bool, inputs: &mut BTreeSet<String>) {
     for element in object.iter() {
@@ -99,7 +105,7 @@ fn collect(object: &InMemDicomObject, scheme: &ResolvedScheme, patient_id: &str,
                 }
             }
             Value::Primitive(value) => {
-                let strings = || value.to_multi_str().iter().map(|v| v.trim().to_owned()).filter(|v| !v.is_empty()).collect::<Vec<_>>();
+                let strings = || value.to_multi_str().iter().map(|v| dicom_text(v).to_owned()).filter(|v| !v.is_empty()).collect::<Vec<_>>();
                 match (op, vr) {
                     (TagOp::ReplaceUid | TagOp::ReplaceUidOrEmpty | TagOp::SecureHashAnyVr | TagOp::Replace, VR::UI) => {
                         inputs.extend(strings().iter().map(|u| uid_input(u)))
@@ -236,7 +242,7 @@ impl Context<'_> {
             };
         }
         let Value::Primitive(primitive) = value else { unreachable!("sequences handled above") };
-        let strings = || -> Vec<String> { primitive.to_multi_str().iter().map(|v| v.trim().to_owned()).collect() };
+        let strings = || -> Vec<String> { primitive.to_multi_str().iter().map(|v| dicom_text(v).to_owned()).collect() };
         let new_value = match (op, vr) {
             (TagOp::Keep, _) => primitive,
             (TagOp::Empty, _) => PrimitiveValue::Empty,

@@ -40,6 +40,9 @@ pub enum DropReason {
     SeriesNotRequested,
     /// PIXL's `secure-hash` met a value that is not LO; PIXL skips such an instance.
     SecureHashNotLo,
+    /// The project's deid recipes mask the pixels, and this instance's pixel data cannot
+    /// be masked (a compression pixl cannot decode, or an unusual layout).
+    PixelsNotMaskable,
 }
 
 impl DropReason {
@@ -55,6 +58,7 @@ impl DropReason {
             Self::TooFewInstancesInSeries => "too few instances in series",
             Self::SeriesNotRequested => "series not in the cohort",
             Self::SecureHashNotLo => "secure-hash of a value that is not LO",
+            Self::PixelsNotMaskable => "pixel data that cannot be masked",
         }
     }
 }

@@ -1,11 +1,14 @@
 //! Pure DICOM de-identification: PIXL's tag-operation schemes applied to in-memory DICOM
 //! objects, and the series filters of a project. No I/O, no queue, no database: services
 //! read and write files and networks, and give this crate the keyed pseudonyms it needs
-//! (computed by the hasher-api) through [`deid::Pseudonyms`].
+//! (computed by the hasher-api) through [`deid::Pseudonyms`]. Burned-in annotations are
+//! masked by [`recipe`] (deid recipes) and [`mask`].
 
 pub mod deid;
 pub mod filters;
 pub mod lengths;
+pub mod mask;
+pub mod recipe;
 pub mod scheme;
 
 use dicom_core::Tag;

@@ -234,7 +234,7 @@ mod tests {
         let cases = [
             ("- {name: x, group: 16, element: 32, op: obliterate}\n", "x.yaml: entry [0].op: unknown variant `obliterate`"),
             ("- {name: x, group: 70000, element: 32, op: keep}\n", "x.yaml: entry [0].group:"),
-            ("- {name: x, group: 16, element: 32, op: keep, colour: red}\n", "x.yaml: entry [0].colour: unknown field `colour`"),
+            ("- {name: x, group: 16, element: 32}\n", "x.yaml: entry [0]: missing field `op`"),
             ("- {name: x, group: 16, op: keep}\n", "missing field `element`"),
             ("{not: a list}\n", "x.yaml: file: invalid type"),
         ];
@@ -242,6 +242,8 @@ mod tests {
             let error = TagScheme::from_yaml(&files(&[("x.yaml", text)]), &[]).unwrap_err().to_string();
             assert!(error.contains(expected), "expected {expected:?} in {error:?}");
         }
+        // Keys PIXL ignores are ignored here too.
+        assert!(TagScheme::from_yaml(&files(&[("x.yaml", "- {name: x, group: 16, element: 32, op: keep, colour: red}\n")]), &[]).is_ok());
         let bad_regex = "- {manufacturer: \"(\", tags: []}\n";
         let error = TagScheme::from_yaml(&[], &files(&[("o.yaml", bad_regex)])).unwrap_err().to_string();
         assert!(error.starts_with("o.yaml: entry [0].manufacturer:"), "{error}");

@@ -78,19 +78,29 @@ pub struct KeySource {
 
 impl KeySource {
     /// Reads the key and the project salt, creating and storing the salt (16 random hex
-    /// characters) if the project has none yet.
+    /// characters) if the project has none yet. The salt is the secret named by the
+    /// project slug, as PIXL's hasher names it (not the `azure_kv_alias`, which names the
+    /// project's destination secrets); a salt an earlier pixl stored under the alias is
+    /// still found there, so its pseudonyms stay.
     pub async fn project_keys(&self, project: &LoadedProject) -> Result<ProjectKeys, KeyError> {
         let algorithm = project.config.hash_algorithm.unwrap_or(self.default_algorithm);
         let key = self.store.get(&self.key_secret_name).await?.ok_or_else(|| KeyError::MissingKey(self.key_secret_name.clone()))?;
-        let salt_name = project.secret_prefix();
+        let salt_name = project.slug.as_str();
+        let alias = project.secret_prefix();
         let salt = match self.store.get(salt_name).await? {
             Some(salt) => salt,
-            None => {
-                let salt = SecretString::from(new_project_salt());
-                self.store.set(salt_name, &salt).await?;
-                tracing::info!(project = %project.slug, "created the project salt");
-                salt
-            }
+            None => match if alias != salt_name { self.store.get(alias).await? } else { None } {
+                Some(salt) => {
+                    tracing::info!(project = %project.slug, "the project salt was found under its azure_kv_alias (stored so by an earlier pixl)");
+                    salt
+                }
+                None => {
+                    let salt = SecretString::from(new_project_salt());
+                    self.store.set(salt_name, &salt).await?;
+                    tracing::info!(project = %project.slug, "created the project salt");
+                    salt
+                }
+            },
         };
         Ok(ProjectKeys::new(key.expose_secret().as_bytes().to_vec(), salt.expose_secret().to_owned(), self.local_salt.expose_secret().to_owned(), algorithm)?)
     }
