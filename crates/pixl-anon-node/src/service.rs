@@ -74,7 +74,7 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         &context.pool,
         body,
         MessageKind::Anonymise,
-        "project_slug, mrn, accession_number, COALESCE(resolved_study_uid, study_uid) AS study_uid, series_uids, participant_id, state::text AS state, raw_refetches",
+        "project_slug, mrn, accession_number, COALESCE(resolved_study_uid, study_uid) AS study_uid, series_uids, participant_id, merged_study_uids, state::text AS state, raw_refetches",
     )
     .await
     {
@@ -116,11 +116,20 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         Ok(project) => Arc::new(project),
         Err(error) => return permanent(id, format!("project {}: {error}", message.project)),
     };
-    let files = match context.cache.instances(&study_uid) {
-        Ok(files) if files.is_empty() => return send_back_to_retrieval(context, lock, id, row.get("raw_refetches")).await,
-        Ok(files) => files,
-        Err(error) => return transient(id, format!("cannot read the raw cache: {}", error.kind())),
+    // `studies_per_accession: one`: the other studies found for the MRN and accession
+    // number are de-identified into this one.
+    let Ok(merged) = row.get::<Vec<String>, _>("merged_study_uids").iter().map(|u| StudyUid::parse(u)).collect::<Result<Vec<_>, _>>() else {
+        return permanent(id, "a merged StudyInstanceUID of the study is not valid");
     };
+    let mut files = Vec::new();
+    for uid in std::iter::once(&study_uid).chain(&merged) {
+        originals.add(IdentifierKind::StudyInstanceUid, uid.expose());
+        match context.cache.instances(uid) {
+            Ok(found) if found.is_empty() => return send_back_to_retrieval(context, lock, id, row.get("raw_refetches")).await,
+            Ok(found) => files.extend(found),
+            Err(error) => return transient(id, format!("cannot read the raw cache: {}", error.kind())),
+        }
+    }
     let hashes = RemoteHashes { client: &context.hasher, project: message.project.clone() };
     let output = context.store.project_dir(&message.project);
     // The cohort's participant_id, where given, is the patient's pseudonym (as in PIXL).
@@ -128,7 +137,8 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         Ok(participant) => participant.map(|p| p.expose().to_owned()),
         Err(_) => return permanent(id, "the study's participant_id is not valid"),
     };
-    let inputs = StudyInputs { series, originals, participant_id: participant_id.clone() };
+    let merge_into = (!merged.is_empty()).then(|| study_uid.expose().to_owned());
+    let inputs = StudyInputs { series, originals, participant_id: participant_id.clone(), merge_into };
     let summary = match pixl_deid::deidentify_files(project, files, inputs, &hashes, output.clone()).await {
         Ok(summary) => summary,
         Err(RunError::Hash(failure)) if !failure.transient => return permanent(id, failure.to_string()),
@@ -180,7 +190,9 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
     }
     metrics::counter!("pixl_anon_node_studies_total", "outcome" => "anonymised").increment(1);
     metrics::counter!("pixl_anon_node_instances_deidentified_total").increment(summary.written);
-    release_raw(context, &study_uid).await;
+    for uid in std::iter::once(&study_uid).chain(&merged) {
+        release_raw(context, uid).await;
+    }
     outbox::relay_now(&context.pool, &context.broker).await;
     Handled::Done
 }

@@ -10,5 +10,6 @@ pub mod dc;
 pub mod demo;
 pub mod demo_data;
 pub mod export;
+pub mod import_pixl_db;
 pub mod populate;
 pub mod secrets;

@@ -50,6 +50,18 @@ enum Command {
         #[arg(long, default_value_t = 0)]
         num_retries: u32,
     },
+    /// Take over what a PIXL deployment exported, from PIXL's database (schema
+    /// pixl_pipeline): those studies are never queued again and keep PIXL's pseudonymous
+    /// study UIDs and patient ids. Safe to run again.
+    ImportPixlDb {
+        /// PIXL's database, as postgres://user:password@host:port/database.
+        #[arg(long, env = "PIXL_DB_URL", hide_env_values = true)]
+        url: String,
+        /// The schema of PIXL's tables (default: the first of pixl_pipeline, pipeline, pixl
+        /// that has them).
+        #[arg(long)]
+        schema: Option<String>,
+    },
     /// Start (or resume) retrieval at imaging-api: sets the queues' rate.
     Start {
         /// Comma-separated queues.
@@ -295,6 +307,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Kill => run_compose(&settings, &["stop".to_owned()]),
+        Command::ImportPixlDb { url, schema } => {
+            let summary = runtime.block_on(pixl_cli::import_pixl_db::import_pixl_db(&settings, &url, schema.as_deref()))?;
+            print!("{summary}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::RetryFailed { project } => {
             let queued = runtime.block_on(pixl_cli::control::retry_failed(&settings, project.as_deref()))?;
             println!("queued {queued} failed studies again");

@@ -358,6 +358,13 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
                     s.study_date, s.procedure_occurrence_id, s.participant_id, $2
              FROM stage_studies s
              JOIN extracts e ON e.project_slug = s.project_slug AND e.extract_datetime = s.extract_datetime
+             -- Exported already, as PIXL matches (project, MRN, accession number) when one
+             -- side has no study UID (PIXL's imported studies often have none).
+             WHERE NOT EXISTS (
+                 SELECT 1 FROM studies x
+                 WHERE x.project_slug = s.project_slug AND x.mrn = s.mrn AND x.state = 'exported'
+                   AND x.accession_number IS NOT DISTINCT FROM s.accession_number
+                   AND (x.study_uid IS NULL OR s.study_uid IS NULL))
              ORDER BY s.row_no
              ON CONFLICT ON CONSTRAINT studies_identity DO NOTHING
              RETURNING id, project_slug
@@ -371,6 +378,20 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
     .bind(options.queue.base_name())
     .bind(i16::from(options.priority))
     .fetch_all(&mut *conn)
+    .await?;
+    // Every study the extract names, new or known, with the extract's procedure ids: the
+    // image linker of this extract covers them all (matched as above).
+    sqlx::query(
+        "INSERT INTO extract_studies (extract_id, study_id, procedure_occurrence_id)
+         SELECT DISTINCT e.id, x.id, c.procedure_occurrence_id
+         FROM stage_cohort c
+         JOIN extracts e ON e.project_slug = c.project_slug AND e.extract_datetime = c.extract_datetime
+         JOIN studies x ON x.project_slug = c.project_slug AND x.mrn = c.mrn
+              AND x.accession_number IS NOT DISTINCT FROM c.accession_number
+              AND (x.study_uid IS NOT DISTINCT FROM c.study_uid OR x.study_uid IS NULL OR c.study_uid IS NULL)
+         ON CONFLICT DO NOTHING",
+    )
+    .execute(&mut *conn)
     .await?;
     let in_input = sqlx::query("SELECT project_slug, count(*) FROM stage_studies GROUP BY project_slug ORDER BY project_slug").fetch_all(&mut *conn).await?;
 

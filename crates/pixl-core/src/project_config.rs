@@ -162,6 +162,22 @@ pub struct ProjectConfig {
     /// `pixl-blake2b` keeps the pseudonyms of a project migrated from PIXL.
     #[serde(default)]
     pub hash_algorithm: Option<crate::hashing::HashAlgorithm>,
+    /// What becomes of several original studies found for one MRN and accession number
+    /// (pixl extension; see [`StudiesPerAccession`]).
+    #[serde(default)]
+    pub studies_per_accession: StudiesPerAccession,
+}
+
+/// Several studies in the archive can match one cohort row's MRN and accession number
+/// (a study split in two, a repeat). `separate` (the default): each becomes a
+/// pseudonymous study of its own, with its own row in the image linker. `one`: as PIXL,
+/// all of them become one pseudonymous study (one StudyInstanceUID, the series of all).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StudiesPerAccession {
+    #[default]
+    Separate,
+    One,
 }
 
 fn default_min_instances() -> u32 {
@@ -182,6 +198,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "destination",
             "xnat_destination_options",
             "hash_algorithm",
+            "studies_per_accession",
         ],
     ),
     ("project", &["name", "modalities", "azure_kv_alias"]),

@@ -247,6 +247,10 @@ pub struct StudyInputs {
     /// The cohort's `participant_id`: when given, the exported PatientID (as PIXL's
     /// `pseudo_patient_id`), in place of the PatientID's keyed hash.
     pub participant_id: Option<String>,
+    /// The project's `studies_per_accession: one`: every instance goes into the
+    /// pseudonymous study of this original StudyInstanceUID (PIXL's one pseudonymous study
+    /// for all the studies of an MRN and accession number).
+    pub merge_into: Option<String>,
 }
 
 /// De-identifies `files` with `project` into `output`. CPU work runs on tokio's blocking
@@ -258,21 +262,30 @@ pub async fn deidentify_files(
     hashes: &dyn KeyedHashes,
     output: PathBuf,
 ) -> Result<Summary, RunError> {
-    let StudyInputs { series, originals, participant_id } = study;
+    let StudyInputs { series, originals, participant_id, merge_into } = study;
     let planning = Arc::clone(&project);
-    let plan = tokio::task::spawn_blocking(move || plan(&planning, &files, &series, &output, originals)).await.expect("planning does not panic");
+    let mut plan = tokio::task::spawn_blocking(move || plan(&planning, &files, &series, &output, originals)).await.expect("planning does not panic");
+    let merge_input = merge_into.map(|uid| deid::uid_input(&uid));
+    if let Some(input) = &merge_input
+        && !plan.kept.is_empty()
+        && !plan.inputs.contains(input)
+    {
+        plan.inputs.push(input.clone());
+    }
     let hashed = if plan.inputs.is_empty() { Vec::new() } else { hashes.hash_all(&plan.inputs).await? };
     if hashed.len() != plan.inputs.len() {
         return Err(HashFailure { reason: format!("{} hashes for {} inputs", hashed.len(), plan.inputs.len()), transient: true }.into());
     }
     let pseudonyms: BTreeMap<String, String> = plan.inputs.into_iter().zip(hashed).collect();
+    let merged_study = merge_input.and_then(|input| pseudonyms.get(&input).and_then(|hash| deid::uid_from_hash(hash)));
     let Plan { mut summary, kept, originals, .. } = plan;
     tokio::task::spawn_blocking(move || {
         let matchers: BTreeMap<&String, leak::Matcher> = originals.iter().map(|(study, values)| (study, values.matcher())).collect();
         let mut written = BTreeSet::new();
         for (path, study_uid) in &kept {
             let matcher = &matchers[study_uid];
-            match deidentify_file(path, &project, &pseudonyms, participant_id.as_deref(), matcher, &summary.output, &mut written) {
+            let overrides = Overrides { participant_id: participant_id.as_deref(), study_uid: merged_study.as_deref() };
+            match deidentify_file(path, &project, &pseudonyms, overrides, matcher, &summary.output, &mut written) {
                 Ok(study) => {
                     summary.written += 1;
                     summary.studies.insert(study);
@@ -318,6 +331,13 @@ fn native_pixel_bytes(object: &mut dicom_object::DefaultDicomObject) {
     object.put(dicom_core::DataElement::new(tags::PIXEL_DATA, vr, PrimitiveValue::U8(bytes.into())));
 }
 
+/// Values set in every output file in place of what the scheme gives.
+#[derive(Clone, Copy)]
+struct Overrides<'a> {
+    participant_id: Option<&'a str>,
+    study_uid: Option<&'a str>,
+}
+
 enum FileError {
     /// The file cannot be de-identified; counted, the run goes on.
     Failed(String),
@@ -336,7 +356,7 @@ fn deidentify_file(
     path: &Path,
     project: &Project,
     pseudonyms: &BTreeMap<String, String>,
-    participant_id: Option<&str>,
+    overrides: Overrides<'_>,
     originals: &leak::Matcher,
     output: &Path,
     written: &mut BTreeSet<PathBuf>,
@@ -355,11 +375,16 @@ fn deidentify_file(
         deid::DeidError::SecureHashNotLo { .. } => FileError::Dropped(DropReason::SecureHashNotLo),
         other => FileError::Failed(other.to_string()),
     })?;
-    let (Some(study), Some(series), Some(sop)) = (outcome.study_instance_uid, outcome.series_instance_uid, outcome.sop_instance_uid) else {
+    let (Some(mut study), Some(series), Some(sop)) = (outcome.study_instance_uid, outcome.series_instance_uid, outcome.sop_instance_uid) else {
         return Err(FileError::Failed("the scheme leaves no Study, Series or SOP Instance UID".to_owned()));
     };
-    if let Some(participant) = participant_id {
-        object.put(dicom_core::DataElement::new(tags::PATIENT_ID, dicom_core::VR::LO, dicom_core::PrimitiveValue::from(participant)));
+    let text_element = |tag, vr, value: &str| dicom_core::DataElement::new(tag, vr, dicom_core::PrimitiveValue::from(value));
+    if let Some(participant) = overrides.participant_id {
+        object.put(text_element(tags::PATIENT_ID, dicom_core::VR::LO, participant));
+    }
+    if let Some(merged) = overrides.study_uid {
+        object.put(text_element(tags::STUDY_INSTANCE_UID, dicom_core::VR::UI, merged));
+        study = merged.to_owned();
     }
     originals.check_file(&object).map_err(|leak| FileError::Failed(leak.to_string()))?;
     let dir = output.join(&study).join(&series);

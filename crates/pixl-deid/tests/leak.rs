@@ -77,3 +77,36 @@ async fn a_participant_id_is_the_exported_patient_id_unless_it_is_the_mrn() {
     assert_eq!(mistaken.written, 0, "{mistaken}");
     assert_eq!(mistaken.failed.values().sum::<u64>(), 1, "{mistaken}");
 }
+
+/// `studies_per_accession: one` (PIXL's way): the instances of two original studies go
+/// into one pseudonymous study, each series kept; without it, two studies.
+#[tokio::test]
+async fn merged_studies_become_one_pseudonymous_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = dir.path().join("configs");
+    project(&configs, "");
+    let project = Arc::new(Project::load(&configs, &ProjectSlug::parse("leak-project").unwrap()).unwrap());
+    let keys = ProjectKeys::new(b"leak-test-key".to_vec(), "0123456789abcdef".to_owned(), String::new(), HashAlgorithm::HmacSha256).unwrap();
+    let mut inputs = Vec::new();
+    for (n, study) in ["1.2.826.0.1.3680043.10.1002.41", "1.2.826.0.1.3680043.10.1002.42"].into_iter().enumerate() {
+        let mut instance = pixl_testkit::dicom::Synthetic::new("CT", n as u32 + 1);
+        instance.study_uid = study.to_owned();
+        instance.series_uid = format!("{study}.1");
+        let path = dir.path().join(format!("in{n}.dcm"));
+        instance.write(&path);
+        inputs.push(path);
+    }
+    let run = |merge_into: Option<&str>, out: &str| {
+        let study = pixl_deid::StudyInputs { merge_into: merge_into.map(str::to_owned), ..Default::default() };
+        pixl_deid::deidentify_files(Arc::clone(&project), inputs.clone(), study, &keys, dir.path().join(out))
+    };
+    let separate = run(None, "separate").await.unwrap();
+    assert_eq!((separate.written, separate.studies.len()), (2, 2), "{separate}");
+    let merged = run(Some("1.2.826.0.1.3680043.10.1002.41"), "merged").await.unwrap();
+    assert_eq!((merged.written, merged.studies.len()), (2, 1), "{merged}");
+    // The one study is the first study's pseudonymous study, holding both series.
+    let first = separate.studies.iter().find(|uid| merged.studies.contains(*uid));
+    assert!(first.is_some(), "{separate} / {merged}");
+    let study_dir = dir.path().join("merged").join(merged.studies.iter().next().unwrap());
+    assert_eq!(std::fs::read_dir(study_dir).unwrap().count(), 2, "two series");
+}

@@ -21,13 +21,20 @@ pub struct LinkerRow {
     pub pseudo_study_uid: PseudoStudyUid,
 }
 
-/// The studies of extract `extract_id` whose images went to a destination (not those of a
-/// project exporting no DICOM), ordered by procedure and UID.
+/// The exported studies of the project that extract `extract_id` names (whichever extract
+/// first queued them, or PIXL exported them), with this extract's procedure ids, whose
+/// images went to a destination (not those of a project exporting no DICOM), ordered by
+/// procedure and UID.
 pub async fn exported_studies(pool: &PgPool, extract_id: i64) -> Result<Vec<LinkerRow>, sqlx::Error> {
     let rows = sqlx::query(
-        "SELECT procedure_occurrence_id, pseudo_study_uid FROM studies
-         WHERE extract_id = $1 AND state = 'exported' AND exported_to IS DISTINCT FROM 'none' AND pseudo_study_uid IS NOT NULL
-         ORDER BY procedure_occurrence_id NULLS LAST, pseudo_study_uid",
+        "SELECT DISTINCT named.procedure_occurrence_id, s.pseudo_study_uid FROM (
+             SELECT s.procedure_occurrence_id, s.id FROM studies s WHERE s.extract_id = $1
+             UNION ALL
+             SELECT es.procedure_occurrence_id, es.study_id FROM extract_studies es WHERE es.extract_id = $1
+         ) named
+         JOIN studies s ON s.id = named.id
+         WHERE s.state = 'exported' AND s.exported_to IS DISTINCT FROM 'none' AND s.pseudo_study_uid IS NOT NULL
+         ORDER BY 1 NULLS LAST, 2",
     )
     .bind(extract_id)
     .fetch_all(pool)

@@ -21,6 +21,7 @@ use pixl_core::config::Settings;
 use pixl_core::consumer::{Handled, Retry, Settler, claim_study};
 use pixl_core::ids::{AccessionNumber, Mrn, SeriesUid, StudyId, StudyUid};
 use pixl_core::outbox::{self, MessageKind};
+use pixl_core::project_config::StudiesPerAccession;
 use pixl_core::queues::{Broker, WorkQueue};
 use pixl_core::retry::Backoff;
 use pixl_core::state::{self, Changes, StudyState};
@@ -46,6 +47,8 @@ pub struct Context {
     pub scu: Scu,
     pub config: ImagingConfig,
     pub retry: Retry,
+    /// Project configs, for `studies_per_accession`.
+    pub configs_dir: std::path::PathBuf,
 }
 
 fn archive_for(config: &ImagingConfig, queue: WorkQueue) -> Option<&Archive> {
@@ -157,7 +160,13 @@ pub async fn handle(context: &Context, queue: WorkQueue, body: &[u8]) -> Handled
     }
     metrics::histogram!("pixl_imaging_retrieval_seconds", "archive" => archive.name.clone()).record(started.elapsed().as_secs_f64());
     metrics::counter!("pixl_imaging_instances_moved_total", "archive" => archive.name.clone()).increment(instances);
-    match record(lock, id, known_uid.is_none(), &uids).await {
+    // Several matches: separate studies, or (the project says so, as PIXL) one.
+    let merge = uids.len() > 1
+        && match pixl_core::project_config::load_project(&context.configs_dir, &message.project) {
+            Ok(project) => project.config.studies_per_accession == StudiesPerAccession::One,
+            Err(error) => return Handled::permanent(id, format!("project {}: {error}", message.project)),
+        };
+    match record(lock, id, known_uid.is_none(), merge, &uids).await {
         Ok(()) => {
             tracing::info!(study = id.0, archive = %archive.name, studies = uids.len(), instances, "study retrieved");
             metrics::counter!("pixl_imaging_studies_retrieved_total", "archive" => archive.name.clone()).increment(1);
@@ -236,12 +245,19 @@ async fn reroute(mut lock: Lock, id: StudyId) -> Result<(), sqlx::Error> {
 
 /// Marks the study retrieved (recording the UID found, apart from the cohort's) and queues
 /// its de-identification; with several matches (found by accession number), the others
-/// become studies of their own.
-async fn record(mut lock: Lock, id: StudyId, uid_was_unknown: bool, uids: &[StudyUid]) -> Result<(), sqlx::Error> {
+/// become studies of their own, or with `merge` are recorded to be de-identified into this
+/// one.
+async fn record(mut lock: Lock, id: StudyId, uid_was_unknown: bool, merge: bool, uids: &[StudyUid]) -> Result<(), sqlx::Error> {
     let changes = Changes { resolved_study_uid: Some(uids[0].expose()), ..Default::default() };
     if state::transition(&mut lock, id, StudyState::Retrieved, &changes).await? {
         outbox::enqueue(&mut lock, id, MessageKind::Anonymise, WorkQueue::Anonymise, 0).await?;
-        if uid_was_unknown {
+        if merge {
+            sqlx::query("UPDATE studies SET merged_study_uids = $2 WHERE id = $1")
+                .bind(id.0)
+                .bind(uids[1..].iter().map(|u| u.expose().to_owned()).collect::<Vec<_>>())
+                .execute(&mut *lock)
+                .await?;
+        } else if uid_was_unknown {
             for uid in &uids[1..] {
                 let extra: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO studies (extract_id, project_slug, mrn, accession_number, study_uid, series_uids, study_date,
@@ -389,7 +405,15 @@ pub async fn run(config: ImagingConfig, settings: &Settings, http: TcpListener, 
     let health = pixl_core::http::Health::default();
     health.watch_broker(&broker);
     health.watch_database(&pool, shutdown.clone());
-    let context = Arc::new(Context { http: http_client, pool: pool.clone(), broker: broker.clone(), scu, config, retry });
+    let context = Arc::new(Context {
+        http: http_client,
+        pool: pool.clone(),
+        broker: broker.clone(),
+        scu,
+        config,
+        retry,
+        configs_dir: settings.project_configs_dir.clone(),
+    });
     relay(&context).await;
     let relayer = tokio::spawn(outbox::relay_forever(pool, broker, Duration::from_secs(10), shutdown.clone()));
     let web = tokio::spawn(pixl_core::http::serve(http, crate::api::routes(buckets.clone(), health), shutdown.clone()));

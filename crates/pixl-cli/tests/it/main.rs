@@ -4,5 +4,6 @@ mod anonymise;
 mod bad_input;
 mod check_env;
 mod demo;
+mod import_pixl_db;
 mod populate;
 mod support;

@@ -5,10 +5,13 @@
 mod api;
 mod crash;
 mod dicomweb;
+pub mod fake_tre;
 pub mod fake_xnat;
 mod ftps;
 mod isolation;
+mod linker;
 mod logs;
 mod pipeline;
 pub mod support;
+mod tre;
 mod xnat;
