@@ -14,7 +14,7 @@ use std::str::FromStr;
 use chrono::{DateTime, NaiveDate, Utc};
 use pixl_core::config::Settings;
 use pixl_core::db::DbFailure;
-use pixl_core::ids::{Mrn, ProjectSlug};
+use pixl_core::ids::{Mrn, ProjectSlug, PseudoStudyUid};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{PgPool, Row};
 
@@ -53,6 +53,13 @@ pub struct ProjectImport {
     pub not_exported: u64,
     /// Rows that cannot be used (an empty MRN, no accession number nor study UID).
     pub unusable: u64,
+    /// Imported without a pseudonymous study UID (PIXL recorded none, or not a UID): never
+    /// exported again, but not in an image linker.
+    pub without_pseudo_uid: u64,
+    /// Exported by PIXL, but pixl has the study queued, in progress or failed (a populate
+    /// ran before the import): not changed here; `pixl stop --purge` and an import first
+    /// would have kept PIXL's pseudonyms.
+    pub in_progress_here: u64,
 }
 
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -69,9 +76,16 @@ impl fmt::Display for ImportSummary {
         for (slug, p) in &self.projects {
             writeln!(
                 f,
-                "  {slug}: {} exported studies imported, {} already known, {} not exported (left for pixl populate), {} unusable rows",
-                p.imported, p.already_known, p.not_exported, p.unusable
+                "  {slug}: {} exported studies imported ({} without a pseudonymous study UID), {} already known, {} not exported (left for pixl populate), {} unusable rows",
+                p.imported, p.without_pseudo_uid, p.already_known, p.not_exported, p.unusable
             )?;
+            if p.in_progress_here > 0 {
+                writeln!(
+                    f,
+                    "  {slug}: WARNING {} studies PIXL exported are queued, in progress or failed here (pixl populate ran before this import): they would be exported again with new pseudonyms; stop them (pixl stop --purge) unless that is wanted",
+                    p.in_progress_here
+                )?;
+            }
         }
         if !self.bad_slugs.is_empty() {
             writeln!(f, "  not imported: extract slugs that are not valid project slugs: {}", self.bad_slugs.join(", "))?;
@@ -194,7 +208,13 @@ pub async fn import_pixl_db(settings: &Settings, url: &str, schema: Option<&str>
             match image {
                 None => outcome.not_exported += 1,
                 Some(image) if Mrn::parse(&image.mrn).is_err() || (image.accession_number.is_none() && image.study_uid.is_none()) => outcome.unusable += 1,
-                Some(image) => usable.push(image),
+                Some(mut image) => {
+                    if image.pseudo_study_uid.as_deref().is_some_and(|uid| PseudoStudyUid::parse(uid).is_err()) {
+                        image.pseudo_study_uid = None;
+                    }
+                    outcome.without_pseudo_uid += u64::from(image.pseudo_study_uid.is_none());
+                    usable.push(image);
+                }
             }
         }
         if !usable.is_empty() {
@@ -214,9 +234,9 @@ pub async fn import_pixl_db(settings: &Settings, url: &str, schema: Option<&str>
             let inserted: i64 = sqlx::query_scalar(
                 "WITH inserted AS (
                      INSERT INTO studies (extract_id, project_slug, mrn, accession_number, study_uid, study_date,
-                                          pseudo_study_uid, pseudo_patient_id, state, exported_at, exported_to)
+                                          pseudo_study_uid, pseudo_patient_id, state, exported_at, exported_to, anon_purged_at)
                      SELECT $1, $2, t.mrn, t.accession_number, t.study_uid, t.study_date, t.pseudo_study_uid,
-                            t.pseudo_patient_id, 'exported', t.exported_at, 'PIXL (imported)'
+                            t.pseudo_patient_id, 'exported', t.exported_at, 'PIXL (imported)', t.exported_at
                      FROM UNNEST($3::text[], $4::text[], $5::text[], $6::date[], $7::text[], $8::text[], $9::timestamptz[])
                           AS t (mrn, accession_number, study_uid, study_date, pseudo_study_uid, pseudo_patient_id, exported_at)
                      WHERE NOT EXISTS (
@@ -239,9 +259,25 @@ pub async fn import_pixl_db(settings: &Settings, url: &str, schema: Option<&str>
             .fetch_one(&mut *tx)
             .await
             .map_err(sql("recording PIXL's exported studies"))?;
+            // Of those not inserted: matched by a study pixl has not exported.
+            let in_progress: i64 = sqlx::query_scalar(
+                "SELECT count(*) FROM UNNEST($2::text[], $3::text[], $4::text[]) AS t (mrn, accession_number, study_uid)
+                 WHERE EXISTS (
+                     SELECT 1 FROM studies s
+                     WHERE s.project_slug = $1 AND s.mrn = t.mrn AND s.accession_number IS NOT DISTINCT FROM t.accession_number
+                       AND (s.study_uid IS NULL OR t.study_uid IS NULL OR s.study_uid = t.study_uid) AND s.state <> 'exported')",
+            )
+            .bind(&slug)
+            .bind(column(|i| Some(i.mrn.clone())))
+            .bind(column(|i| i.accession_number.clone()))
+            .bind(column(|i| i.study_uid.clone()))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(sql("looking for studies in progress"))?;
             tx.commit().await.map_err(sql("committing the import"))?;
             outcome.imported = inserted as u64;
-            outcome.already_known = usable.len() as u64 - outcome.imported;
+            outcome.in_progress_here = in_progress as u64;
+            outcome.already_known = (usable.len() as u64).saturating_sub(outcome.imported + outcome.in_progress_here);
         }
         summary.projects.insert(slug, outcome);
     }

@@ -9,7 +9,7 @@ CREATE TABLE extract_studies (
 );
 CREATE UNIQUE INDEX extract_studies_identity ON extract_studies (extract_id, study_id, procedure_occurrence_id) NULLS NOT DISTINCT;
 
--- The project option `several_studies: one` (PIXL's way): the other original studies
+-- The project option `studies_per_accession: one` (PIXL's way): the other original studies
 -- found for the MRN and accession number, de-identified into this study's pseudonymous
 -- study.
 ALTER TABLE studies ADD COLUMN merged_study_uids text[] NOT NULL DEFAULT '{}';

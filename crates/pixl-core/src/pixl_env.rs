@@ -131,10 +131,21 @@ pub fn aliases_of(ours: &str) -> impl Iterator<Item = &'static str> + '_ {
     PIXL_VARIABLES.iter().filter(move |(_, handling)| matches!(handling, Handling::Alias(target) if *target == ours)).map(|(pixl, _)| *pixl)
 }
 
+/// A PIXL variable's value as pixl reads it. PIXL's sample gives Orthanc's storage size as
+/// `ORTHANC_RAW_MAXIMUM_STORAGE_SIZE= // MB` (Orthanc takes the leading number, none meaning
+/// no limit): its leading number, or unset.
+pub fn pixl_value(name: &str, value: String) -> Option<String> {
+    if name == "ORTHANC_RAW_MAXIMUM_STORAGE_SIZE" {
+        let digits: String = value.trim().chars().take_while(char::is_ascii_digit).collect();
+        return (!digits.is_empty()).then_some(digits);
+    }
+    Some(value)
+}
+
 /// `lookup`, falling back to PIXL's names for a variable that is unset or blank.
 pub fn with_pixl_names(name: &str, lookup: impl Fn(&str) -> Option<String>) -> Option<String> {
     let set = |name: &str| lookup(name).filter(|value| !value.trim().is_empty());
-    set(name).or_else(|| aliases_of(name).find_map(set))
+    set(name).or_else(|| aliases_of(name).find_map(|pixl| set(pixl).and_then(|value| pixl_value(pixl, value))))
 }
 
 /// The process environment, with PIXL's names as fallbacks: what every binary reads.
@@ -166,7 +177,7 @@ pub fn compose_aliases(lookup: impl Fn(&str) -> Option<String>) -> Vec<(&'static
         if let Handling::Alias(ours) = handling
             && set(ours).is_none()
             && !out.iter().any(|(name, _)| name == ours)
-            && let Some(value) = set(pixl)
+            && let Some(value) = set(pixl).and_then(|value| pixl_value(pixl, value))
         {
             out.push((ours, value));
         }
@@ -185,7 +196,9 @@ pub fn report(lookup: impl Fn(&str) -> Option<String>) -> Vec<(&'static str, Res
         let line = match handling {
             Handling::Same => continue,
             Handling::Alias(ours) => {
-                if lookup(ours).is_some_and(|v| !v.trim().is_empty()) {
+                if lookup(name).and_then(|value| pixl_value(name, value)).is_none() {
+                    Err(format!("PIXL variable {name} holds no value pixl can use; {ours} keeps its default"))
+                } else if lookup(ours).is_some_and(|v| !v.trim().is_empty()) {
                     Err(format!("PIXL variable {name} is set but {ours} wins (pixl's name for it)"))
                 } else {
                     Ok(format!("PIXL variable {name} is read as {ours}"))
@@ -213,6 +226,12 @@ mod tests {
         assert_eq!(with_pixl_names("EXPORT_API_AZ_CLIENT_ID", lookup).as_deref(), Some("from-pixl"));
         assert_eq!(with_pixl_names("PRIMARY_DICOM_SOURCE_HOST", lookup).as_deref(), Some("10.0.0.5"));
         assert_eq!(with_pixl_names("IMAGING_API_RATE", lookup), None);
+        // PIXL's sample: `ORTHANC_RAW_MAXIMUM_STORAGE_SIZE= // MB` means no number.
+        for (value, expected) in [(" // MB", None), ("4000 // MB", Some("4000")), ("512", Some("512"))] {
+            let env: HashMap<&str, &str> = [("ORTHANC_RAW_MAXIMUM_STORAGE_SIZE", value)].into();
+            let lookup = |name: &str| env.get(name).map(|v| v.to_string());
+            assert_eq!(with_pixl_names("ANON_NODE_RAW_CACHE_MAX_SIZE_MB", lookup).as_deref(), expected, "{value:?}");
+        }
         let passed = compose_aliases(lookup);
         assert!(passed.contains(&("EXPORT_API_AZ_CLIENT_ID", "from-pixl".to_owned())), "{passed:?}");
     }

@@ -2,8 +2,8 @@
 //! (`../shared/fixtures/pixl-configs/`): generated ultrasound instances carry "text"
 //! burned into known pixels outside their SequenceOfUltrasoundRegions; after
 //! de-identification those pixels are zero and the regions' pixels are what they were,
-//! for monochrome, RGB, multi-frame, JPEG baseline and JPEG lossless input (compressed
-//! with dcmtk's dcmcjpeg, a real peer). Pixel data that cannot be decoded is dropped with
+//! for monochrome, RGB (interleaved and planar), multi-frame, Implicit VR Little Endian, JPEG
+//! baseline, JPEG lossless and RLE input (converted with dcmtk, a real peer). Pixel data that cannot be decoded is dropped with
 //! its reason, never written unmasked.
 
 use std::path::{Path, PathBuf};
@@ -46,7 +46,7 @@ fn value(x: usize, y: usize, sample: usize, frame: usize) -> u8 {
     }
 }
 
-fn instance(n: u32, samples: u16, frames: u32) -> Synthetic {
+fn instance(n: u32, samples: u16, frames: u32, planar: bool) -> Synthetic {
     let mut instance = Synthetic::new("US", n);
     instance.manufacturer = Some("FUJIFILM".to_owned());
     instance.sop_uid = format!("1.2.826.0.1.3680043.10.1002.1.1.{n}");
@@ -61,6 +61,10 @@ fn instance(n: u32, samples: u16, frames: u32) -> Synthetic {
                 }
             }
         }
+    }
+    if planar {
+        instance.planar_configuration = 1;
+        pixels = to_planar(&pixels, usize::from(samples), frames as usize);
     }
     instance.pixels = Some(pixels);
     instance
@@ -117,46 +121,61 @@ fn assert_masked(masked: &[u8], expected: &[u8], samples: usize, frames: usize, 
 async fn burned_in_text_outside_the_regions_is_blanked_and_the_regions_kept() {
     let project = project();
     let dir = tempfile::tempdir().unwrap();
-    let cases: [(&str, u16, u32, Option<&[&str]>); 6] = [
-        ("monochrome", 1, 1, None),
-        ("rgb multi-frame", 3, 4, None),
-        ("monochrome multi-frame", 1, 5, None),
-        ("jpeg baseline", 1, 1, Some(&["+eb"])),
-        ("jpeg baseline rgb", 3, 2, Some(&["+eb"])),
-        ("jpeg lossless", 1, 3, Some(&["+el"])),
+    // (label, samples, frames, planar, how the input is made from the native file: a dcmtk
+    // tool and its options).
+    type Convert = Option<(&'static str, &'static [&'static str])>;
+    let cases: [(&str, u16, u32, bool, Convert); 9] = [
+        ("monochrome", 1, 1, false, None),
+        ("rgb multi-frame", 3, 4, false, None),
+        ("monochrome multi-frame", 1, 5, false, None),
+        ("implicit vr little endian (8-bit samples read as OW words)", 1, 2, false, Some(("dcmconv", &["+ti"]))),
+        ("rgb planar configuration 1", 3, 2, true, None),
+        ("jpeg baseline", 1, 1, false, Some(("dcmcjpeg", &["+eb"]))),
+        ("jpeg baseline rgb", 3, 2, false, Some(("dcmcjpeg", &["+eb"]))),
+        ("jpeg lossless", 1, 3, false, Some(("dcmcjpeg", &["+el"]))),
+        ("rle lossless", 3, 2, false, Some(("dcmcrle", &[]))),
     ];
-    for (n, (label, samples, frames, jpeg)) in cases.into_iter().enumerate() {
+    for (n, (label, samples, frames, planar, convert)) in cases.into_iter().enumerate() {
         let case = dir.path().join(format!("case{n}"));
         std::fs::create_dir_all(&case).unwrap();
         let native = case.join("native.dcm");
-        instance(n as u32 + 1, samples, frames).write(&native);
-        let input = match jpeg {
+        instance(n as u32 + 1, samples, frames, planar).write(&native);
+        let input = match convert {
             None => native.clone(),
-            Some(options) => {
-                let compressed = case.join("jpeg.dcm");
+            Some((tool, options)) => {
+                let converted = case.join("converted.dcm");
                 let mut args = options.to_vec();
-                args.extend([native.to_str().unwrap(), compressed.to_str().unwrap()]);
-                run("dcmcjpeg", &args);
-                compressed
+                args.extend([native.to_str().unwrap(), converted.to_str().unwrap()]);
+                run(tool, &args);
+                converted
             }
         };
-        // What the input's pixels are once decoded (a lossy JPEG changes them a little).
-        let expected = match jpeg {
-            None => pixels(&native).1,
-            Some(_) => {
-                let decoded = case.join("decoded.dcm");
-                run("dcmdjpeg", &["+cp", input.to_str().unwrap(), decoded.to_str().unwrap()]);
-                pixels(&decoded).1
-            }
+        let lossy = convert.is_some_and(|(_, options)| options == ["+eb"]);
+        let encapsulated = convert.is_some_and(|(tool, _)| tool != "dcmconv");
+        // What the input's pixels are once decoded: the native file's, except after a lossy
+        // JPEG (dcmtk's decoding of it).
+        let expected = if lossy {
+            let decoded = case.join("decoded.dcm");
+            run("dcmdjpeg", &[input.to_str().unwrap(), decoded.to_str().unwrap()]);
+            pixels(&decoded).1
+        } else {
+            pixels(&native).1
         };
         let output = case.join("out");
         let summary = pixl_deid::deidentify_files(Arc::clone(&project), vec![input], Default::default(), &keys(), output.clone()).await.unwrap();
         assert_eq!(summary.written, 1, "{label}: {summary}");
         let files = outputs(&output);
         let (object, masked) = pixels(&files[0]);
-        let tolerance = if jpeg == Some(&["+eb"][..]) { 3 } else { 0 };
+        let tolerance = if lossy { 3 } else { 0 };
+        // Planar input is compared plane by plane: the expected pixels are the native
+        // (interleaved) file's, so the output is read back in its own layout.
+        let (masked, expected) = if planar {
+            (interleave(&masked, usize::from(samples), frames as usize), interleave(&expected, usize::from(samples), frames as usize))
+        } else {
+            (masked, expected)
+        };
         assert_masked(&masked, &expected, usize::from(samples), frames as usize, tolerance, label);
-        if jpeg.is_some() {
+        if encapsulated {
             assert_eq!(object.meta().transfer_syntax().trim_end_matches('\0'), "1.2.840.10008.1.2.1", "{label}: stored uncompressed");
         }
         if samples == 3 {
@@ -165,12 +184,40 @@ async fn burned_in_text_outside_the_regions_is_blanked_and_the_regions_kept() {
     }
 }
 
+/// Interleaved pixels in planar configuration 1.
+fn to_planar(interleaved: &[u8], samples: usize, frames: usize) -> Vec<u8> {
+    let plane = COLUMNS * ROWS;
+    let mut out = vec![0; plane * samples * frames];
+    for frame in 0..frames {
+        for sample in 0..samples {
+            for pixel in 0..plane {
+                out[frame * plane * samples + sample * plane + pixel] = interleaved[(frame * plane + pixel) * samples + sample];
+            }
+        }
+    }
+    out
+}
+
+/// Planar configuration 1 (all of one sample, then the next) as interleaved pixels.
+fn interleave(planar: &[u8], samples: usize, frames: usize) -> Vec<u8> {
+    let plane = COLUMNS * ROWS;
+    let mut out = vec![0; plane * samples * frames];
+    for frame in 0..frames {
+        for sample in 0..samples {
+            for pixel in 0..plane {
+                out[(frame * plane + pixel) * samples + sample] = planar[frame * plane * samples + sample * plane + pixel];
+            }
+        }
+    }
+    out
+}
+
 #[tokio::test]
 async fn pixel_data_that_cannot_be_decoded_is_dropped_never_exported_unmasked() {
     let project = project();
     let dir = tempfile::tempdir().unwrap();
     let native = dir.path().join("native.dcm");
-    instance(1, 1, 1).write(&native);
+    instance(1, 1, 1, false).write(&native);
     let compressed = dir.path().join("jpeg.dcm");
     run("dcmcjpeg", &["+eb", native.to_str().unwrap(), compressed.to_str().unwrap()]);
     // The same fragments declared as JPEG 2000, which pixl does not decode.

@@ -1,7 +1,7 @@
 //! Applies a [`MaskPlan`] to an instance's pixel data: every frame, every sample of the
 //! blanked pixels set to zero. Native (uncompressed) pixel data is masked in place and
 //! keeps its transfer syntax; encapsulated pixel data that dicom-rs can decode (JPEG
-//! baseline, extended and lossless; RLE) is decoded, masked and stored uncompressed in
+//! baseline, extended and lossless; RLE lossless) is decoded, masked and stored uncompressed in
 //! Explicit VR Little Endian (colour as RGB, planar configuration 0). Anything else is an
 //! error, and the caller drops the instance: pixel data is never exported unmasked.
 
@@ -41,36 +41,86 @@ pub struct Masked {
     pub decoded: bool,
 }
 
-/// Columns to blank in each row, as runs `(start, end)` (end excluded).
+/// Columns to blank in each row, as runs `(start, end)` (end excluded), sorted and
+/// disjoint. Computed from the boxes row by row (interval arithmetic, no bitmap): rows
+/// that the same boxes cross share one computation.
 fn row_runs(plan: &MaskPlan, rows: usize, columns: usize) -> Vec<Vec<(usize, usize)>> {
-    let mut keep = vec![true; rows * columns];
-    for (paint, area) in &plan.steps {
-        let (x0, y0, x1, y1) = match area {
-            Area::All => (0, 0, columns, rows),
-            Area::Rect(rect) => ((rect.x0 as usize).min(columns), (rect.y0 as usize).min(rows), (rect.x1 as usize).min(columns), (rect.y1 as usize).min(rows)),
-        };
-        for y in y0..y1 {
-            keep[y * columns + x0..y * columns + x1].fill(*paint == Paint::Keep);
+    let boxes: Vec<(bool, usize, usize, usize, usize)> = plan
+        .steps
+        .iter()
+        .map(|(paint, area)| {
+            let (x0, y0, x1, y1) = match area {
+                Area::All => (0, 0, columns, rows),
+                Area::Rect(rect) => {
+                    ((rect.x0 as usize).min(columns), (rect.y0 as usize).min(rows), (rect.x1 as usize).min(columns), (rect.y1 as usize).min(rows))
+                }
+            };
+            (*paint == Paint::Blank, x0, y0, x1, y1)
+        })
+        .collect();
+    let mut out: Vec<Vec<(usize, usize)>> = Vec::with_capacity(rows);
+    let mut last_key: Option<Vec<bool>> = None;
+    for y in 0..rows {
+        let key: Vec<bool> = boxes.iter().map(|&(_, _, y0, _, y1)| (y0..y1).contains(&y)).collect();
+        if last_key.as_ref() == Some(&key) {
+            let previous = out.last().expect("a row before").clone();
+            out.push(previous);
+            continue;
+        }
+        let mut runs: Vec<(usize, usize)> = Vec::new();
+        for (&(blank, x0, _, x1, _), &crosses) in boxes.iter().zip(&key) {
+            if !crosses || x0 >= x1 {
+                continue;
+            }
+            runs = if blank { union(&runs, (x0, x1)) } else { subtract(&runs, (x0, x1)) };
+        }
+        out.push(runs);
+        last_key = Some(key);
+    }
+    out
+}
+
+/// `runs` with `(start, end)` added.
+fn union(runs: &[(usize, usize)], (start, end): (usize, usize)) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(runs.len() + 1);
+    let (mut start, mut end) = (start, end);
+    let mut placed = false;
+    for &(a, b) in runs {
+        if b < start {
+            out.push((a, b));
+        } else if a > end {
+            if !placed {
+                out.push((start, end));
+                placed = true;
+            }
+            out.push((a, b));
+        } else {
+            start = start.min(a);
+            end = end.max(b);
         }
     }
-    keep.chunks(columns.max(1))
-        .map(|row| {
-            let mut runs = Vec::new();
-            let mut x = 0;
-            while x < row.len() {
-                if row[x] {
-                    x += 1;
-                    continue;
-                }
-                let start = x;
-                while x < row.len() && !row[x] {
-                    x += 1;
-                }
-                runs.push((start, x));
-            }
-            runs
-        })
-        .collect()
+    if !placed {
+        out.push((start, end));
+    }
+    out
+}
+
+/// `runs` with `(start, end)` taken out.
+fn subtract(runs: &[(usize, usize)], (start, end): (usize, usize)) -> Vec<(usize, usize)> {
+    let mut out = Vec::with_capacity(runs.len() + 1);
+    for &(a, b) in runs {
+        if b <= start || a >= end {
+            out.push((a, b));
+            continue;
+        }
+        if a < start {
+            out.push((a, start));
+        }
+        if b > end {
+            out.push((end, b));
+        }
+    }
+    out
 }
 
 struct Layout {
@@ -121,7 +171,8 @@ fn number(object: &InMemDicomObject, tag: dicom_core::Tag) -> Option<u32> {
 
 /// Masks `object`'s pixel data as `plan` says. An empty plan changes nothing.
 pub fn apply(object: &mut FileDicomObject<InMemDicomObject>, plan: &MaskPlan) -> Result<Option<Masked>, MaskError> {
-    if plan.is_empty() {
+    // No plan, or no pixel data (a structured report, a presentation state): nothing to mask.
+    if plan.is_empty() || object.element_opt(tags::PIXEL_DATA).ok().flatten().is_none() {
         return Ok(None);
     }
     let rows = number(object, tags::ROWS).ok_or(MaskError::Missing("Rows"))? as usize;
@@ -150,20 +201,28 @@ pub fn apply(object: &mut FileDicomObject<InMemDicomObject>, plan: &MaskPlan) ->
             let (whole, rest) = (len / frame_len.max(1), len % frame_len.max(1));
             if frame_len == 0 || whole < frames as usize || rest > 1 { Err(MaskError::Length) } else { Ok(whole) }
         };
-        let element = object.element(tags::PIXEL_DATA).map_err(|_| MaskError::Missing("PixelData"))?;
+        // Taken out of the object and masked in place (no copy of the pixel data); on an
+        // error the instance is dropped, so nothing needs putting back.
+        let big_endian = object.meta().transfer_syntax().trim_end_matches('\0') == "1.2.840.10008.1.2.2";
+        let element = object.take_element(tags::PIXEL_DATA).map_err(|_| MaskError::Missing("PixelData"))?;
         let vr = element.header().vr();
-        let value = match element.value() {
-            Value::Primitive(PrimitiveValue::U8(bytes)) => {
+        let value = match element.into_value() {
+            Value::Primitive(PrimitiveValue::U8(mut bytes)) => {
                 layout.frames = check(bytes.len())?;
-                let mut bytes = bytes.to_vec();
                 layout.blank(&mut bytes, &runs, bytes_per_sample);
+                PrimitiveValue::U8(bytes)
+            }
+            // 8-bit samples read as OW words (Implicit VR Little Endian): as bytes, little-endian.
+            Value::Primitive(PrimitiveValue::U16(words)) if bytes_per_sample == 1 && !big_endian => {
+                let mut bytes: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+                layout.frames = check(bytes.len())?;
+                layout.blank(&mut bytes, &runs, 1);
                 PrimitiveValue::U8(bytes.into())
             }
-            Value::Primitive(PrimitiveValue::U16(words)) if bytes_per_sample >= 2 => {
+            Value::Primitive(PrimitiveValue::U16(mut words)) if bytes_per_sample >= 2 => {
                 layout.frames = check(words.len() * 2)?;
-                let mut words = words.to_vec();
                 layout.blank(&mut words, &runs, bytes_per_sample / 2);
-                PrimitiveValue::U16(words.into())
+                PrimitiveValue::U16(words)
             }
             _ => return Err(MaskError::Missing("readable native PixelData")),
         };
@@ -179,7 +238,14 @@ pub fn apply(object: &mut FileDicomObject<InMemDicomObject>, plan: &MaskPlan) ->
     let mut frame_bytes = Vec::with_capacity(frame_len);
     for frame in 0..frames {
         frame_bytes.clear();
-        reader.decode_frame(&*object, frame, &mut frame_bytes).map_err(|error| MaskError::Decode { frame, problem: error.to_string() })?;
+        // A decoder that panics on a malformed stream (dicom-rs copies a decoded image into
+        // a buffer sized from Rows and Columns) costs this instance, not the study.
+        let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| reader.decode_frame(&*object, frame, &mut frame_bytes)));
+        match decoded {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Err(MaskError::Decode { frame, problem: error.to_string() }),
+            Err(_) => return Err(MaskError::Decode { frame, problem: "the decoder failed on malformed data".to_owned() }),
+        }
         if frame_bytes.len() < frame_len {
             return Err(MaskError::Decode { frame, problem: format!("{} bytes decoded, {frame_len} expected", frame_bytes.len()) });
         }
@@ -199,6 +265,9 @@ pub fn apply(object: &mut FileDicomObject<InMemDicomObject>, plan: &MaskPlan) ->
     if lossy && crate::element_text(object, tags::LOSSY_IMAGE_COMPRESSION).is_none() {
         object.put(text(tags::LOSSY_IMAGE_COMPRESSION, VR::CS, "01"));
     }
+    // Offsets into the encapsulated fragments mean nothing for native data.
+    let _ = object.remove_element(tags::EXTENDED_OFFSET_TABLE);
+    let _ = object.remove_element(tags::EXTENDED_OFFSET_TABLE_LENGTHS);
     let explicit = TransferSyntaxRegistry.get(EXPLICIT_VR_LITTLE_ENDIAN).expect("explicit VR little endian is built in");
     object.update_meta(|meta| meta.set_transfer_syntax(explicit));
     Ok(Some(Masked { frames, decoded: true }))
@@ -217,6 +286,22 @@ mod tests {
         // Boxes beyond the image are clipped.
         let plan = MaskPlan { steps: vec![(Paint::Blank, Area::Rect(Rect { x0: 4, y0: 0, x1: 99, y1: 99 }))] };
         assert_eq!(row_runs(&plan, 2, 6), vec![vec![(4, 6)], vec![(4, 6)]]);
+    }
+
+    #[test]
+    fn intervals() {
+        assert_eq!(union(&[(0, 2), (5, 7)], (1, 6)), vec![(0, 7)]);
+        assert_eq!(union(&[(0, 2), (8, 9)], (4, 5)), vec![(0, 2), (4, 5), (8, 9)]);
+        assert_eq!(subtract(&[(0, 10)], (3, 5)), vec![(0, 3), (5, 10)]);
+        assert_eq!(subtract(&[(0, 2), (4, 6)], (0, 10)), vec![]);
+        let plan = MaskPlan {
+            steps: vec![
+                (Paint::Blank, Area::All),
+                (Paint::Keep, Area::Rect(Rect { x0: 1, y0: 0, x1: 5, y1: 2 })),
+                (Paint::Blank, Area::Rect(Rect { x0: 2, y0: 1, x1: 3, y1: 2 })),
+            ],
+        };
+        assert_eq!(row_runs(&plan, 3, 6), vec![vec![(0, 1), (5, 6)], vec![(0, 1), (2, 3), (5, 6)], vec![(0, 6)]]);
     }
 
     #[test]

@@ -131,7 +131,11 @@ impl Recipe {
         let mut in_label = false;
         for (index, raw) in text.lines().enumerate() {
             let number = index + 1;
-            let line = raw.split('#').next().unwrap_or("").trim();
+            // As deid: a line starting with `#` is a comment (a `#` inside a value is kept).
+            let line = raw.trim();
+            if line.starts_with('#') {
+                continue;
+            }
             if line.is_empty() {
                 continue;
             }

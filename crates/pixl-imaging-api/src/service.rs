@@ -251,13 +251,11 @@ async fn record(mut lock: Lock, id: StudyId, uid_was_unknown: bool, merge: bool,
     let changes = Changes { resolved_study_uid: Some(uids[0].expose()), ..Default::default() };
     if state::transition(&mut lock, id, StudyState::Retrieved, &changes).await? {
         outbox::enqueue(&mut lock, id, MessageKind::Anonymise, WorkQueue::Anonymise, 0).await?;
-        if merge {
-            sqlx::query("UPDATE studies SET merged_study_uids = $2 WHERE id = $1")
-                .bind(id.0)
-                .bind(uids[1..].iter().map(|u| u.expose().to_owned()).collect::<Vec<_>>())
-                .execute(&mut *lock)
-                .await?;
-        } else if uid_was_unknown {
+        // Always written: a retrieval again (the raw instances were evicted) replaces what
+        // an earlier one recorded.
+        let merged: Vec<String> = if merge { uids[1..].iter().map(|u| u.expose().to_owned()).collect() } else { Vec::new() };
+        sqlx::query("UPDATE studies SET merged_study_uids = $2 WHERE id = $1").bind(id.0).bind(merged).execute(&mut *lock).await?;
+        if !merge && uid_was_unknown {
             for uid in &uids[1..] {
                 let extra: Option<i64> = sqlx::query_scalar(
                     "INSERT INTO studies (extract_id, project_slug, mrn, accession_number, study_uid, series_uids, study_date,

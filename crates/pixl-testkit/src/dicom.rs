@@ -124,8 +124,11 @@ pub struct Synthetic {
     pub accession: String,
     pub rows: u16,
     pub columns: u16,
-    /// 1 (MONOCHROME2) or 3 (RGB, interleaved).
+    /// 1 (MONOCHROME2) or 3 (RGB).
     pub samples_per_pixel: u16,
+    /// PlanarConfiguration of RGB: 0 interleaved, 1 one plane per sample. `pixels` must
+    /// be in that layout.
+    pub planar_configuration: u16,
     pub frames: u32,
     /// `rows * columns * samples * frames` bytes; by default every byte is `fill`.
     pub pixels: Option<Vec<u8>>,
@@ -151,6 +154,7 @@ impl Synthetic {
             rows: 16,
             columns: 16,
             samples_per_pixel: 1,
+            planar_configuration: 0,
             frames: 1,
             pixels: None,
             fill: 0x80,
@@ -221,7 +225,7 @@ impl Synthetic {
             object.put(text(tags::SERIES_NUMBER, VR::IS, &number.to_string()));
         }
         if self.samples_per_pixel > 1 {
-            object.put(us(tags::PLANAR_CONFIGURATION, 0));
+            object.put(us(tags::PLANAR_CONFIGURATION, self.planar_configuration));
         }
         if self.frames > 1 {
             object.put(text(tags::NUMBER_OF_FRAMES, VR::IS, &self.frames.to_string()));

@@ -106,7 +106,9 @@ fn a_pixl_site_checks_its_configs_and_env_offline() {
     assert!(report.contains("[ok  ] variables of") && report.contains("are set"), "{report}");
     assert!(report.contains("[warn] SKIP_ALEMBIC: PIXL variable SKIP_ALEMBIC has no effect here because"), "{report}");
     assert!(
-        report.contains("[ok  ] ORTHANC_RAW_MAXIMUM_STORAGE_SIZE: PIXL variable ORTHANC_RAW_MAXIMUM_STORAGE_SIZE is read as ANON_NODE_RAW_CACHE_MAX_SIZE_MB"),
+        report.contains(
+            "[warn] ORTHANC_RAW_MAXIMUM_STORAGE_SIZE: PIXL variable ORTHANC_RAW_MAXIMUM_STORAGE_SIZE holds no value pixl can use; ANON_NODE_RAW_CACHE_MAX_SIZE_MB keeps its default"
+        ),
         "{report}"
     );
 }

@@ -95,6 +95,16 @@ async fn pixls_exported_studies_are_never_queued_again_and_keep_their_pseudonyms
     let queued: Vec<String> = sqlx::query_scalar("SELECT mrn FROM studies WHERE state = 'queued' ORDER BY mrn").fetch_all(&env.ctx.pool).await.unwrap();
     assert_eq!(queued, vec!["MRN-C".to_owned(), "MRN-D".to_owned()], "{populated}");
 
+    // PIXL exported D too (two sites at once, say) after pixl queued it: the import leaves
+    // pixl's study alone and says so.
+    pixl.execute("INSERT INTO pixl_pipeline.image (accession_number, study_date, mrn, pseudo_study_uid, exported_at, extract_id) VALUES ('ACC-D', '2022-01-04', 'MRN-D', '2.25.1004', '2024-03-04T10:00:00Z', 1)")
+        .await
+        .unwrap();
+    let third = pixl_cli::import_pixl_db::import_pixl_db(&env.ctx.settings, &url, None).await.unwrap();
+    let project = &third.projects[SLUG];
+    assert_eq!((project.imported, project.already_known, project.in_progress_here), (0, 2, 1), "{third}");
+    assert!(third.to_string().contains("WARNING 1 studies PIXL exported are queued"), "{third}");
+
     // A wrong URL is reported without the password.
     let error = pixl_cli::import_pixl_db::import_pixl_db(&env.ctx.settings, "postgres://pixl:s3cret-pw@127.0.0.1:1/pixl", None).await.unwrap_err().to_string();
     assert!(error.contains("127.0.0.1:1") && !error.contains("s3cret-pw"), "{error}");
