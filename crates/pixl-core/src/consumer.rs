@@ -58,14 +58,21 @@ impl Handled {
     }
 
     /// A database error: a broken constraint cannot succeed on retry (and its text is not
-    /// passed on: Postgres quotes the values), anything else may.
+    /// passed on: Postgres quotes the values); an unreachable database is an outage, not
+    /// the study's fault, so the message waits for it without spending its attempts (a
+    /// restart longer than the attempts' pauses would otherwise fail every study in
+    /// flight); anything else may succeed on retry.
     pub fn database(study: StudyId, error: &sqlx::Error) -> Self {
         match DbFailure::classify(error) {
             failure @ DbFailure::Constraint { .. } => Self::permanent(study, failure.to_string()),
+            failure @ DbFailure::Unavailable(_) => Self::Deferred { study, reason: failure.to_string(), after: DATABASE_OUTAGE_PAUSE },
             failure => Self::transient(study, failure.to_string()),
         }
     }
 }
+
+/// How long a message waits while the database is unreachable.
+pub const DATABASE_OUTAGE_PAUSE: Duration = Duration::from_secs(2);
 
 /// Retry policy of a consumer.
 #[derive(Debug, Clone, Copy)]

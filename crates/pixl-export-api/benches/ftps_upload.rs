@@ -43,7 +43,7 @@ fn main() {
     let bytes: u64 = files.iter().map(|f| std::fs::metadata(f).expect("readable file").len()).sum();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap();
     let started = Instant::now();
-    runtime.block_on(uploader.put_files(&uploads)).expect("upload");
+    runtime.block_on(uploader.put_files(&uploads, false)).expect("upload");
     let seconds = started.elapsed().as_secs_f64();
     println!("files={} bytes={bytes} seconds={seconds:.3} mb_per_s={:.1}", files.len(), bytes as f64 / 1e6 / seconds);
 }

@@ -125,9 +125,21 @@ impl Peer {
         let config_path = dir.join("dcmqrscp.cfg");
         std::fs::write(&config_path, config).unwrap();
         let log = dir.join("dcmqrscp.log");
+        // Verbose, each line prefixed with the process id: dcmqrscp forks a process per
+        // association, and their lines interleave in the one log (see `moves_per_study`).
+        let log_config = dir.join("log.cfg");
+        std::fs::write(
+            &log_config,
+            "log4cplus.rootLogger = INFO, console\n\
+             log4cplus.appender.console = log4cplus::ConsoleAppender\n\
+             log4cplus.appender.console.logToStdErr = true\n\
+             log4cplus.appender.console.layout = log4cplus::PatternLayout\n\
+             log4cplus.appender.console.layout.ConversionPattern = %i %P: %m%n\n",
+        )
+        .unwrap();
         let child = Command::new("dcmqrscp")
-            // Verbose: each request is logged with its identifier (see `moves_per_study`).
-            .arg("-v")
+            .arg("-lc")
+            .arg(&log_config)
             .arg("-c")
             .arg(&config_path)
             .arg(port.to_string())
@@ -141,18 +153,19 @@ impl Peer {
     }
 
     /// dcmqrscp only: how many C-MOVE requests it received per StudyInstanceUID (from its
-    /// verbose log, where each request's identifier follows "Move SCP Request Identifiers").
+    /// verbose log, where each request's identifier follows "Move SCP Request Identifiers"
+    /// in the lines of the same process).
     pub fn moves_per_study(&self) -> std::collections::BTreeMap<String, usize> {
         let log = std::fs::read_to_string(self.log.as_ref().expect("a dcmqrscp peer")).unwrap_or_default();
         let mut moves = std::collections::BTreeMap::new();
-        let mut in_move = false;
+        let mut in_move: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
         for line in log.lines() {
-            if line.contains("Move SCP Request Identifiers:") {
-                in_move = true;
-            } else if in_move && line.contains("(0020,000d)") {
-                let uid = line.split('[').nth(1).and_then(|rest| rest.split(']').next()).unwrap_or_default().trim_end_matches('\0').to_owned();
+            let Some((pid, text)) = line.split_once(' ') else { continue };
+            if text.contains("Move SCP Request Identifiers:") {
+                in_move.insert(pid);
+            } else if text.contains("(0020,000d)") && in_move.remove(pid) {
+                let uid = text.split('[').nth(1).and_then(|rest| rest.split(']').next()).unwrap_or_default().trim_end_matches('\0').to_owned();
                 *moves.entry(uid).or_insert(0) += 1;
-                in_move = false;
             }
         }
         moves

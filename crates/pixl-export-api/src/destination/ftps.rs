@@ -182,7 +182,10 @@ impl FtpsUploader {
 
     /// Stores `source` at `components` (directories, then the file name) under the home
     /// directory, atomically. Returns the remote path.
-    async fn put(&self, session: &mut Session, components: &[String], source: &Path) -> Result<String, UploadError> {
+    /// With `once`, a file of that name and size already there is taken as this file
+    /// uploaded before (a study zip whose export was not recorded: the database went away
+    /// between the upload and the commit) and is not sent again.
+    async fn put(&self, session: &mut Session, components: &[String], source: &Path, once: bool) -> Result<String, UploadError> {
         let (name, directories) = components.split_last().ok_or_else(|| UploadError::permanent(KIND, "empty remote path"))?;
         let ftp = &mut session.ftp;
         self.step("CWD", ftp.cwd(session.home.as_str())).await?;
@@ -197,6 +200,13 @@ impl FtpsUploader {
         // Opened before STOR, so a missing file fails without touching the server.
         let file = std::fs::File::open(source).map_err(|e| UploadError::transient(KIND, format!("cannot read the file to upload: {e}")))?;
         let size = file.metadata().map_err(|e| UploadError::transient(KIND, format!("cannot read the file to upload: {e}")))?.len();
+        if once
+            && let Ok(Ok(stored)) = tokio::time::timeout(IDLE_TIMEOUT, ftp.size(name.as_str())).await
+            && stored as u64 == size
+        {
+            tracing::info!(bytes = size, "the study's zip is already on the server (an upload whose export was not recorded); not sent again");
+            return Ok(components.join("/"));
+        }
         let mut transfer = self.step("STOR", ftp.put_with_stream(partial.as_str())).await?;
         send_file(file, &mut transfer).await?;
         self.step("end of transfer", transfer.finish()).await?;
@@ -216,11 +226,11 @@ impl FtpsUploader {
     }
 
     /// Uploads each `(local file, remote components)` in one session, in order.
-    pub async fn put_files(&self, files: &[(&Path, Vec<String>)]) -> Result<Vec<String>, UploadError> {
+    pub async fn put_files(&self, files: &[(&Path, Vec<String>)], once: bool) -> Result<Vec<String>, UploadError> {
         let mut session = self.open().await?;
         let mut stored = Vec::with_capacity(files.len());
         for (source, components) in files {
-            stored.push(self.put(&mut session, components, source).await?);
+            stored.push(self.put(&mut session, components, source, once).await?);
         }
         // The files are in place; a failing QUIT changes nothing.
         let _ = tokio::time::timeout(IDLE_TIMEOUT, session.ftp.quit()).await;
@@ -282,7 +292,7 @@ impl Uploader for FtpsUploader {
 
     fn upload_study<'a>(&'a self, study: &'a StudyPackage) -> BoxFuture<'a, Result<String, UploadError>> {
         Box::pin(async move {
-            let mut stored = self.put_files(&[(study.zip.as_path(), study.remote_path())]).await?;
+            let mut stored = self.put_files(&[(study.zip.as_path(), study.remote_path())], true).await?;
             Ok(stored.remove(0))
         })
     }
@@ -295,7 +305,7 @@ impl Uploader for FtpsUploader {
                 files.push((bundle.root.join(relative), bundle.remote_path(relative)));
             }
             let borrowed: Vec<(&Path, Vec<String>)> = files.iter().map(|(path, remote)| (path.as_path(), remote.clone())).collect();
-            self.put_files(&borrowed).await
+            self.put_files(&borrowed, false).await
         })
     }
 }

@@ -109,7 +109,7 @@ async fn flush(State(state): State<Arc<TreState>>, headers: HeaderMap) -> Respon
         let stem = name.trim_end_matches(".zip");
         let is_study = stem.chars().all(|c| c.is_ascii_digit() || c == '.');
         let instances = if is_study {
-            match dicom_instances(&bytes, stem) {
+            match crate::export::fake_xnat::check_zip(&bytes, stem) {
                 Ok(n) => n,
                 Err(why) => return refuse(&state, StatusCode::BAD_REQUEST, format!("{name}: {why}")),
             }
@@ -119,26 +119,4 @@ async fn flush(State(state): State<Arc<TreState>>, headers: HeaderMap) -> Respon
         state.storage.lock().unwrap().insert(name, instances);
     }
     (StatusCode::OK, axum::Json(serde_json::json!({ "status": "flushed" }))).into_response()
-}
-
-/// Every entry must be a DICOM instance of StudyInstanceUID `study`.
-fn dicom_instances(body: &[u8], study: &str) -> Result<usize, String> {
-    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).map_err(|e| format!("not a zip: {e}"))?;
-    for index in 0..archive.len() {
-        let mut entry = archive.by_index(index).map_err(|e| e.to_string())?;
-        let mut bytes = Vec::new();
-        std::io::Read::read_to_end(&mut entry, &mut bytes).map_err(|e| e.to_string())?;
-        if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
-            return Err(format!("entry {index} is not a DICOM file"));
-        }
-        let object = dicom_object::from_reader(std::io::Cursor::new(&bytes[128..])).map_err(|e| e.to_string())?;
-        let uid = object.element(dicom_dictionary_std::tags::STUDY_INSTANCE_UID).map_err(|e| e.to_string())?.to_str().map_err(|e| e.to_string())?;
-        if uid.trim_end_matches('\0') != study {
-            return Err(format!("entry {index} belongs to another study"));
-        }
-    }
-    if archive.is_empty() {
-        return Err("empty zip".to_owned());
-    }
-    Ok(archive.len())
 }

@@ -107,8 +107,8 @@ async fn import(State(state): State<Arc<XnatState>>, Query(query): Query<HashMap
     (StatusCode::OK, format!("/data/archive/projects/{}/subjects/{}/experiments/{}", key.0, key.1, key.2)).into_response()
 }
 
-/// Every entry must be a DICOM instance of `session`.
-fn check_zip(body: &[u8], session: &str) -> Result<usize, String> {
+/// Every entry must be a DICOM instance of `session` (a StudyInstanceUID); the count.
+pub fn check_zip(body: &[u8], session: &str) -> Result<usize, String> {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(body)).map_err(|e| format!("not a zip: {e}"))?;
     for index in 0..archive.len() {
         let mut entry = archive.by_index(index).map_err(|e| e.to_string())?;

@@ -235,3 +235,47 @@ async fn a_partly_cached_study_moves_only_what_is_missing() {
     pipeline.stop().await;
     ctx.teardown().await;
 }
+
+/// Two studies in the VNA under one MRN and accession number (a study split in two), the
+/// cohort naming the accession number only: with `studies_per_accession: separate` (the
+/// default) each becomes a pseudonymous study; with `one` (PIXL's way) both become one
+/// pseudonymous study holding the series of both.
+#[tokio::test]
+async fn several_studies_for_one_accession_follow_the_projects_option() {
+    for (option, expected_rows) in [("separate", 2), ("one", 1)] {
+        let (mut ctx, dir) = setup().await;
+        let configs = dir.path().join("configs");
+        std::fs::create_dir_all(&configs).unwrap();
+        std::os::unix::fs::symlink(ctx.settings.project_configs_dir.join("tag-operations"), configs.join("tag-operations")).unwrap();
+        let yaml = std::fs::read_to_string(ctx.settings.project_configs_dir.join(format!("{PROJECT}.yaml"))).unwrap();
+        std::fs::write(configs.join(format!("{PROJECT}.yaml")), format!("{yaml}\nstudies_per_accession: {option}\n")).unwrap();
+        ctx.settings.project_configs_dir = configs;
+
+        let ports = Ports::new();
+        let vna = Peer::orthanc(dir.path(), "VNA", ("PIXL_RAW", ports.anon_node_dicom));
+        let mut studies = radiograph_studies(2, 2, 64);
+        studies[1].patient_id = studies[0].patient_id.clone();
+        studies[1].patient_name = studies[0].patient_name.clone();
+        studies[1].accession_number = studies[0].accession_number.clone();
+        studies[1].series[0].description = "CHEST LAT";
+        for study in &studies {
+            vna.load(&write_study(&dir.path().join(format!("data-{}", study.number)), study).unwrap()).await;
+        }
+        let pipeline = Pipeline::start(&ctx, dir.path(), &ports, &vna, None, "always").await;
+        run_populate(&ctx, &cohort(dir.path(), &[(&studies[0], false, vec![])])).await;
+        let settled = wait_for_states(&ctx, &["anonymised", "failed"]).await;
+        assert_eq!(settled.len(), expected_rows, "{option}: {settled:?}");
+        for (index, (_, state, reason, _)) in settled.iter().enumerate() {
+            assert_eq!(state, "anonymised", "{option}, study {index}: {reason:?}");
+        }
+        if option == "one" {
+            assert_eq!(series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, 0)), ["CHEST LAT", "CHEST LAT", "CHEST PA", "CHEST PA"]);
+        } else {
+            let mut each: Vec<Vec<String>> = (0..2).map(|i| series_descriptions(&pipeline.anon_store, PROJECT, pseudo_of(&settled, i))).collect();
+            each.sort();
+            assert_eq!(each, [["CHEST LAT", "CHEST LAT"], ["CHEST PA", "CHEST PA"]]);
+        }
+        pipeline.stop().await;
+        ctx.teardown().await;
+    }
+}
