@@ -3,6 +3,7 @@
 mod anonymise;
 mod bad_input;
 mod check_env;
+mod cli_habits;
 mod demo;
 mod import_pixl_db;
 mod populate;
