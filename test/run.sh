@@ -68,5 +68,10 @@ cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
 # --- tests ----------------------------------------------------------------------------
+# Every service binary: `pixl demo`'s test runs them as processes, and `cargo test` builds
+# the binaries only of packages that have integration tests.
+log "building the service binaries"
+cargo build --workspace --bins --locked
+
 log "running the tests"
 exec cargo test --workspace --locked "$@"
