@@ -29,6 +29,8 @@ pub struct TreState {
     pub quarantine: Mutex<BTreeMap<String, Vec<u8>>>,
     /// Files flushed into the project's storage: name → DICOM instances in the zip.
     pub storage: Mutex<BTreeMap<String, usize>>,
+    /// Entry names of flushed zips that are not studies (an extract's parquet files).
+    pub parquet_entries: Mutex<BTreeMap<String, Vec<String>>>,
     pub token_checks: Mutex<usize>,
     pub flushes: Mutex<usize>,
     /// Why requests were refused.
@@ -114,6 +116,18 @@ async fn flush(State(state): State<Arc<TreState>>, headers: HeaderMap) -> Respon
                 Err(why) => return refuse(&state, StatusCode::BAD_REQUEST, format!("{name}: {why}")),
             }
         } else {
+            let entries = zip::ZipArchive::new(std::io::Cursor::new(&bytes)).map_err(|e| e.to_string()).and_then(|mut archive| {
+                (0..archive.len())
+                    .map(|i| archive.by_index(i).and_then(|entry| entry.name().map(|name| name.into_owned())).map_err(|e| e.to_string()))
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            match entries {
+                Ok(mut entries) => {
+                    entries.sort();
+                    state.parquet_entries.lock().unwrap().insert(name.clone(), entries);
+                }
+                Err(e) => return refuse(&state, StatusCode::BAD_REQUEST, format!("{name}: not a zip: {e}")),
+            }
             0
         };
         state.storage.lock().unwrap().insert(name, instances);

@@ -1,13 +1,14 @@
 //! Export to PIXL's `tre` destination through the local fake of the TRE API (see
 //! `fake_tre`: the hosted API cannot run here). The fake checks the request shape; this
-//! test checks what lands in the project's storage and a refused token.
+//! test checks what lands in the project's storage (study zips, the extract's parquet zip)
+//! and a refused token.
 
 use crate::export::fake_tre::FakeTre;
 use crate::export::support::*;
 
 #[tokio::test]
 async fn studies_go_up_as_pseudonymous_zips_and_are_flushed_out_of_quarantine() {
-    let f = Fixture::new("tre", "none", 3, 2, 32).await;
+    let f = Fixture::new("tre", "tre", 3, 2, 32).await;
     let tre = FakeTre::start("tre-token-value");
     let ca = tre.pki.write_ca(f.dir.path());
     write_secrets(&f.secrets, &[(format!("{PROJECT}--api--token"), "tre-token-value".to_owned())]);
@@ -30,6 +31,21 @@ async fn studies_go_up_as_pseudonymous_zips_and_are_flushed_out_of_quarantine() 
         assert!(tre.state.quarantine.lock().unwrap().is_empty(), "nothing is left in quarantine");
         assert!(*tre.state.token_checks.lock().unwrap() >= 2, "the token is checked before uploading");
     }
+
+    // The extract's parquet files go up as one zip named by the extract time, then flushed.
+    let response = reqwest::Client::new()
+        .post(format!("{}/export-patient-data", api.url))
+        .json(&serde_json::json!({"project_name": PROJECT, "extract_datetime": "2024-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, text) = (response.status(), response.text().await.unwrap());
+    assert!(status.is_success(), "{text}");
+    let answer: pixl_core::rest::PatientDataExported = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer.destination, "tre", "{text}");
+    let entries = tre.state.parquet_entries.lock().unwrap().get("2024-01-01t00-00-00.zip").cloned();
+    assert_eq!(entries, Some(vec!["radiology/IMAGE_LINKER.parquet".to_owned()]), "{:?}", tre.state.parquet_entries.lock().unwrap());
+    assert!(tre.state.quarantine.lock().unwrap().is_empty(), "nothing is left in quarantine");
 
     // A refused token fails the study with the secret to fix, never the token.
     write_secrets(&f.secrets, &[(format!("{PROJECT}--api--token"), "expired-token".to_owned())]);
