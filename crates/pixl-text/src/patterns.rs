@@ -1,0 +1,117 @@
+//! The pattern detectors. Every regex is compiled once; all are run by the `regex` crate's
+//! automata, whose time is linear in the input whatever it holds.
+
+use std::sync::LazyLock;
+
+use regex::{Regex, RegexBuilder};
+
+use crate::{Category, Span};
+
+const MONTH: &str =
+    r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
+
+fn build(pattern: &str) -> Regex {
+    RegexBuilder::new(pattern).case_insensitive(true).build().expect("the built-in patterns compile")
+}
+
+struct Detector {
+    category: Category,
+    regex: Regex,
+    /// Further check of a match (a checksum, a mix of letters and digits).
+    accept: fn(&str) -> bool,
+}
+
+fn always(_: &str) -> bool {
+    true
+}
+
+/// An NHS number's check digit (modulus 11 over the first nine digits, weights 10 to 2).
+pub fn nhs_number_valid(candidate: &str) -> bool {
+    let digits: Vec<u32> = candidate.chars().filter_map(|c| c.to_digit(10)).collect();
+    if digits.len() != 10 {
+        return false;
+    }
+    let sum: u32 = digits[..9].iter().zip((2..=10).rev()).map(|(d, w)| d * w).sum();
+    match 11 - sum % 11 {
+        11 => digits[9] == 0,
+        10 => false,
+        check => digits[9] == check,
+    }
+}
+
+/// A code of six or more letters and digits with at least three digits and one letter
+/// (accession numbers, hospital numbers like "RRV1234567"), not a plain word or number.
+fn mixed_code(candidate: &str) -> bool {
+    let digits = candidate.bytes().filter(u8::is_ascii_digit).count();
+    digits >= 3 && candidate.bytes().any(|b| b.is_ascii_alphabetic())
+}
+
+/// A date of day/month: day 1-31, month 1-12.
+fn day_month(candidate: &str) -> bool {
+    let mut parts = candidate.split('/').map(|p| p.parse::<u32>().unwrap_or(0));
+    matches!((parts.next(), parts.next()), (Some(1..=31), Some(1..=12)))
+}
+
+static DETECTORS: LazyLock<Vec<Detector>> = LazyLock::new(|| {
+    let d = |category, pattern: &str| Detector { category, regex: build(pattern), accept: always };
+    let checked = |category, pattern: &str, accept: fn(&str) -> bool| Detector { category, regex: build(pattern), accept };
+    vec![
+        // Dates and date-times.
+        d(Category::Date, r"\b\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"),
+        d(Category::Date, r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})\b"),
+        d(Category::Date, r"\b\d{4}/\d{1,2}/\d{1,2}\b"),
+        checked(Category::Date, r"\b\d{1,2}/\d{1,2}\b", day_month),
+        d(Category::Date, &format!(r"\b\d{{1,2}}(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{MONTH}\b\.?(?:,?[\s-]+(?:\d{{4}}|\d{{2}}))?\b")),
+        d(Category::Date, &format!(r"\b{MONTH}\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?:,?\s+\d{{4}}\b)?")),
+        d(Category::Date, &format!(r"\b{MONTH}\b\.?,?\s+\d{{4}}\b")),
+        // Ages of 90 and over (younger ages are not identifying under HIPAA's rule).
+        d(Category::Age, r"\b(?:9\d|1[0-4]\d)\s*-?\s*(?:years?|yrs?|y\.?o\.?|year-old|years-old)\b"),
+        d(Category::Age, r"\b(?:aged?|age:)\s*(?:9\d|1[0-4]\d)\b"),
+        // Contact details.
+        d(Category::Contact, r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
+        d(Category::Contact, r#"\b(?:https?://|www\.)[^\s<>"]+"#),
+        d(Category::Contact, r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
+        d(Category::Contact, r"(?:\+44\s?\(?0?\)?\s?|\b0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b(?:\s*(?:ext\.?|x)\s*\d{1,5}\b)?"),
+        d(Category::Contact, r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)|\b\d{3})[\s.-]?\d{3}[\s.-]\d{4}\b(?:\s*(?:ext\.?|x)\s*\d{1,5}\b)?"),
+        d(Category::Contact, r"\b(?:bleep|pager|blp|ext(?:ension)?)\s*(?:no\.?|number|#)?\s*:?\s*\d{3,6}\b"),
+        // Identifiers.
+        checked(Category::Id, r"\b\d{3}[\s-]?\d{3}[\s-]?\d{4}\b", nhs_number_valid),
+        d(Category::Id, r"\b\d{3}-\d{2}-\d{4}\b"),
+        d(Category::Id, r"\b\d{6,}\b"),
+        checked(Category::Id, r"\b[A-Za-z0-9]{6,}\b", mixed_code),
+        // Places.
+        d(Category::Location, r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b"),
+        d(Category::Location, r"\b\d{5}(?:-\d{4})?\b"),
+        d(
+            Category::Location,
+            r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Za-z'-]+\s+){1,3}(?:street|st|road|rd|avenue|ave|lane|ln|drive|close|way|court|ct|place|pl|boulevard|blvd|crescent|terrace|gardens|square|grove|mews|row|walk)\b\.?",
+        ),
+    ]
+});
+
+/// Every span a pattern detector finds in `text` (unsorted, possibly overlapping).
+pub fn detect_patterns(text: &str) -> Vec<Span> {
+    let mut spans = Vec::new();
+    for detector in DETECTORS.iter() {
+        for found in detector.regex.find_iter(text) {
+            if (detector.accept)(found.as_str()) {
+                spans.push(Span { start: found.start(), end: found.end(), category: detector.category });
+            }
+        }
+    }
+    spans
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nhs_numbers_need_their_check_digit() {
+        // 943 476 5919 is the NHS's own example of a valid number.
+        assert!(nhs_number_valid("943 476 5919"));
+        assert!(nhs_number_valid("9434765919"));
+        assert!(!nhs_number_valid("943 476 5918"));
+        assert!(!nhs_number_valid("12345"));
+    }
+}
