@@ -133,6 +133,7 @@ impl Peer {
             "log4cplus.rootLogger = INFO, console\n\
              log4cplus.appender.console = log4cplus::ConsoleAppender\n\
              log4cplus.appender.console.logToStdErr = true\n\
+             log4cplus.appender.console.ImmediateFlush = true\n\
              log4cplus.appender.console.layout = log4cplus::PatternLayout\n\
              log4cplus.appender.console.layout.ConversionPattern = %i %P: %m%n\n",
         )
