@@ -11,8 +11,10 @@
 //! passed as "no PHI found".
 
 mod patterns;
+mod probes;
 
 pub use patterns::detect_patterns;
+pub use probes::{Patient, Probes};
 
 use std::fmt;
 
@@ -84,10 +86,19 @@ pub fn as_text(bytes: &[u8]) -> Result<&str, TextError> {
 
 /// Runs the detectors over `text`.
 pub fn detect(text: &str) -> Detection {
+    detect_with(text, None)
+}
+
+/// Runs the detectors and, when given, the patient's probes over `text`.
+pub fn detect_with(text: &str, probes: Option<&Probes>) -> Detection {
     if text.len() > MAX_TEXT_BYTES {
         return Detection { spans: vec![Span { start: 0, end: text.len(), category: Category::Other }], flagged: true };
     }
-    Detection { spans: merge(detect_patterns(text)), flagged: false }
+    let mut spans = detect_patterns(text);
+    if let Some(probes) = probes {
+        spans.extend(probes.find(text));
+    }
+    Detection { spans: merge(spans), flagged: false }
 }
 
 /// Sorts spans and merges overlapping ones (the earlier category wins ties by position).
