@@ -10,11 +10,17 @@
 //! Fail closed: a text longer than [`MAX_TEXT_BYTES`] is masked whole and flagged, never
 //! passed as "no PHI found".
 
+pub mod eval;
+mod lexicon;
 mod patterns;
 mod probes;
+pub mod surrogate;
+pub mod synth;
+mod words;
 
 pub use patterns::detect_patterns;
 pub use probes::{Patient, Probes};
+pub use words::detect_words;
 
 use std::fmt;
 
@@ -98,6 +104,8 @@ pub fn detect_with(text: &str, probes: Option<&Probes>) -> Detection {
     if let Some(probes) = probes {
         spans.extend(probes.find(text));
     }
+    let words = detect_words(text, &spans);
+    spans.extend(words);
     Detection { spans: merge(spans), flagged: false }
 }
 

@@ -10,6 +10,9 @@ use crate::{Category, Span};
 const MONTH: &str =
     r"(?:jan(?:uary)?|feb(?:ruary)?|mar(?:ch)?|apr(?:il)?|may|june?|july?|aug(?:ust)?|sep(?:t(?:ember)?)?|oct(?:ober)?|nov(?:ember)?|dec(?:ember)?)";
 
+/// The UK's postcode areas.
+const POSTCODE_AREAS: &str = "AB|AL|BA|BB|BD|BH|BL|BN|BR|BS|BT|B|CA|CB|CF|CH|CM|CO|CR|CT|CV|CW|DA|DD|DE|DG|DH|DL|DN|DT|DY|EC|EH|EN|EX|E|FK|FY|GL|GU|GY|G|HA|HD|HG|HP|HR|HS|HU|HX|IG|IM|IP|IV|JE|KA|KT|KW|KY|LA|LD|LE|LL|LN|LS|LU|L|ME|MK|ML|M|NE|NG|NN|NP|NR|NW|N|OL|OX|PA|PE|PH|PL|PO|PR|RG|RH|RM|SA|SE|SG|SK|SL|SM|SN|SO|SP|SR|SS|ST|SW|SY|S|TA|TD|TF|TN|TQ|TR|TS|TW|UB|WA|WC|WD|WF|WN|WR|WS|WV|W|YO|ZE";
+
 fn build(pattern: &str) -> Regex {
     RegexBuilder::new(pattern).case_insensitive(true).build().expect("the built-in patterns compile")
 }
@@ -46,6 +49,13 @@ fn mixed_code(candidate: &str) -> bool {
     digits >= 3 && candidate.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
+/// A street address's words are not function words ("2019 at the St Thomas'" is a year and
+/// a saint).
+fn street_address(candidate: &str) -> bool {
+    const NOT_STREET: &[&str] = &["at", "the", "in", "on", "to", "from", "of", "and", "for", "by", "with", "was", "is", "x", "mm", "cm", "mg", "ml"];
+    !candidate.split_whitespace().skip(1).any(|w| NOT_STREET.iter().any(|n| w.eq_ignore_ascii_case(n)))
+}
+
 /// A date of day/month: day 1-31, month 1-12.
 fn day_month(candidate: &str) -> bool {
     let mut parts = candidate.split('/').map(|p| p.parse::<u32>().unwrap_or(0));
@@ -57,7 +67,7 @@ static DETECTORS: LazyLock<Vec<Detector>> = LazyLock::new(|| {
     let checked = |category, pattern: &str, accept: fn(&str) -> bool| Detector { category, regex: build(pattern), accept };
     vec![
         // Dates and date-times.
-        d(Category::Date, r"\b\d{4}-\d{1,2}-\d{1,2}(?:[T ]\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"),
+        d(Category::Date, r"\b\d{4}-\d{1,2}-\d{1,2}(?:T\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?(?:Z|[+-]\d{2}:?\d{2})?)?\b"),
         d(Category::Date, r"\b\d{1,2}[/.-]\d{1,2}[/.-](?:\d{4}|\d{2})\b"),
         d(Category::Date, r"\b\d{4}/\d{1,2}/\d{1,2}\b"),
         checked(Category::Date, r"\b\d{1,2}/\d{1,2}\b", day_month),
@@ -65,39 +75,65 @@ static DETECTORS: LazyLock<Vec<Detector>> = LazyLock::new(|| {
         d(Category::Date, &format!(r"\b{MONTH}\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?:,?\s+\d{{4}}\b)?")),
         d(Category::Date, &format!(r"\b{MONTH}\b\.?,?\s+\d{{4}}\b")),
         // Ages of 90 and over (younger ages are not identifying under HIPAA's rule).
-        d(Category::Age, r"\b(?:9\d|1[0-4]\d)\s*-?\s*(?:years?|yrs?|y\.?o\.?|year-old|years-old)\b"),
-        d(Category::Age, r"\b(?:aged?|age:)\s*(?:9\d|1[0-4]\d)\b"),
+        // The number alone is the span ("93" of "93-year-old"): it becomes "90+".
+        d(Category::Age, r"\b(?P<v>9\d|1[0-4]\d)\s*-?\s*(?:years?|yrs?|y\.?o\.?|yo)\b"),
+        d(Category::Age, r"\b(?:aged?|age\s*:)\s*(?P<v>9\d|1[0-4]\d)\b"),
+        d(Category::Age, r"\b(?P<v>9\d|1[0-4]\d)\s*(?:m|f|male|female|man|woman|gentleman|lady)\b"),
         // Contact details.
         d(Category::Contact, r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
         d(Category::Contact, r#"\b(?:https?://|www\.)[^\s<>"]+"#),
         d(Category::Contact, r"\b(?:\d{1,3}\.){3}\d{1,3}\b"),
         d(Category::Contact, r"(?:\+44\s?\(?0?\)?\s?|\b0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b(?:\s*(?:ext\.?|x)\s*\d{1,5}\b)?"),
         d(Category::Contact, r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)|\b\d{3})[\s.-]?\d{3}[\s.-]\d{4}\b(?:\s*(?:ext\.?|x)\s*\d{1,5}\b)?"),
-        d(Category::Contact, r"\b(?:bleep|pager|blp|ext(?:ension)?)\s*(?:no\.?|number|#)?\s*:?\s*\d{3,6}\b"),
+        d(Category::Contact, r"\b(?:bleep|pager|blp|ext(?:ension)?)\s*(?:no\.?|number|#)?\s*:?\s*(?P<v>\d{3,6})\b"),
         // Identifiers.
         checked(Category::Id, r"\b\d{3}[\s-]?\d{3}[\s-]?\d{4}\b", nhs_number_valid),
         d(Category::Id, r"\b\d{3}-\d{2}-\d{4}\b"),
         d(Category::Id, r"\b\d{6,}\b"),
         checked(Category::Id, r"\b[A-Za-z0-9]{6,}\b", mixed_code),
         // Places.
-        d(Category::Location, r"\b[A-Z]{1,2}\d[A-Z\d]?\s*\d[A-Z]{2}\b"),
+        // UK postcodes: a postcode area, a district, and an inward code whose letters are
+        // never C, I, K, M, O or V ("L4 5mm" is a level and a size, not a postcode).
+        d(Category::Location, &format!(r"\b(?:{POSTCODE_AREAS})\d[A-Z\d]?\s*\d[ABD-HJLNP-UW-Z]{{2}}\b")),
         d(Category::Location, r"\b\d{5}(?:-\d{4})?\b"),
-        d(
+        checked(
             Category::Location,
             r"\b\d{1,5}[A-Za-z]?\s+(?:[A-Za-z'-]+\s+){1,3}(?:street|st|road|rd|avenue|ave|lane|ln|drive|close|way|court|ct|place|pl|boulevard|blvd|crescent|terrace|gardens|square|grove|mews|row|walk)\b\.?",
+            street_address,
         ),
     ]
+});
+
+/// Safe patterns: numbers that look like a date but are a duration ("for 3/7": three days,
+/// UK clinical shorthand), a score ("pain score 3/10", "GCS 15/15", "power 4/5") or a
+/// vertebral level ("L4/5", "C5/6"). A date span wholly inside one is dropped; nothing else is.
+static SAFE: LazyLock<Vec<Regex>> = LazyLock::new(|| {
+    [
+        r"\b(?:for|over|past|last|x|within|after)\s+\d{1,2}/(?:7|52|12)\b",
+        r"\b\d{1,2}/(?:7|52|12)\s+(?:ago|history|hx|duration|post[\s-]?op)\b",
+        r"\b(?:score|scores|gcs|power|grade|mrc|pain|scale|rated|ratio|strength|tone|reflexes|vas|nrs)\s*(?:of\s+)?:?\s*\d{1,2}\s*/\s*\d{1,2}\b",
+        r"\b[CTLS]\d{1,2}\s*/\s*[CTLS]?\d{1,2}\b",
+    ]
+    .iter()
+    .map(|p| build(p))
+    .collect()
 });
 
 /// Every span a pattern detector finds in `text` (unsorted, possibly overlapping).
 pub fn detect_patterns(text: &str) -> Vec<Span> {
     let mut spans = Vec::new();
     for detector in DETECTORS.iter() {
-        for found in detector.regex.find_iter(text) {
-            if (detector.accept)(found.as_str()) {
-                spans.push(Span { start: found.start(), end: found.end(), category: detector.category });
+        for found in detector.regex.captures_iter(text) {
+            let whole = found.get(0).expect("group 0 is the match");
+            if (detector.accept)(whole.as_str()) {
+                let value = found.name("v").unwrap_or(whole);
+                spans.push(Span { start: value.start(), end: value.end(), category: detector.category });
             }
         }
+    }
+    if spans.iter().any(|s| s.category == Category::Date) {
+        let safe: Vec<(usize, usize)> = SAFE.iter().flat_map(|r| r.find_iter(text).map(|m| (m.start(), m.end()))).collect();
+        spans.retain(|s| s.category != Category::Date || !safe.iter().any(|(a, b)| *a <= s.start && s.end <= *b));
     }
     spans
 }
