@@ -2,7 +2,8 @@
 //! `cargo run -p pixl-text --example try -- SEED COUNT`).
 fn main() {
     let args: Vec<u64> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let (notes, _) = pixl_text::synth::corpus(args.first().copied().unwrap_or(1), args.get(1).copied().unwrap_or(500) as usize);
+    let case = if args.get(2) == Some(&1) { pixl_text::synth::Case::Upper } else { pixl_text::synth::Case::Mixed };
+    let (notes, _) = pixl_text::synth::corpus_in(args.first().copied().unwrap_or(1), args.get(1).copied().unwrap_or(500) as usize, case);
     let mut total = pixl_text::eval::Score::default();
     for note in &notes {
         let d = pixl_text::detect(&note.text);

@@ -55,6 +55,20 @@ impl Category {
     }
 }
 
+impl Category {
+    /// Every category, in order.
+    pub const ALL: [Category; 8] = [Self::Name, Self::Date, Self::Age, Self::Id, Self::Contact, Self::Location, Self::Organisation, Self::Other];
+
+    /// A category from its name (any case; "ORGANIZATION" too). `None` for anything else.
+    pub fn parse(name: &str) -> Option<Self> {
+        let upper = name.trim().to_ascii_uppercase();
+        if upper == "ORGANIZATION" {
+            return Some(Self::Organisation);
+        }
+        Self::ALL.into_iter().find(|c| c.as_str() == upper)
+    }
+}
+
 impl fmt::Display for Category {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

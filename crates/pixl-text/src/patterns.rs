@@ -79,6 +79,12 @@ static DETECTORS: LazyLock<Vec<Detector>> = LazyLock::new(|| {
         d(Category::Age, r"\b(?P<v>9\d|1[0-4]\d)\s*-?\s*(?:years?|yrs?|y\.?o\.?|yo)\b"),
         d(Category::Age, r"\b(?:aged?|age\s*:)\s*(?P<v>9\d|1[0-4]\d)\b"),
         d(Category::Age, r"\b(?P<v>9\d|1[0-4]\d)\s*(?:m|f|male|female|man|woman|gentleman|lady)\b"),
+        // Identifiers (before contact details: a valid NHS number is reported as an ID
+        // rather than as the phone number it also looks like).
+        checked(Category::Id, r"\b\d{3}[\s-]?\d{3}[\s-]?\d{4}\b", nhs_number_valid),
+        d(Category::Id, r"\b\d{3}-\d{2}-\d{4}\b"),
+        d(Category::Id, r"\b\d{6,}\b"),
+        checked(Category::Id, r"\b[A-Za-z0-9]{6,}\b", mixed_code),
         // Contact details.
         d(Category::Contact, r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b"),
         d(Category::Contact, r#"\b(?:https?://|www\.)[^\s<>"]+"#),
@@ -86,11 +92,6 @@ static DETECTORS: LazyLock<Vec<Detector>> = LazyLock::new(|| {
         d(Category::Contact, r"(?:\+44\s?\(?0?\)?\s?|\b0)\d{2,4}[\s-]?\d{3,4}[\s-]?\d{3,4}\b(?:\s*(?:ext\.?|x)\s*\d{1,5}\b)?"),
         d(Category::Contact, r"(?:\+?1[\s.-]?)?(?:\(\d{3}\)|\b\d{3})[\s.-]?\d{3}[\s.-]\d{4}\b(?:\s*(?:ext\.?|x)\s*\d{1,5}\b)?"),
         d(Category::Contact, r"\b(?:bleep|pager|blp|ext(?:ension)?)\s*(?:no\.?|number|#)?\s*:?\s*(?P<v>\d{3,6})\b"),
-        // Identifiers.
-        checked(Category::Id, r"\b\d{3}[\s-]?\d{3}[\s-]?\d{4}\b", nhs_number_valid),
-        d(Category::Id, r"\b\d{3}-\d{2}-\d{4}\b"),
-        d(Category::Id, r"\b\d{6,}\b"),
-        checked(Category::Id, r"\b[A-Za-z0-9]{6,}\b", mixed_code),
         // Places.
         // UK postcodes: a postcode area, a district, and an inward code whose letters are
         // never C, I, K, M, O or V ("L4 5mm" is a level and a size, not a postcode).

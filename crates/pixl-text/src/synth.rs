@@ -491,8 +491,25 @@ fn fmt_date((y, m, d): (u32, u32, u32), us: bool) -> String {
     if us { format!("{m:02}/{d:02}/{y}") } else { format!("{d:02}/{m:02}/{y}") }
 }
 
-/// `count` notes from `seed`, and the patients they are about (for probes).
+/// Which notes are written in ALL CAPS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Case {
+    /// A quarter of the notes, chosen by the seed.
+    #[default]
+    Both,
+    Mixed,
+    Upper,
+}
+
+/// `count` notes from `seed` (a quarter of them in ALL CAPS), and the patients they are
+/// about (for probes).
 pub fn corpus(seed: u64, count: usize) -> (Vec<Note>, Vec<SynthPatient>) {
+    corpus_in(seed, count, Case::Both)
+}
+
+/// `count` notes from `seed` in the given case. The same seed gives the same notes in each
+/// case, only their letters' case differs.
+pub fn corpus_in(seed: u64, count: usize, case: Case) -> (Vec<Note>, Vec<SynthPatient>) {
     let mut rng = Rng::new(seed);
     let mut notes = Vec::with_capacity(count);
     let mut patients = Vec::new();
@@ -538,7 +555,8 @@ pub fn corpus(seed: u64, count: usize) -> (Vec<Note>, Vec<SynthPatient>) {
                 _ => nursing(&mut context, &mut w),
             }
             let mut text = w.text;
-            if context.rng.chance(25) {
+            let upper = context.rng.chance(25);
+            if case == Case::Upper || (case == Case::Both && upper) {
                 let upper = text.to_uppercase();
                 if upper.len() == text.len() {
                     text = upper;

@@ -471,6 +471,12 @@ pub fn detect_words(text: &str, found: &[Span]) -> Vec<Span> {
                     && gap_after(i) == Gap::Space
                     && (t.first || t.kind == Kind::Initial)
                     && (t.capitalised || !mixed_case);
+                // "son Will will call": a first name that is a function word, then the word itself.
+                let doubled = t.first && tokens.get(i + 1).is_some_and(|n| n.lower == t.lower) && gap_after(i) == Gap::Space;
+                if doubled {
+                    masked[i] = Some(Category::Name);
+                    continue;
+                }
                 if !before_name && !(mixed_case && t.capitalised && !sentence_start(text, t.start)) {
                     continue;
                 }
