@@ -372,6 +372,21 @@ const FINDINGS: &[&str] = &[
     "The liver is of normal size with no focal lesion. Hope this helps with management. ",
     "Mark improvement in the consolidation since the previous study. ",
     "T2 weighted and FLAIR images show no restricted diffusion on DWI. ",
+    "The lungs are clear. No focal consolidation, collapse or pleural fluid. The cardiomediastinal contour is within normal limits. ",
+    "There is a 4 cm simple cyst in the lower pole of the left kidney (Bosniak I). No hydronephrosis. ",
+    "Moderate osteoarthritis of the medial compartment with joint space narrowing and marginal osteophytes. ",
+    "Subsegmental atelectasis at both bases. Endotracheal tube tip 4 cm above the carina; nasogastric tube below the diaphragm. ",
+    "Hepatic steatosis. The gallbladder contains multiple calculi without wall thickening or pericholecystic fluid. ",
+    "Diverticular disease of the sigmoid colon without evidence of diverticulitis or collection. ",
+    "Complete tear of the anterior cruciate ligament with a bone bruise of the lateral femoral condyle. ",
+    "Old lacunar infarct in the left basal ganglia. Generalised involutional change appropriate for age. ",
+    "Ground-glass opacities in a peripheral and basal distribution, in keeping with organising pneumonia. ",
+    "Mildly dilated common bile duct measuring 9 mm with no obstructing stone seen. ",
+    "Stable appearances of the right adrenal adenoma (12 mm, -5 HU on the unenhanced phase). ",
+    "Degenerative changes with a Modic type 1 endplate reaction at L5/S1 and a broad-based disc bulge. ",
+    "No fracture or dislocation. Soft tissue swelling over the lateral malleolus. ",
+    "Appearances are suspicious for a primary bronchial carcinoma; CT-guided biopsy is suggested. ",
+    "Appendix is thickened to 11 mm with surrounding fat stranding, consistent with acute appendicitis. ",
 ];
 
 const PLANS: &[&str] = &[
@@ -381,6 +396,14 @@ const PLANS: &[&str] = &[
     "Started on apixaban 5 mg BD. Will need repeat bloods in 2 weeks. ",
     "Observations stable at 14:30 and 22:00. Pain score 3/10. ",
     "Wound clean and dry. Mobilising with a frame. May go home tomorrow if stable. ",
+    "Tolerating diet and fluids. Bowels opened today. Catheter removed at 06:00 and passing urine. ",
+    "Blood glucose 7.8 mmol/L before breakfast; insulin glargine 12 units given as charted. ",
+    "Reviewed on the ward round: plan for physiotherapy, occupational therapy assessment and social work referral. ",
+    "Anxious about the results; reassurance given and the plan explained with the family present. ",
+    "Pressure areas intact, Waterlow score 14, repositioned every four hours overnight. ",
+    "Discussed at the lung cancer multidisciplinary meeting; for PET-CT and clinic review afterwards. ",
+    "Chest clear on auscultation. Heart sounds normal with no added sounds. Calves soft and non-tender. ",
+    "Hb 98 g/L, WCC 11.2, CRP 45, eGFR 52. Potassium 4.1. ",
 ];
 
 fn radiology(c: &mut Context, w: &mut Writer) {

@@ -477,7 +477,13 @@ pub fn detect_words(text: &str, found: &[Span]) -> Vec<Span> {
                     masked[i] = Some(Category::Name);
                     continue;
                 }
-                if !before_name && !(mixed_case && t.capitalised && !sentence_start(text, t.start)) {
+                // "ADEYEMI, WILL": a first name after a surname and a comma.
+                let after_surname = i > 0
+                    && (masked[i - 1] == Some(Category::Name) || context[i - 1] == Some(Category::Name))
+                    && gap_after(i - 1) == Gap::Comma
+                    && t.first
+                    && (t.capitalised || !mixed_case);
+                if !before_name && !after_surname && !(mixed_case && t.capitalised && !sentence_start(text, t.start)) {
                     continue;
                 }
             }
@@ -486,7 +492,8 @@ pub fn detect_words(text: &str, found: &[Span]) -> Vec<Span> {
             let prev_is_name = i > 0 && is_name(i - 1);
             let before = if i > 0 { gap_after(i - 1) } else { Gap::Break };
             let as_first = (t.first || t.kind == Kind::Initial) && next_is_name;
-            let as_last = prev_is_name && before == Gap::Space && (t.last || t.kind == Kind::Abbreviation);
+            // A surname after a name: in mixed case it is capitalised ("Waterlow score" is not).
+            let as_last = prev_is_name && before == Gap::Space && (t.last || t.kind == Kind::Abbreviation) && (!mixed_case || t.capitalised);
             let reversed = prev_is_name && before == Gap::Comma && (t.first || t.kind == Kind::Initial);
             let abbreviation = t.kind == Kind::Abbreviation && (next_is_name && matches!(gap_after(i), Gap::Comma | Gap::Space));
             // "BAKER, Layla": a surname before a comma and a first name.
@@ -516,7 +523,8 @@ pub fn detect_words(text: &str, found: &[Span]) -> Vec<Span> {
             && a.first
             && b.last
             && gap_after(i) == Gap::Space
-            && (!mixed_case || (a.capitalised && b.capitalised && !sentence_start(text, a.start)))
+            // A capital at a sentence's start says nothing, but the surname's own capital does.
+            && (!mixed_case || (a.capitalised && b.capitalised))
         {
             masked[i] = Some(Category::Name);
             masked[i + 1] = Some(Category::Name);
