@@ -32,6 +32,13 @@ pub struct Surrogates<'a> {
     order: DateOrder,
 }
 
+impl std::fmt::Debug for Surrogates<'_> {
+    /// Never shows the key or the patient.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Surrogates").field("order", &self.order).finish_non_exhaustive()
+    }
+}
+
 const MONTHS: [&str; 12] = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"];
 
 fn keyed(key: &[u8], parts: &[&str]) -> u64 {

@@ -483,7 +483,7 @@ pub fn detect_words(text: &str, found: &[Span]) -> Vec<Span> {
                     && gap_after(i - 1) == Gap::Comma
                     && t.first
                     && (t.capitalised || !mixed_case);
-                if !before_name && !after_surname && !(mixed_case && t.capitalised && !sentence_start(text, t.start)) {
+                if !(before_name || after_surname || mixed_case && t.capitalised && !sentence_start(text, t.start)) {
                     continue;
                 }
             }
@@ -592,9 +592,7 @@ pub fn detect_words(text: &str, found: &[Span]) -> Vec<Span> {
         if j > 0 && matches!(tokens[j - 1].lower.as_str(), "st" | "saint") {
             j -= 1;
         }
-        for k in j..=i {
-            masked[k] = Some(Category::Organisation);
-        }
+        masked[j..=i].fill(Some(Category::Organisation));
     }
 
     tokens.iter().zip(masked).filter_map(|(t, m)| m.map(|category| Span { start: t.start, end: t.end, category })).collect()
