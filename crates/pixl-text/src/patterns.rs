@@ -49,6 +49,11 @@ fn mixed_code(candidate: &str) -> bool {
     digits >= 3 && candidate.bytes().any(|b| b.is_ascii_alphabetic())
 }
 
+/// A year without a unit after it.
+fn year_alone(candidate: &str) -> bool {
+    candidate.len() == 4
+}
+
 /// A street address's words are not function words ("2019 at the St Thomas'" is a year and
 /// a saint).
 fn street_address(candidate: &str) -> bool {
@@ -74,6 +79,13 @@ static DETECTORS: LazyLock<Vec<Detector>> = LazyLock::new(|| {
         d(Category::Date, &format!(r"\b\d{{1,2}}(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{MONTH}\b\.?(?:,?[\s-]+(?:\d{{4}}|\d{{2}}))?\b")),
         d(Category::Date, &format!(r"\b{MONTH}\b\.?\s+\d{{1,2}}(?:st|nd|rd|th)?\b(?:,?\s+\d{{4}}\b)?")),
         d(Category::Date, &format!(r"\b{MONTH}\b\.?,?\s+\d{{4}}\b")),
+        // A year alone ("in 2019"): i2b2 and Philter count it as a date element; not a
+        // quantity with its unit ("2000 mg").
+        checked(
+            Category::Date,
+            r"\b(?:19|20)\d{2}\b(?:\s*(?:mg|mcg|ug|g|kg|ml|l|units?|iu|cc|kcal|mmol|steps|hours|hrs|minutes|mins|cases|patients|x|mm|cm|m))?\b",
+            year_alone,
+        ),
         // Ages of 90 and over (younger ages are not identifying under HIPAA's rule).
         // The number alone is the span ("93" of "93-year-old"): it becomes "90+".
         d(Category::Age, r"\b(?P<v>9\d|1[0-4]\d)\s*-?\s*(?:years?|yrs?|y\.?o\.?|yo)\b"),
