@@ -158,3 +158,40 @@ pub fn generate_ct(out: &std::path::Path, count: u32) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// Writes `count` synthetic notes with gold spans (character offsets) as JSON lines to
+/// `out`, and, when asked, their patients' probes to `probes_out`. Seeded: reproducible.
+pub fn generate_notes(out: &Path, probes_out: Option<&Path>, count: usize, seed: u64, case: pixl_text::synth::Case) -> std::io::Result<()> {
+    use std::io::Write;
+    let (notes, patients) = pixl_text::synth::corpus_in(seed, count, case);
+    let mut writer = std::io::BufWriter::new(std::fs::File::create(out)?);
+    for note in &notes {
+        let detection = pixl_text::Detection { spans: note.spans.clone(), flagged: false };
+        let mut line = crate::deid_text::spans_json(&note.id, &note.text, &detection);
+        line["text"] = serde_json::Value::String(note.text.clone());
+        line["patient_id"] = serde_json::Value::String(note.patient_id.clone());
+        if let Some(object) = line.as_object_mut() {
+            object.remove("flagged");
+        }
+        writeln!(writer, "{line}")?;
+    }
+    writer.flush()?;
+    if let Some(path) = probes_out {
+        let mut writer = std::io::BufWriter::new(std::fs::File::create(path)?);
+        for patient in &patients {
+            let r = &patient.record;
+            let line = serde_json::json!({
+                "patient_id": patient.id,
+                "first_names": r.first_names,
+                "surnames": r.surnames,
+                "identifiers": r.identifiers,
+                "dates_of_birth": r.dates_of_birth,
+                "phones": r.phones,
+                "postcodes": r.postcodes,
+            });
+            writeln!(writer, "{line}")?;
+        }
+        writer.flush()?;
+    }
+    Ok(())
+}

@@ -7,6 +7,8 @@ pub mod check_env;
 pub mod cohort;
 pub mod control;
 pub mod dc;
+pub mod deid_text;
+pub mod deid_text_eval;
 pub mod demo;
 pub mod demo_data;
 pub mod export;

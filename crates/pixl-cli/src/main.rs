@@ -152,6 +152,45 @@ enum Command {
     /// Generate benchmark inputs (see docs/benchmarks.md).
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// De-identify free text (reports, notes): IN is a directory of .txt files, a JSON-lines
+    /// file ({"id", "text"} per line) or a parquet file (--column); OUT takes the same form.
+    /// `pixl deid-text eval --gold FILE` scores it against gold annotations.
+    #[command(args_conflicts_with_subcommands = true)]
+    DeidText {
+        #[command(subcommand)]
+        eval: Option<DeidTextCommand>,
+        /// Input: a directory of .txt files (IN/<patient>/<note>.txt gives each note its
+        /// patient), a .jsonl file or a .parquet file.
+        input: Option<PathBuf>,
+        /// Output: a directory, a .jsonl file or a .parquet file, as the input.
+        output: Option<PathBuf>,
+        /// What replaces each note.
+        #[arg(long, value_enum, default_value = "asterisk")]
+        output_form: pixl_cli::deid_text::OutputForm,
+        /// Known PHI per patient (JSON lines: patient_id, first_names, surnames,
+        /// identifiers, dates_of_birth, phones, postcodes), found wherever it occurs.
+        #[arg(long)]
+        probes: Option<PathBuf>,
+        /// JSON lines and parquet: the field or column holding the text.
+        #[arg(long, default_value = "text")]
+        column: String,
+        /// JSON lines and parquet: the id field or column (default: "id" if there is one,
+        /// else the line or row number).
+        #[arg(long)]
+        id_column: Option<String>,
+        /// JSON lines and parquet: the patient field or column (for probes and surrogates).
+        #[arg(long, default_value = "patient_id")]
+        patient_column: String,
+        /// Surrogates' secret key file (at least 32 bytes; keep one per project).
+        #[arg(long, env = "PIXL_TEXT_SURROGATE_KEY_FILE")]
+        key_file: Option<PathBuf>,
+        /// How surrogates read 03/04/2021.
+        #[arg(long, value_enum, default_value = "day-first")]
+        date_order: DateOrderArg,
+        /// Worker threads (default: all cores).
+        #[arg(long)]
+        threads: Option<usize>,
+    },
     /// Run `docker compose` for this pixl deployment, e.g. `pixl dc up -d`. As PIXL's:
     /// `up` adds --wait --build --remove-orphans, and `down --volumes` asks first when
     /// ENV=prod. PIXL's variable names in .env are passed under pixl's.
@@ -166,6 +205,36 @@ enum Command {
 enum SecretsCommand {
     /// Create PIXL_SECRETS_FILE with a new random hashing key (never replaces a key).
     Init,
+}
+
+#[derive(Subcommand)]
+enum DeidTextCommand {
+    /// Score the engine (or another tool's spans) against gold annotations: entity recall
+    /// per category, token recall and precision, retention.
+    Eval {
+        /// Gold: JSON lines {"id", "text", "spans": [{"start", "end", "category"}]}
+        /// (character offsets), or i2b2-2014 XML (a file or a directory of .xml files).
+        #[arg(long)]
+        gold: PathBuf,
+        /// Score these spans (JSON lines {"id", "spans"}, as --output-form spans writes
+        /// them) instead of running the engine.
+        #[arg(long)]
+        predicted: Option<PathBuf>,
+        /// Probes for the engine (see `pixl deid-text --probes`); gold notes name their
+        /// patient with "patient_id".
+        #[arg(long)]
+        probes: Option<PathBuf>,
+        /// Write every false negative and false positive, with context, to this file (it
+        /// holds PHI; created readable by its owner only).
+        #[arg(long)]
+        errors: Option<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum DateOrderArg {
+    DayFirst,
+    MonthFirst,
 }
 
 // Variant names are the subcommands users type (`pixl bench generate-omop`).
@@ -197,6 +266,21 @@ enum BenchCommand {
         count: u32,
         out: PathBuf,
     },
+    /// Write COUNT synthetic clinical notes with gold spans (JSON lines, the gold format of
+    /// `pixl deid-text eval`) to OUT, and their patients' probes to --probes-out.
+    GenerateNotes {
+        #[arg(long, default_value_t = 2000)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Also write the patients' known PHI here (the --probes file of deid-text).
+        #[arg(long)]
+        probes_out: Option<PathBuf>,
+        /// Only notes in ALL CAPS (`upper`) or only mixed case (`mixed`); default both.
+        #[arg(long)]
+        case: Option<String>,
+        out: PathBuf,
+    },
 }
 
 fn parse_imaging_queue(value: &str) -> Result<WorkQueue, String> {
@@ -219,6 +303,52 @@ fn default_rate() -> f64 {
     pixl_core::pixl_env::process_lookup("IMAGING_API_RATE").and_then(|v| v.trim().parse().ok()).unwrap_or(5.0)
 }
 
+#[allow(clippy::too_many_arguments)]
+fn deid_text(
+    eval: Option<DeidTextCommand>,
+    input: Option<PathBuf>,
+    output: Option<PathBuf>,
+    output_form: pixl_cli::deid_text::OutputForm,
+    probes: Option<PathBuf>,
+    column: String,
+    id_column: Option<String>,
+    patient_column: String,
+    key_file: Option<PathBuf>,
+    date_order: DateOrderArg,
+    threads: Option<usize>,
+) -> anyhow::Result<ExitCode> {
+    if let Some(DeidTextCommand::Eval { gold, predicted, probes, errors }) = eval {
+        let evaluation = pixl_cli::deid_text_eval::evaluate(&gold, predicted.as_deref(), probes.as_deref(), errors.as_deref())?;
+        print!("{evaluation}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let (Some(input), Some(output)) = (input, output) else {
+        anyhow::bail!("usage: pixl deid-text IN OUT [options], or pixl deid-text eval --gold FILE");
+    };
+    let key = match key_file {
+        Some(path) => Some(std::fs::read(&path).with_context(|| format!("cannot read the key file {}", path.display()))?),
+        None => None,
+    };
+    let threads = threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let options = pixl_cli::deid_text::Options {
+        output: output_form,
+        threads,
+        column,
+        id_column,
+        patient_column,
+        probes,
+        key,
+        date_order: match date_order {
+            DateOrderArg::DayFirst => pixl_text::surrogate::DateOrder::DayFirst,
+            DateOrderArg::MonthFirst => pixl_text::surrogate::DateOrder::MonthFirst,
+        },
+        progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+    };
+    let summary = pixl_cli::deid_text::run(&input, &output, options)?;
+    print!("{summary}");
+    Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
@@ -234,6 +364,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     load_dotenv()?;
     let filter = if cli.debug { pixl_core::telemetry::DEBUG_FILTER } else { "warn,sqlx=error" };
     pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, filter);
+    // Free text needs no services: no settings, no runtime.
+    let cli = match cli.command {
+        Command::DeidText { eval, input, output, output_form, probes, column, id_column, patient_column, key_file, date_order, threads } => {
+            return deid_text(eval, input, output, output_form, probes, column, id_column, patient_column, key_file, date_order, threads);
+        }
+        Command::Bench(BenchCommand::GenerateNotes { count, seed, probes_out, case, out }) => {
+            let case = match case.as_deref() {
+                None => pixl_text::synth::Case::Both,
+                Some("upper") => pixl_text::synth::Case::Upper,
+                Some("mixed") => pixl_text::synth::Case::Mixed,
+                Some(_) => anyhow::bail!("--case is upper or mixed"),
+            };
+            pixl_cli::bench::generate_notes(&out, probes_out.as_deref(), count, seed, case)
+                .with_context(|| format!("cannot write the notes to {}", out.display()))?;
+            println!("wrote {count} notes to {}", out.display());
+            return Ok(ExitCode::SUCCESS);
+        }
+        command => Cli { debug: cli.debug, command },
+    };
     let settings = Settings::for_cli_from_lookup(|name| std::env::var(name).ok())?;
     let runtime = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
     match cli.command {
@@ -358,6 +507,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
+        Command::DeidText { .. } | Command::Bench(BenchCommand::GenerateNotes { .. }) => unreachable!("handled before the settings are read"),
         Command::Bench(BenchCommand::GenerateOmop { rows, project_name, out }) => {
             pixl_cli::bench::generate_omop(&out, rows, &project_name).with_context(|| format!("cannot write the extract to {}", out.display()))?;
             println!("wrote {rows} procedures to {}", out.display());

@@ -4,6 +4,7 @@ mod anonymise;
 mod bad_input;
 mod check_env;
 mod cli_habits;
+mod deid_text;
 mod demo;
 mod import_pixl_db;
 mod populate;

@@ -99,7 +99,7 @@ impl Peer {
             .arg(&config_path)
             .env("TCP_NODELAY", "1")
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
             .spawn()
             .expect("Orthanc is installed (Debian package orthanc; test/run.sh installs it)");
         wait_for_port(http_port, "Orthanc", &log);
@@ -127,15 +127,22 @@ impl Peer {
         let log = dir.join("dcmqrscp.log");
         // Verbose, each line prefixed with the process id: dcmqrscp forks a process per
         // association, and their lines interleave in the one log (see `moves_per_study`).
+        // A file appender in append mode writes each line with one write(2) on an O_APPEND
+        // file, so lines of different processes never mix; the console appender wrote a
+        // line in pieces to the shared stderr, and pieces of two processes' lines mixed.
         let log_config = dir.join("log.cfg");
         std::fs::write(
             &log_config,
-            "log4cplus.rootLogger = INFO, console\n\
-             log4cplus.appender.console = log4cplus::ConsoleAppender\n\
-             log4cplus.appender.console.logToStdErr = true\n\
-             log4cplus.appender.console.ImmediateFlush = true\n\
-             log4cplus.appender.console.layout = log4cplus::PatternLayout\n\
-             log4cplus.appender.console.layout.ConversionPattern = %i %P: %m%n\n",
+            format!(
+                "log4cplus.rootLogger = INFO, file\n\
+                 log4cplus.appender.file = log4cplus::FileAppender\n\
+                 log4cplus.appender.file.File = {}\n\
+                 log4cplus.appender.file.Append = true\n\
+                 log4cplus.appender.file.ImmediateFlush = true\n\
+                 log4cplus.appender.file.layout = log4cplus::PatternLayout\n\
+                 log4cplus.appender.file.layout.ConversionPattern = %i %P: %m%n\n",
+                log.display()
+            ),
         )
         .unwrap();
         let child = Command::new("dcmqrscp")
@@ -146,7 +153,7 @@ impl Peer {
             .arg(port.to_string())
             .env("TCP_NODELAY", "1")
             .stdout(std::fs::File::create(dir.join("dcmqrscp.out")).unwrap())
-            .stderr(std::fs::File::create(&log).unwrap())
+            .stderr(std::fs::OpenOptions::new().create(true).append(true).open(&log).unwrap())
             .spawn()
             .expect("dcmqrscp is installed (Debian package dcmtk)");
         wait_for_port(port, "dcmqrscp", &log);
@@ -165,7 +172,9 @@ impl Peer {
             if text.contains("Move SCP Request Identifiers:") {
                 in_move.insert(pid);
             } else if text.contains("(0020,000d)") && in_move.remove(pid) {
-                let uid = text.split('[').nth(1).and_then(|rest| rest.split(']').next()).unwrap_or_default().trim_end_matches('\0').to_owned();
+                // The value in brackets after the tag itself, not the first on the line.
+                let after_tag = text.split("(0020,000d)").nth(1).unwrap_or_default();
+                let uid = after_tag.split('[').nth(1).and_then(|rest| rest.split(']').next()).unwrap_or_default().trim_end_matches('\0').to_owned();
                 *moves.entry(uid).or_insert(0) += 1;
             }
         }
