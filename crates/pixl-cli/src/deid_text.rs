@@ -53,6 +53,9 @@ pub struct Options {
     pub key: Option<Vec<u8>>,
     pub date_order: DateOrder,
     pub progress: bool,
+    /// Name the files that could not be de-identified in the summary (their paths may hold
+    /// identifiers: shown only when asked).
+    pub list_failed: bool,
 }
 
 impl fmt::Debug for Options {
@@ -67,6 +70,7 @@ impl fmt::Debug for Options {
             .field("probes", &self.probes)
             .field("key", &self.key.as_ref().map(|_| "<redacted>"))
             .field("date_order", &self.date_order)
+            .field("list_failed", &self.list_failed)
             .finish_non_exhaustive()
     }
 }
@@ -74,11 +78,16 @@ impl fmt::Debug for Options {
 /// What a run did. Holds counts only: no text, no identifier.
 #[derive(Debug, Default, Clone)]
 pub struct Summary {
+    /// Notes de-identified and written.
     pub notes: u64,
     pub bytes: u64,
     pub flagged: u64,
-    /// Notes not de-identified (not UTF-8), with where they are; they were not written.
+    /// Parquet rows whose text is null: kept null.
+    pub nulls: u64,
+    /// Notes not de-identified (not UTF-8), by where they are; they were not written.
     pub failed: Vec<String>,
+    /// Whether `Display` names the failed notes' places.
+    pub list_failed: bool,
     pub spans: BTreeMap<Category, u64>,
     pub seconds: f64,
 }
@@ -90,10 +99,17 @@ impl fmt::Display for Summary {
         let spans: Vec<String> = self.spans.iter().map(|(c, n)| format!("{c} {n}")).collect();
         writeln!(f, "spans: {}", if spans.is_empty() { "none".to_owned() } else { spans.join(", ") })?;
         writeln!(f, "flagged (masked whole: over the size limit): {}", self.flagged)?;
+        if self.nulls > 0 {
+            writeln!(f, "null texts (kept null): {}", self.nulls)?;
+        }
         if !self.failed.is_empty() {
-            writeln!(f, "NOT de-identified, not written ({}):", self.failed.len())?;
-            for place in &self.failed {
-                writeln!(f, "  {place}")?;
+            writeln!(f, "NOT de-identified, not written: {} notes that are not valid UTF-8", self.failed.len())?;
+            if self.list_failed {
+                for place in &self.failed {
+                    writeln!(f, "  {place}")?;
+                }
+            } else {
+                writeln!(f, "  (--list-failed names them; their paths may hold identifiers)")?;
             }
         }
         Ok(())
@@ -116,6 +132,9 @@ struct Done {
 
 /// Notes per chunk per thread: bounded memory, enough work to share.
 const CHUNK_PER_THREAD: usize = 256;
+
+/// More threads than this are not used.
+pub const MAX_THREADS: usize = 256;
 
 /// Byte spans as character offsets.
 pub fn char_spans(text: &str, spans: &[Span]) -> Vec<(usize, usize, Category)> {
@@ -147,7 +166,8 @@ pub fn spans_json(id: &str, text: &str, detection: &Detection) -> Value {
 /// missing).
 pub fn read_probes(path: &Path) -> anyhow::Result<HashMap<String, Arc<Probes>>> {
     let file = File::open(path).with_context(|| format!("cannot open the probes file {}", path.display()))?;
-    let mut out = HashMap::new();
+    // A patient on several lines (several MRNs, a maiden name) has all of them.
+    let mut patients: HashMap<String, Patient> = HashMap::new();
     for (n, line) in BufReader::new(file).lines().enumerate() {
         let line = line.with_context(|| format!("{}: line {}: cannot read", path.display(), n + 1))?;
         if line.trim().is_empty() {
@@ -172,17 +192,15 @@ pub fn read_probes(path: &Path) -> anyhow::Result<HashMap<String, Arc<Probes>>> 
                 Some(_) => bail!("{}: line {}: \"{field}\" must be a list of strings", path.display(), n + 1),
             }
         };
-        let patient = Patient {
-            first_names: list("first_names")?,
-            surnames: list("surnames")?,
-            identifiers: list("identifiers")?,
-            dates_of_birth: list("dates_of_birth")?,
-            phones: list("phones")?,
-            postcodes: list("postcodes")?,
-        };
-        out.insert(id, Arc::new(Probes::new(&patient)));
+        let patient = patients.entry(id).or_default();
+        patient.first_names.extend(list("first_names")?);
+        patient.surnames.extend(list("surnames")?);
+        patient.identifiers.extend(list("identifiers")?);
+        patient.dates_of_birth.extend(list("dates_of_birth")?);
+        patient.phones.extend(list("phones")?);
+        patient.postcodes.extend(list("postcodes")?);
     }
-    Ok(out)
+    Ok(patients.into_iter().map(|(id, patient)| (id, Arc::new(Probes::new(&patient)))).collect())
 }
 
 /// Parses one JSON line as an object, with an error that never quotes the line (serde's
@@ -238,8 +256,10 @@ impl Engine {
     /// De-identifies a chunk on all threads, results in input order.
     fn chunk(&self, items: Vec<Item>, summary: &mut Summary) -> Vec<Done> {
         for item in &items {
-            summary.notes += 1;
-            summary.bytes += item.text.as_ref().map_or(0, |t| t.len() as u64);
+            if let Ok(text) = &item.text {
+                summary.notes += 1;
+                summary.bytes += text.len() as u64;
+            }
         }
         let threads = self.options.threads.max(1);
         let done: Vec<Done> = if threads == 1 || items.len() < 2 {
@@ -289,19 +309,38 @@ pub fn run(input: &Path, output: &Path, options: Options) -> anyhow::Result<Summ
         Some(path) => read_probes(path)?,
         None => HashMap::new(),
     };
+    let mut options = options;
+    options.threads = options.threads.clamp(1, MAX_THREADS);
+    let list_failed = options.list_failed;
     let engine = Engine { options, probes };
     let started = Instant::now();
-    let mut summary = Summary::default();
+    let mut summary = Summary { list_failed, ..Summary::default() };
     let metadata = std::fs::metadata(input).with_context(|| format!("cannot read {}", input.display()))?;
     if metadata.is_dir() {
         run_dir(&engine, input, output, &mut summary)?;
-    } else if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
-        run_parquet(&engine, input, output, &mut summary)?;
     } else {
-        run_jsonl(&engine, input, output, &mut summary)?;
+        // Written under a temporary name and renamed once complete: a run that stops
+        // half-way leaves no output that looks whole.
+        let partial = partial_path(output);
+        let result = if input.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet")) {
+            run_parquet(&engine, input, &partial, &mut summary)
+        } else {
+            run_jsonl(&engine, input, &partial, &mut summary)
+        };
+        if let Err(error) = result {
+            let _ = std::fs::remove_file(&partial);
+            return Err(error);
+        }
+        std::fs::rename(&partial, output).with_context(|| format!("cannot rename {} to {}", partial.display(), output.display()))?;
     }
     summary.seconds = started.elapsed().as_secs_f64();
     Ok(summary)
+}
+
+fn partial_path(output: &Path) -> PathBuf {
+    let mut name = output.file_name().map(std::ffi::OsStr::to_os_string).unwrap_or_default();
+    name.push(".partial");
+    output.with_file_name(name)
 }
 
 fn text_files(dir: &Path) -> anyhow::Result<Vec<PathBuf>> {
@@ -333,7 +372,7 @@ fn run_dir(engine: &Engine, input: &Path, output: &Path, summary: &mut Summary) 
             let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
             let text = match pixl_text::as_text(&bytes) {
                 Ok(text) => Ok(text.to_owned()),
-                Err(e) => Err(format!("{}: {e}", path.display())),
+                Err(e) => Err(format!("{}: {e}", relative.display())),
             };
             if let Err(place) = &text {
                 summary.failed.push(place.clone());
@@ -393,8 +432,10 @@ fn run_jsonl(engine: &Engine, input: &Path, output: &Path, summary: &mut Summary
             if options.output == OutputForm::Spans {
                 writeln!(writer, "{text}")?;
             } else {
+                // Only the id and the de-identified text: other fields of the input (a
+                // patient id, a name) are not copied out.
                 let mut object = Map::new();
-                object.insert("id".to_owned(), Value::String(done.id));
+                object.insert(options.id_column.clone().unwrap_or_else(|| "id".to_owned()), Value::String(done.id));
                 object.insert(options.column.clone(), Value::String(text));
                 writeln!(writer, "{}", Value::Object(object))?;
             }
@@ -449,8 +490,11 @@ fn run_parquet(engine: &Engine, input: &Path, output: &Path, summary: &mut Summa
     let schema = reader.schema();
     let index =
         schema.index_of(&options.column).map_err(|_| anyhow::anyhow!("{}: no column \"{}\" (give it with --column)", input.display(), options.column))?;
-    let mut writer = ArrowWriter::try_new(File::create(output).with_context(|| format!("cannot create {}", output.display()))?, schema.clone(), None)
-        .map_err(|e| anyhow::anyhow!("cannot write {} ({})", output.display(), parquet_problem(&e)))?;
+    // Row groups of one chunk: the writer holds no more than that in memory.
+    let properties = parquet::file::properties::WriterProperties::builder().set_max_row_group_row_count(Some(CHUNK_PER_THREAD * options.threads)).build();
+    let mut writer =
+        ArrowWriter::try_new(File::create(output).with_context(|| format!("cannot create {}", output.display()))?, schema.clone(), Some(properties))
+            .map_err(|e| anyhow::anyhow!("cannot write {} ({})", output.display(), parquet_problem(&e)))?;
     let bar = progress(options);
     let mut row = 0usize;
     for batch in reader {
@@ -471,9 +515,11 @@ fn run_parquet(engine: &Engine, input: &Path, output: &Path, summary: &mut Summa
             .into_iter()
             .zip(ids)
             .zip(patients)
-            .map(|((text, id), patient)| Item { id: id.unwrap_or_default(), patient, text: Ok(text.unwrap_or_default()) })
+            // A null text is not a note: kept null, counted apart.
+            .map(|((text, id), patient)| Item { id: id.unwrap_or_default(), patient, text: text.ok_or_else(String::new) })
             .collect();
         let nulls: Vec<bool> = (0..batch.num_rows()).map(|i| batch.column(index).is_null(i)).collect();
+        summary.nulls += nulls.iter().filter(|null| **null).count() as u64;
         let done = engine.chunk(items, summary);
         let replaced: StringArray = done.into_iter().zip(nulls).map(|(d, null)| if null { None } else { d.output }).collect();
         let mut columns = batch.columns().to_vec();

@@ -159,6 +159,23 @@ pub fn read_i2b2(path: &Path) -> anyhow::Result<GoldNote> {
                 let chunk = quick_xml::escape::unescape(raw).map_err(|_| anyhow::anyhow!("{}: bad entity in TEXT", place()))?;
                 text.get_or_insert_with(String::new).push_str(&chunk);
             }
+            // Entities outside CDATA ("&amp;", "&#233;") are their own events: each is one
+            // character of the text, so offsets after it stay right.
+            Event::GeneralRef(reference) if in_text => {
+                let character = match reference.resolve_char_ref() {
+                    Ok(Some(c)) => c,
+                    Ok(None) => match &*reference.decode().map_err(|_| anyhow::anyhow!("{}: bad entity in TEXT", place()))? {
+                        "amp" => '&',
+                        "lt" => '<',
+                        "gt" => '>',
+                        "quot" => '"',
+                        "apos" => '\'',
+                        _ => bail!("{}: an entity in TEXT that XML does not define", place()),
+                    },
+                    Err(_) => bail!("{}: bad character reference in TEXT", place()),
+                };
+                text.get_or_insert_with(String::new).push(character);
+            }
             Event::Empty(e) | Event::Start(e) if in_tags => {
                 let element = String::from_utf8_lossy(e.name().as_ref()).into_owned();
                 let mut start = None;
@@ -291,5 +308,9 @@ fn private_file(path: &Path) -> anyhow::Result<File> {
     options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-    options.open(path).with_context(|| format!("cannot create {}", path.display()))
+    let file = options.open(path).with_context(|| format!("cannot create {}", path.display()))?;
+    // The mode applies only to a new file: an existing one is made private too.
+    #[cfg(unix)]
+    file.set_permissions(std::os::unix::fs::PermissionsExt::from_mode(0o600)).with_context(|| format!("cannot make {} private", path.display()))?;
+    Ok(file)
 }

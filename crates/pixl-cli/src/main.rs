@@ -163,10 +163,15 @@ enum Command {
         /// patient), a .jsonl file or a .parquet file.
         input: Option<PathBuf>,
         /// Output: a directory, a .jsonl file or a .parquet file, as the input.
+        #[arg(value_name = "OUT")]
         output: Option<PathBuf>,
         /// What replaces each note.
-        #[arg(long, value_enum, default_value = "asterisk")]
+        #[arg(long = "output", alias = "output-form", value_enum, default_value = "asterisk")]
         output_form: pixl_cli::deid_text::OutputForm,
+        /// Name the input files that could not be de-identified (their paths may hold
+        /// identifiers, so by default only their number is shown).
+        #[arg(long)]
+        list_failed: bool,
         /// Known PHI per patient (JSON lines: patient_id, first_names, surnames,
         /// identifiers, dates_of_birth, phones, postcodes), found wherever it occurs.
         #[arg(long)]
@@ -216,7 +221,7 @@ enum DeidTextCommand {
         /// (character offsets), or i2b2-2014 XML (a file or a directory of .xml files).
         #[arg(long)]
         gold: PathBuf,
-        /// Score these spans (JSON lines {"id", "spans"}, as --output-form spans writes
+        /// Score these spans (JSON lines {"id", "spans"}, as --output spans writes
         /// them) instead of running the engine.
         #[arg(long)]
         predicted: Option<PathBuf>,
@@ -309,6 +314,7 @@ fn deid_text(
     input: Option<PathBuf>,
     output: Option<PathBuf>,
     output_form: pixl_cli::deid_text::OutputForm,
+    list_failed: bool,
     probes: Option<PathBuf>,
     column: String,
     id_column: Option<String>,
@@ -317,6 +323,11 @@ fn deid_text(
     date_order: DateOrderArg,
     threads: Option<usize>,
 ) -> anyhow::Result<ExitCode> {
+    // A panic's message can quote the text it was slicing: only where it happened is said.
+    std::panic::set_hook(Box::new(|info| {
+        let place = info.location().map_or_else(String::new, |l| format!(" at {}:{}", l.file(), l.line()));
+        eprintln!("internal error{place} (the message is not shown: it may quote a note)");
+    }));
     if let Some(DeidTextCommand::Eval { gold, predicted, probes, errors }) = eval {
         let evaluation = pixl_cli::deid_text_eval::evaluate(&gold, predicted.as_deref(), probes.as_deref(), errors.as_deref())?;
         print!("{evaluation}");
@@ -343,6 +354,7 @@ fn deid_text(
             DateOrderArg::MonthFirst => pixl_text::surrogate::DateOrder::MonthFirst,
         },
         progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        list_failed,
     };
     let summary = pixl_cli::deid_text::run(&input, &output, options)?;
     print!("{summary}");
@@ -366,8 +378,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     pixl_core::telemetry::init(pixl_core::telemetry::LogFormat::from_env()?, filter);
     // Free text needs no services: no settings, no runtime.
     let cli = match cli.command {
-        Command::DeidText { eval, input, output, output_form, probes, column, id_column, patient_column, key_file, date_order, threads } => {
-            return deid_text(eval, input, output, output_form, probes, column, id_column, patient_column, key_file, date_order, threads);
+        Command::DeidText { eval, input, output, output_form, list_failed, probes, column, id_column, patient_column, key_file, date_order, threads } => {
+            return deid_text(eval, input, output, output_form, list_failed, probes, column, id_column, patient_column, key_file, date_order, threads);
         }
         Command::Bench(BenchCommand::GenerateNotes { count, seed, probes_out, case, out }) => {
             let case = match case.as_deref() {

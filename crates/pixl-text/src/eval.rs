@@ -74,20 +74,24 @@ impl Score {
     }
 }
 
-fn covered(spans: &[Span], at: usize) -> bool {
-    // Spans are few per note; a linear scan keeps this simple and obviously right.
-    spans.iter().any(|s| s.start <= at && at < s.end)
+/// Is byte `at` inside one of `merged` (sorted, disjoint)?
+fn covered(merged: &[Span], at: usize) -> bool {
+    let before = merged.partition_point(|s| s.start <= at);
+    before > 0 && at < merged[before - 1].end
 }
 
 /// Scores one note: `predicted` against `gold` (both byte spans of `text`).
 pub fn score(text: &str, gold: &[Span], predicted: &[Span]) -> (Score, Vec<Miss>) {
+    let predicted = crate::merge(predicted.to_vec());
+    let predicted = predicted.as_slice();
     let mut score = Score::default();
     let mut misses = Vec::new();
     for span in gold {
         let (start, end) = (span.start.min(text.len()), span.end.min(text.len()));
         let caught = text
             .get(start..end)
-            .is_none_or(|value| value.char_indices().filter(|(_, c)| c.is_alphanumeric()).all(|(offset, _)| covered(predicted, start + offset)));
+            // A gold span off the text's character boundaries cannot be checked: a miss.
+            .is_some_and(|value| value.char_indices().filter(|(_, c)| c.is_alphanumeric()).all(|(offset, _)| covered(predicted, start + offset)));
         let entry = score.entities.entry(span.category).or_default();
         entry.1 += 1;
         if caught {

@@ -145,8 +145,20 @@ pub fn detect_patterns(text: &str) -> Vec<Span> {
         }
     }
     if spans.iter().any(|s| s.category == Category::Date) {
-        let safe: Vec<(usize, usize)> = SAFE.iter().flat_map(|r| r.find_iter(text).map(|m| (m.start(), m.end()))).collect();
-        spans.retain(|s| s.category != Category::Date || !safe.iter().any(|(a, b)| *a <= s.start && s.end <= *b));
+        // Safe ranges sorted by start, with the furthest end reached so far: a date span
+        // lies inside one if the furthest end among those starting at or before it covers it.
+        let mut safe: Vec<(usize, usize)> = SAFE.iter().flat_map(|r| r.find_iter(text).map(|m| (m.start(), m.end()))).collect();
+        safe.sort_unstable();
+        let mut reach = Vec::with_capacity(safe.len());
+        let mut furthest = 0;
+        for (_, end) in &safe {
+            furthest = furthest.max(*end);
+            reach.push(furthest);
+        }
+        spans.retain(|s| {
+            let before = safe.partition_point(|(start, _)| *start <= s.start);
+            s.category != Category::Date || before == 0 || reach[before - 1] < s.end
+        });
     }
     spans
 }

@@ -9,8 +9,8 @@ use aho_corasick::{AhoCorasick, AhoCorasickBuilder, MatchKind};
 
 use crate::{Category, Span};
 
-/// What is known of one patient. Every field may be empty.
-#[derive(Debug, Clone, Default)]
+/// What is known of one patient. Every field may be empty. Its `Debug` shows no value.
+#[derive(Clone, Default)]
 pub struct Patient {
     pub first_names: Vec<String>,
     pub surnames: Vec<String>,
@@ -20,6 +20,12 @@ pub struct Patient {
     pub dates_of_birth: Vec<String>,
     pub phones: Vec<String>,
     pub postcodes: Vec<String>,
+}
+
+impl std::fmt::Debug for Patient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Patient").finish_non_exhaustive()
+    }
 }
 
 const MONTHS: [&str; 12] = ["january", "february", "march", "april", "may", "june", "july", "august", "september", "october", "november", "december"];
@@ -83,10 +89,17 @@ fn date_forms(date: &str) -> Vec<String> {
 }
 
 /// One patient's probes, ready to search texts.
-#[derive(Debug, Clone)]
+/// Its `Debug` shows no probe (the automaton's would).
+#[derive(Clone)]
 pub struct Probes {
     matcher: Option<AhoCorasick>,
     categories: Vec<Category>,
+}
+
+impl std::fmt::Debug for Probes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Probes").field("probes", &self.categories.len()).finish_non_exhaustive()
+    }
 }
 
 impl Probes {

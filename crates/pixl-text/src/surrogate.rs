@@ -78,10 +78,11 @@ static TEXT_DATE: LazyLock<Regex> = LazyLock::new(|| {
 
 fn month_of(word: &str) -> Option<u32> {
     let lower = word.to_lowercase();
-    if lower.len() < 3 {
+    let stem = lower.trim_end_matches('.');
+    if stem.len() < 3 {
         return None;
     }
-    MONTHS.iter().position(|m| m.starts_with(&lower[..3]) && m.starts_with(lower.trim_end_matches('.'))).map(|i| i as u32 + 1)
+    MONTHS.iter().position(|m| m.starts_with(stem)).map(|i| i as u32 + 1)
 }
 
 fn full_year(year: &str) -> Option<i32> {
@@ -158,10 +159,9 @@ impl<'a> Surrogates<'a> {
             cased(month_word, if long { full } else { &full[..3] })
         };
         if let Some(year) = c.name("y3") {
-            // "March 2021": a month, shifted by whole months of the offset.
-            let months = (self.date_shift().num_days() / 30) as i32;
-            let total = full_year(year.as_str())? * 12 + month as i32 - 1 - months;
-            return Some(format!("{} {}", name((total.rem_euclid(12) + 1) as u32), total.div_euclid(12)));
+            // "March 2021": the middle of the month, shifted, names the month.
+            let date = self.shift(NaiveDate::from_ymd_opt(full_year(year.as_str())?, month, 15)?);
+            return Some(format!("{} {}", name(date.month()), date.year()));
         }
         let day: u32 = c.name("d1").or(c.name("d2"))?.as_str().parse().ok()?;
         let year_text = c.name("y1").or(c.name("y2")).map(|m| m.as_str());

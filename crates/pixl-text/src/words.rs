@@ -249,8 +249,20 @@ fn listed(word: &str) -> bool {
     LEXICON.english(word) || LEXICON.medical(word)
 }
 
+/// Words longer than this are not looked up (no English or medical word is; a name or a
+/// run of letters is masked), so work per token stays bounded.
+const LONGEST_WORD: usize = 48;
+
 /// A word known through an inflection, prefix, suffix or its hyphenated parts.
 fn known_by_form(word: &str) -> bool {
+    known_within(word, 2)
+}
+
+/// `known_by_form`, stripping at most `prefixes` more prefixes (bounded work per token).
+fn known_within(word: &str, prefixes: usize) -> bool {
+    if word.len() > LONGEST_WORD {
+        return false;
+    }
     if listed(word) {
         return true;
     }
@@ -261,7 +273,7 @@ fn known_by_form(word: &str) -> bool {
                 || part.chars().count() == 1
                 || LEXICON.medical(part)
                 || (part.len() == 2 && LEXICON.english(part))
-                || (part.len() >= 3 && known_by_form(part))
+                || (part.len() >= 3 && !part.contains('-') && known_within(part, prefixes))
         });
     }
     let inflections = [
@@ -279,11 +291,20 @@ fn known_by_form(word: &str) -> bool {
     if length >= 8 && SUFFIXES.iter().any(|s| word.ends_with(s)) {
         return true;
     }
-    PREFIXES.iter().any(|p| word.strip_prefix(p).is_some_and(|rest| rest.len() >= 4 && (listed(rest) || (rest.len() >= 5 && known_by_form(rest)))))
+    prefixes > 0
+        && PREFIXES
+            .iter()
+            .any(|p| word.strip_prefix(p).is_some_and(|rest| rest.len() >= 4 && (listed(rest) || (rest.len() >= 5 && known_within(rest, prefixes - 1)))))
 }
 
 fn classify(text: &str, start: usize, end: usize, mixed_case: bool) -> Token {
     let original = &text[start..end];
+    if original.len() > LONGEST_WORD {
+        // No word is this long: a name run together, a code or noise. Masked unless it
+        // holds a digit (the pattern detectors judge those).
+        let kind = if original.chars().any(char::is_numeric) { Kind::Number } else { Kind::Unknown };
+        return Token { start, end, kind, lower: String::new(), first: false, last: false, place: false, capitalised: false, function: false };
+    }
     let lower = fold_accents(&original.to_lowercase());
     let base = strip_possessive(&lower);
     let first = LEXICON.first_name(base);

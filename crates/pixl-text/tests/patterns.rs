@@ -141,3 +141,14 @@ fn outputs_preserve_length_or_tag_and_utf8_is_checked() {
     let error = as_text(b"bad \xff byte").unwrap_err();
     assert_eq!(error.to_string(), "the text is not valid UTF-8 (first bad byte at offset 4); it is not guessed at");
 }
+
+#[test]
+fn long_words_and_many_safe_patterns_stay_linear() {
+    // One word of 2 MB (prefixes that could be stripped again and again), and 400,000
+    // date-like scores each inside a safe pattern: both must finish, masked or kept right.
+    let word = "re".repeat(1_000_000) + "view";
+    let found = detect(&word);
+    assert_eq!(found.spans.len(), 1, "a 2 MB word is masked");
+    let scores = "pain 3/10 ".repeat(400_000);
+    assert!(detect(&scores).spans.is_empty(), "scores are not dates");
+}

@@ -96,10 +96,14 @@ fn a_file_that_is_not_utf8_is_reported_and_the_others_are_written() {
     let run = pixl(&["deid-text", input.to_str().unwrap(), output.to_str().unwrap()]);
     let (stdout, stderr) = text(&run);
     assert!(!run.status.success(), "a note not de-identified fails the run: {stdout}");
-    assert!(stdout.contains("NOT de-identified") && stdout.contains("latin1.txt") && stdout.contains("not valid UTF-8"), "{stdout}");
+    assert!(stdout.contains("NOT de-identified") && stdout.contains("1 notes that are not valid UTF-8"), "{stdout}");
+    assert!(!stdout.contains("latin1.txt"), "paths only when asked: {stdout}");
     assert!(!stdout.contains("ller") && !stderr.contains("ller"), "no text of the bad note is shown");
     assert_eq!(std::fs::read_to_string(output.join("good.txt")).unwrap(), "Seen by Dr ********* on **********.");
     assert!(!output.join("latin1.txt").exists(), "nothing is written for it");
+    let listed = pixl(&["deid-text", input.to_str().unwrap(), output.to_str().unwrap(), "--list-failed"]);
+    let (stdout, _) = text(&listed);
+    assert!(stdout.contains("latin1.txt: the text is not valid UTF-8 (first bad byte at offset 12)"), "{stdout}");
 }
 
 fn write_jsonl(path: &Path, notes: &[Note]) {
@@ -120,7 +124,7 @@ fn json_lines_are_masked_in_order_with_their_ids() {
     assert_eq!(lines.len(), notes.len());
     let mut missed = 0;
     for (note, line) in notes.iter().zip(&lines) {
-        assert_eq!(line["id"], note.id.as_str(), "in input order");
+        assert_eq!(line["note_id"], note.id.as_str(), "in input order, under the input's id field");
         assert!(line.get("patient_id").is_none(), "the patient id is not copied out");
         missed += assert_masked(note, line["body"].as_str().unwrap());
     }
@@ -218,7 +222,7 @@ fn eval_scores_the_engine_and_another_tools_spans_alike() {
     assert_eq!(std::os::unix::fs::PermissionsExt::mode(&std::fs::metadata(&errors).unwrap().permissions()) & 0o777, 0o600);
 
     // The spans output scored with --predicted gives the same figures.
-    let run = pixl(&["deid-text", gold.to_str().unwrap(), spans.to_str().unwrap(), "--output-form", "spans"]);
+    let run = pixl(&["deid-text", gold.to_str().unwrap(), spans.to_str().unwrap(), "--output", "spans"]);
     assert!(run.status.success(), "{:?}", text(&run));
     let predicted = pixl(&["deid-text", "eval", "--gold", gold.to_str().unwrap(), "--predicted", spans.to_str().unwrap()]);
     let (again, _) = text(&predicted);
@@ -256,6 +260,23 @@ fn eval_reads_i2b2_2014_xml() {
     assert!(report.contains("ORGANISATION") && report.contains("NAME") && report.contains("AGE"), "{report}");
     assert!(figure(&report, "entity recall:") > 0.0, "{report}");
 
+    // Text outside CDATA with entities: offsets count the characters they stand for.
+    let escaped = tempfile::tempdir().unwrap();
+    let plain = "Seen by Dr Kowalczyk & Dr Nowak <today>.";
+    let (k, n) = (plain.find("Kowalczyk").unwrap(), plain.find("Nowak").unwrap());
+    std::fs::write(
+        escaped.path().join("e.xml"),
+        format!(
+            "<deIdi2b2><TEXT>Seen by Dr Kowalczyk &amp; Dr Nowak &lt;today&#62;.</TEXT><TAGS><NAME start=\"{k}\" end=\"{}\" TYPE=\"DOCTOR\"/><NAME start=\"{n}\" end=\"{}\" TYPE=\"DOCTOR\"/></TAGS></deIdi2b2>",
+            k + 9,
+            n + 5
+        ),
+    )
+    .unwrap();
+    let (report, stderr) = text(&pixl(&["deid-text", "eval", "--gold", escaped.path().to_str().unwrap()]));
+    assert_eq!(figure(&report, "entity recall:"), 100.0, "{report}{stderr}");
+    assert!(report.contains("2 / 2"), "{report}");
+
     std::fs::write(dir.path().join("broken.xml"), "<deIdi2b2><TEXT><![CDATA[Mr Ng]]></TEXT><TAGS><NAME start=\"x\"/></TAGS></deIdi2b2>").unwrap();
     let bad = pixl(&["deid-text", "eval", "--gold", dir.path().join("broken.xml").to_str().unwrap()]);
     assert!(!bad.status.success());
@@ -276,19 +297,19 @@ fn probes_find_what_no_pattern_would_and_surrogates_are_consistent() {
     std::fs::write(&probes, "{\"patient_id\": \"p1\", \"identifiers\": [\"QZX 7\"]}\n").unwrap();
 
     let tags = dir.path().join("tags.jsonl");
-    let run = pixl(&["deid-text", input.to_str().unwrap(), tags.to_str().unwrap(), "--output-form", "tags", "--probes", probes.to_str().unwrap()]);
+    let run = pixl(&["deid-text", input.to_str().unwrap(), tags.to_str().unwrap(), "--output", "tags", "--probes", probes.to_str().unwrap()]);
     assert!(run.status.success(), "{:?}", text(&run));
     let out: Vec<serde_json::Value> = std::fs::read_to_string(&tags).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert!(out[0]["text"].as_str().unwrap().starts_with("Patient [ID] reviewed"), "{}", out[0]);
     assert!(out[2]["text"].as_str().unwrap().contains("Qzx"), "another patient's probes do not apply: {}", out[2]);
 
     let surrogate = dir.path().join("surrogate.jsonl");
-    let refused = pixl(&["deid-text", input.to_str().unwrap(), surrogate.to_str().unwrap(), "--output-form", "surrogate"]);
+    let refused = pixl(&["deid-text", input.to_str().unwrap(), surrogate.to_str().unwrap(), "--output", "surrogate"]);
     assert!(!refused.status.success());
     assert!(text(&refused).1.contains("--key-file"), "{:?}", text(&refused));
     let key = dir.path().join("key");
     std::fs::write(&key, [7u8; 32]).unwrap();
-    let run = pixl(&["deid-text", input.to_str().unwrap(), surrogate.to_str().unwrap(), "--output-form", "surrogate", "--key-file", key.to_str().unwrap()]);
+    let run = pixl(&["deid-text", input.to_str().unwrap(), surrogate.to_str().unwrap(), "--output", "surrogate", "--key-file", key.to_str().unwrap()]);
     assert!(run.status.success(), "{:?}", text(&run));
     let out: Vec<String> = std::fs::read_to_string(&surrogate)
         .unwrap()
