@@ -19,7 +19,7 @@ venv=${PIXL_BENCH_VENV:-$PWD/target/bench-venv-presidio}
 # PIXL_BENCH_PROFILE=dev measures the test build (our crates at opt-level 1, dependencies
 # optimised): slower than release, so a lower bound of pixl's speed.
 if [ "${PIXL_BENCH_PROFILE:-release}" = dev ]; then
-  cargo build --locked -p pixl-cli >&2
+  cargo build --locked --workspace --bins >&2
   pixl=$PWD/target/debug/pixl
 else
   cargo build --release --locked -p pixl-cli >&2

@@ -11,9 +11,14 @@ prints one line of JSON: notes, bytes, seconds (model loading excluded), peak RS
 Usage: presidio_deid.py NOTES.jsonl SPANS.jsonl [--shard I/N]
 """
 import json
+import os
 import resource
 import sys
 import time
+
+# tldextract (Presidio's email and URL recognizers) would download the public suffix list;
+# tests and benchmarks reach no other address than loopback: its bundled snapshot is used.
+os.environ["TLDEXTRACT_PUBLIC_SUFFIX_LIST_URLS"] = ""
 
 from presidio_analyzer import AnalyzerEngine
 from presidio_analyzer.nlp_engine import NlpEngineProvider

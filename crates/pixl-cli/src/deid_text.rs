@@ -165,31 +165,22 @@ pub fn spans_json(id: &str, text: &str, detection: &Detection) -> Value {
 /// "identifiers", "dates_of_birth", "phones", "postcodes"}` (lists of strings, any may be
 /// missing).
 pub fn read_probes(path: &Path) -> anyhow::Result<HashMap<String, Arc<Probes>>> {
-    let file = File::open(path).with_context(|| format!("cannot open the probes file {}", path.display()))?;
     // A patient on several lines (several MRNs, a maiden name) has all of them.
     let mut patients: HashMap<String, Patient> = HashMap::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let line = line.with_context(|| format!("{}: line {}: cannot read", path.display(), n + 1))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let object = parse_object(&line).with_context(|| format!("{}: line {}", path.display(), n + 1))?;
+    for entry in json_objects(path).context("the probes file")? {
+        let (place, object) = entry?;
         let Some(id) = object.get("patient_id").and_then(id_of) else {
-            bail!("{}: line {}: no \"patient_id\"", path.display(), n + 1);
+            bail!("{place}: no \"patient_id\"");
         };
         let list = |field: &str| -> anyhow::Result<Vec<String>> {
             match object.get(field) {
                 None | Some(Value::Null) => Ok(Vec::new()),
                 Some(Value::Array(items)) => items
                     .iter()
-                    .map(|v| {
-                        v.as_str()
-                            .map(str::to_owned)
-                            .ok_or_else(|| anyhow::anyhow!("{}: line {}: \"{field}\" must be a list of strings", path.display(), n + 1))
-                    })
+                    .map(|v| v.as_str().map(str::to_owned).ok_or_else(|| anyhow::anyhow!("{place}: \"{field}\" must be a list of strings")))
                     .collect(),
                 Some(Value::String(one)) => Ok(vec![one.clone()]),
-                Some(_) => bail!("{}: line {}: \"{field}\" must be a list of strings", path.display(), n + 1),
+                Some(_) => bail!("{place}: \"{field}\" must be a list of strings"),
             }
         };
         let patient = patients.entry(id).or_default();
@@ -201,6 +192,20 @@ pub fn read_probes(path: &Path) -> anyhow::Result<HashMap<String, Arc<Probes>>> 
         patient.postcodes.extend(list("postcodes")?);
     }
     Ok(patients.into_iter().map(|(id, patient)| (id, Arc::new(Probes::new(&patient)))).collect())
+}
+
+/// Each non-blank line of a JSON-lines file as an object, with its place ("FILE: line N")
+/// for error messages; errors name the place, never the content.
+pub fn json_objects(path: &Path) -> anyhow::Result<impl Iterator<Item = anyhow::Result<(String, Map<String, Value>)>> + '_> {
+    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    Ok(BufReader::new(file).lines().enumerate().filter_map(move |(n, line)| {
+        let place = format!("{}: line {}", path.display(), n + 1);
+        match line {
+            Err(_) => Some(Err(anyhow::anyhow!("{place}: cannot read (not UTF-8?)"))),
+            Ok(line) if line.trim().is_empty() => None,
+            Ok(line) => Some(parse_object(&line).with_context(|| place.clone()).map(|object| (place, object))),
+        }
+    }))
 }
 
 /// Parses one JSON line as an object, with an error that never quotes the line (serde's

@@ -14,7 +14,7 @@ use std::{
     collections::HashMap,
     fmt,
     fs::File,
-    io::{BufRead, BufReader, BufWriter, Write},
+    io::{BufWriter, Write},
     path::{Path, PathBuf},
     sync::Arc,
 };
@@ -26,7 +26,7 @@ use pixl_text::{
 };
 use serde_json::{Value, json};
 
-use crate::deid_text::{id_of, parse_object, read_probes};
+use crate::deid_text::{id_of, json_objects, read_probes};
 
 /// One gold note: text and spans, in bytes.
 pub struct GoldNote {
@@ -93,15 +93,9 @@ pub fn read_gold(path: &Path) -> anyhow::Result<Vec<GoldNote>> {
     if path.extension().is_some_and(|e| e.eq_ignore_ascii_case("xml")) {
         return Ok(vec![read_i2b2(path)?]);
     }
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut notes = Vec::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let place = format!("{}: line {}", path.display(), n + 1);
-        let line = line.with_context(|| format!("{place}: cannot read (not UTF-8?)"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let object = parse_object(&line).with_context(|| place.clone())?;
+    for (n, entry) in json_objects(path)?.enumerate() {
+        let (place, object) = entry?;
         let text = object.get("text").and_then(Value::as_str).with_context(|| format!("{place}: no \"text\" string"))?.to_owned();
         let spans = spans_of(&object, &text, &place)?;
         let id = object.get("id").and_then(id_of).unwrap_or_else(|| (n + 1).to_string());
@@ -212,15 +206,9 @@ pub fn read_i2b2(path: &Path) -> anyhow::Result<GoldNote> {
 /// Reads another tool's spans (character offsets), by note id.
 fn read_predicted(path: &Path, gold: &[GoldNote]) -> anyhow::Result<HashMap<String, Vec<Span>>> {
     let texts: HashMap<&str, &str> = gold.iter().map(|n| (n.id.as_str(), n.text.as_str())).collect();
-    let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     let mut out = HashMap::new();
-    for (n, line) in BufReader::new(file).lines().enumerate() {
-        let place = format!("{}: line {}", path.display(), n + 1);
-        let line = line.with_context(|| format!("{place}: cannot read"))?;
-        if line.trim().is_empty() {
-            continue;
-        }
-        let object = parse_object(&line).with_context(|| place.clone())?;
+    for entry in json_objects(path)? {
+        let (place, object) = entry?;
         let id = object.get("id").and_then(id_of).with_context(|| format!("{place}: no \"id\""))?;
         let text = texts.get(id.as_str()).with_context(|| format!("{place}: no gold note has this id"))?;
         out.insert(id, spans_of(&object, text, &place)?);

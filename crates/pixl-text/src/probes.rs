@@ -51,7 +51,8 @@ fn folded(value: &str) -> String {
     fold(value).0
 }
 
-fn ordinal(day: u32) -> &'static str {
+/// The English ordinal suffix of a day: 1st, 2nd, 3rd, 11th.
+pub(crate) fn ordinal(day: u32) -> &'static str {
     match (day % 10, day % 100) {
         (1, 11) | (2, 12) | (3, 13) => "th",
         (1, _) => "st",

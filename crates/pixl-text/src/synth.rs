@@ -9,7 +9,7 @@
 //! that are also names used as words). The names here are the generator's own lists, not
 //! the engine's.
 
-use crate::{Category, Patient, Span};
+use crate::{Category, Patient, Span, probes::ordinal};
 
 /// One generated note.
 #[derive(Debug, Clone)]
@@ -345,16 +345,6 @@ impl Context<'_> {
         } else {
             w.s(" ").phi(&self.postcode.clone(), Category::Location);
         }
-    }
-}
-
-fn ordinal(day: u32) -> &'static str {
-    match (day % 10, day % 100) {
-        (1, 11) | (2, 12) | (3, 13) => "th",
-        (1, _) => "st",
-        (2, _) => "nd",
-        (3, _) => "rd",
-        _ => "th",
     }
 }
 

@@ -306,30 +306,75 @@ fn classify(text: &str, start: usize, end: usize, mixed_case: bool) -> Token {
         return Token { start, end, kind, lower: String::new(), first: false, last: false, place: false, capitalised: false, function: false };
     }
     let lower = fold_accents(&original.to_lowercase());
-    let base = strip_possessive(&lower);
-    let first = LEXICON.first_name(base);
-    let last = LEXICON.surname(base);
     let mut letters = original.chars().filter(|c| c.is_alphabetic());
     let capitalised = letters.next().is_some_and(char::is_uppercase);
-    let cue_word = [TITLES, RELATIONS, LABELS, CREDENTIALS, BY_VERBS].iter().any(|list| list.contains(&base));
-    let kind = if original.chars().any(|c| c.is_numeric()) {
+    let has_digit = original.chars().any(char::is_numeric);
+    let info = if has_digit { WordInfo::default() } else { word_info(&lower) };
+    let WordInfo { medical, known, first, last, place, cue_word, function } = info;
+    let kind = if has_digit {
         Kind::Number
     } else if cue_word && original.chars().count() > 1 {
         Kind::Safe
     } else if original.chars().count() == 1 {
         Kind::Initial
-    } else if LEXICON.medical(base) {
+    } else if medical {
         Kind::Medical
-    } else if LEXICON.english(base) || known_by_form(base) {
+    } else if known {
         if first || last { Kind::Ambiguous } else { Kind::Safe }
     } else if mixed_case && (2..=5).contains(&original.len()) && original.chars().all(|c| c.is_uppercase()) && !first && !last {
         Kind::Abbreviation
     } else {
         Kind::Unknown
     };
-    let place = LEXICON.place(base);
-    let function = cue_word || FUNCTION_WORDS.contains(&base);
     Token { start, end, kind, lower, first, last, place, capitalised, function }
+}
+
+/// What the lists say of a word (lowercase, accents folded), whatever its case in the text.
+#[derive(Debug, Clone, Copy, Default)]
+struct WordInfo {
+    medical: bool,
+    /// English or medical, directly or by its form.
+    known: bool,
+    first: bool,
+    last: bool,
+    place: bool,
+    cue_word: bool,
+    function: bool,
+}
+
+/// Words seen per thread, at most this many (then the cache starts again): clinical text
+/// repeats its vocabulary, so most tokens are one hash lookup instead of several set
+/// lookups and word-form checks.
+const WORD_CACHE: usize = 100_000;
+
+thread_local! {
+    static WORDS: std::cell::RefCell<std::collections::HashMap<String, WordInfo>> = std::cell::RefCell::new(std::collections::HashMap::new());
+}
+
+fn word_info(lower: &str) -> WordInfo {
+    if let Some(info) = WORDS.with(|words| words.borrow().get(lower).copied()) {
+        return info;
+    }
+    let base = strip_possessive(lower);
+    let cue_word = [TITLES, RELATIONS, LABELS, CREDENTIALS, BY_VERBS].iter().any(|list| list.contains(&base));
+    let medical = LEXICON.medical(base);
+    let info = WordInfo {
+        medical,
+        known: medical || LEXICON.english(base) || known_by_form(base),
+        first: LEXICON.first_name(base),
+        last: LEXICON.surname(base),
+        place: LEXICON.place(base),
+        cue_word,
+        function: cue_word || FUNCTION_WORDS.contains(&base),
+    };
+    WORDS.with(|words| {
+        let mut words = words.borrow_mut();
+        if words.len() >= WORD_CACHE {
+            words.clear();
+        }
+        words.insert(lower.to_owned(), info);
+    });
+    info
 }
 
 /// Latin letters without their accents ("café" is looked up as "cafe"); other letters kept.
