@@ -10,6 +10,7 @@
 //! Fail closed: a text longer than [`MAX_TEXT_BYTES`] is masked whole and flagged, never
 //! passed as "no PHI found".
 
+pub mod check;
 pub mod eval;
 mod lexicon;
 mod patterns;

@@ -78,14 +78,15 @@ const PIECES: &[&str] = &[
 fn random_text_never_panics_and_spans_are_well_formed() {
     let mut rng = Rng::new(99);
     let surrogates = Surrogates::new(b"0123456789abcdef0123456789abcdef", "p", DateOrder::DayFirst);
-    let probes = Probes::new(&Patient {
+    let patient = Patient {
         first_names: vec!["Rose".into(), "İlkay".into()],
         surnames: vec!["Smith".into(), "日本".into()],
         identifiers: vec!["943 476 5919".into()],
         dates_of_birth: vec!["1999-03-04".into()],
         phones: vec!["+44 20 7946 0123".into()],
         postcodes: vec!["NW1 2BU".into()],
-    });
+    };
+    let probes = Probes::new(&patient);
     for _ in 0..3000 {
         let mut text = String::new();
         for _ in 0..rng.below(60) {
@@ -107,5 +108,8 @@ fn random_text_never_panics_and_spans_are_well_formed() {
         assert_eq!(mask_asterisks(&text, &found.spans).chars().count(), text.chars().count());
         let _ = mask_tags(&text, &found.spans);
         let _ = surrogates.apply(&text, &found.spans);
+        for finding in pixl_text::check::check(&text, Some(&patient)) {
+            assert!(text.is_char_boundary(finding.start) && text.is_char_boundary(finding.end) && finding.start < finding.end, "{text:?}: {finding:?}");
+        }
     }
 }
