@@ -1,0 +1,246 @@
+//! ehr-api (issue 14), so far its EHR source: per study, the patient's structured fields and
+//! the radiology report from the hospital's EMAP "star" database, read-only, with the
+//! queries in `queries/*.sql`; and what the service derives from them (age at study, the
+//! patient's probes for the report's de-identification).
+//!
+//! Not yet: the `ehr` queue consumer, the `ehr_anon` and `report_flags` tables, review
+//! commands, `POST /deidentify`, export and the release report.
+//!
+//! Nothing here logs or formats a value read from the EHR: errors say which query failed
+//! and how, never with what (sqlx's database errors can quote values, so only their kind
+//! is kept).
+
+use std::fmt;
+
+use chrono::{DateTime, Datelike, NaiveDate, Utc};
+use pixl_core::config::DatabaseSettings;
+use pixl_text::Patient;
+use sqlx::{PgPool, Row, postgres::PgPoolOptions};
+
+/// The EHR database: where, and in which schema the star tables are.
+#[derive(Debug, Clone)]
+pub struct EmapSettings {
+    pub database: DatabaseSettings,
+    /// The schema of the star tables (EMAP's default: `star`).
+    pub schema: String,
+    /// `visit_observation_type.name` of the observations kept.
+    pub observation_types: ObservationTypes,
+}
+
+/// The names of the observation types, as the site's EMAP calls them.
+#[derive(Debug, Clone)]
+pub struct ObservationTypes {
+    pub height: String,
+    pub weight: String,
+    pub gcs: String,
+}
+
+impl Default for ObservationTypes {
+    fn default() -> Self {
+        Self { height: "HEIGHT".to_owned(), weight: "WEIGHT/SCALE".to_owned(), gcs: "R GLASGOW COMA SCALE SCORE".to_owned() }
+    }
+}
+
+/// Why the EHR source could not answer. Holds no value read from it.
+#[derive(Debug, thiserror::Error)]
+pub enum EhrError {
+    #[error("the EHR schema name {0:?} is not a plain identifier (letters, digits, underscores)")]
+    Schema(String),
+    #[error("cannot connect to the EHR database at {host}:{port} ({kind})")]
+    Connect { host: String, port: u16, kind: &'static str },
+    #[error("the EHR query {query} failed ({kind})")]
+    Query { query: &'static str, kind: &'static str },
+}
+
+/// The kind of an sqlx error, without its message (which can quote values).
+fn kind(error: &sqlx::Error) -> &'static str {
+    match error {
+        sqlx::Error::Database(e) => match e.kind() {
+            sqlx::error::ErrorKind::UniqueViolation => "unique violation",
+            sqlx::error::ErrorKind::ForeignKeyViolation => "foreign key violation",
+            sqlx::error::ErrorKind::NotNullViolation => "not-null violation",
+            sqlx::error::ErrorKind::CheckViolation => "check violation",
+            _ => "database error",
+        },
+        sqlx::Error::Io(_) => "I/O error",
+        sqlx::Error::Tls(_) => "TLS error",
+        sqlx::Error::PoolTimedOut => "no connection within the timeout",
+        sqlx::Error::PoolClosed => "the connection pool is closed",
+        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => "a value of an unexpected type",
+        sqlx::Error::ColumnNotFound(_) => "a column is missing",
+        sqlx::Error::Protocol(_) => "protocol error",
+        _ => "error",
+    }
+}
+
+/// The patient's demographics, as the EHR holds them. Its `Debug` shows no value.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Demographics {
+    pub mrn: String,
+    pub nhs_number: Option<String>,
+    pub first_name: Option<String>,
+    pub middle_name: Option<String>,
+    pub last_name: Option<String>,
+    pub date_of_birth: Option<NaiveDate>,
+    pub sex: Option<String>,
+    pub ethnicity: Option<String>,
+    pub postcode: Option<String>,
+}
+
+impl fmt::Debug for Demographics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Demographics").finish_non_exhaustive()
+    }
+}
+
+impl Demographics {
+    /// What the hospital knows of the patient, as probes for the report's
+    /// de-identification and its second check.
+    pub fn probes(&self, accession_number: &str) -> Patient {
+        let some = |v: &Option<String>| v.iter().filter(|s| !s.trim().is_empty()).cloned().collect::<Vec<_>>();
+        let mut first_names = some(&self.first_name);
+        first_names.extend(some(&self.middle_name));
+        let mut identifiers = vec![self.mrn.clone(), accession_number.to_owned()];
+        identifiers.extend(some(&self.nhs_number));
+        identifiers.retain(|v| !v.trim().is_empty());
+        Patient {
+            first_names,
+            surnames: some(&self.last_name),
+            identifiers,
+            dates_of_birth: self.date_of_birth.iter().map(|d| d.format("%Y-%m-%d").to_string()).collect(),
+            phones: Vec::new(),
+            postcodes: some(&self.postcode),
+        }
+    }
+}
+
+/// Everything the EHR holds for one study. Its `Debug` shows no value.
+#[derive(Clone, Default, PartialEq)]
+pub struct EhrRecord {
+    /// `None` when the EHR has no patient of that MRN.
+    pub demographics: Option<Demographics>,
+    /// The report's sections joined (ADDENDA, NARRATIVE, IMPRESSION), `None` without any.
+    pub report: Option<String>,
+    pub height: Option<f64>,
+    pub weight: Option<f64>,
+    pub gcs: Option<f64>,
+}
+
+impl fmt::Debug for EhrRecord {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EhrRecord")
+            .field("patient", &self.demographics.is_some())
+            .field("report", &self.report.is_some())
+            .field("height", &self.height.is_some())
+            .field("weight", &self.weight.is_some())
+            .field("gcs", &self.gcs.is_some())
+            .finish()
+    }
+}
+
+/// Age in whole years on `on`; 90 and over is 90 (HIPAA's safe harbour).
+pub fn age_at(date_of_birth: NaiveDate, on: NaiveDate) -> Option<u32> {
+    let mut years = on.year() - date_of_birth.year();
+    if (on.month(), on.day()) < (date_of_birth.month(), date_of_birth.day()) {
+        years -= 1;
+    }
+    u32::try_from(years).ok().map(|y| y.min(90))
+}
+
+const DEMOGRAPHICS: &str = include_str!("../queries/demographics.sql");
+const REPORT: &str = include_str!("../queries/report.sql");
+const OBSERVATION: &str = include_str!("../queries/observation.sql");
+
+/// The EHR database, read-only.
+#[derive(Debug, Clone)]
+pub struct EmapSource {
+    pool: PgPool,
+    types: ObservationTypes,
+}
+
+impl EmapSource {
+    /// Connects (lazily checked: the first query reports an unreachable database). Every
+    /// connection runs read-only, in the star schema.
+    pub async fn connect(settings: &EmapSettings) -> Result<Self, EhrError> {
+        let schema = &settings.schema;
+        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.starts_with(|c: char| c.is_ascii_digit()) {
+            return Err(EhrError::Schema(schema.clone()));
+        }
+        let options = settings
+            .database
+            .connect_options()
+            .options([("search_path", schema.as_str()), ("default_transaction_read_only", "on")])
+            .application_name("pixl-ehr-api");
+        let pool = PgPoolOptions::new()
+            .max_connections(4)
+            .acquire_timeout(std::time::Duration::from_secs(10))
+            .connect_with(options)
+            .await
+            .map_err(|e| EhrError::Connect { host: settings.database.host.clone(), port: settings.database.port, kind: kind(&e) })?;
+        Ok(Self { pool, types: settings.observation_types.clone() })
+    }
+
+    pub async fn demographics(&self, mrn: &str) -> Result<Option<Demographics>, EhrError> {
+        let row =
+            sqlx::query(DEMOGRAPHICS).bind(mrn).fetch_optional(&self.pool).await.map_err(|e| EhrError::Query { query: "demographics", kind: kind(&e) })?;
+        let Some(row) = row else { return Ok(None) };
+        let get = |name: &str| row.try_get::<Option<String>, _>(name).map_err(|e| EhrError::Query { query: "demographics", kind: kind(&e) });
+        Ok(Some(Demographics {
+            mrn: get("mrn")?.unwrap_or_default(),
+            nhs_number: get("nhs_number")?,
+            first_name: get("firstname")?,
+            middle_name: get("middlename")?,
+            last_name: get("lastname")?,
+            date_of_birth: row.try_get("date_of_birth").map_err(|e| EhrError::Query { query: "demographics", kind: kind(&e) })?,
+            sex: get("sex")?,
+            ethnicity: get("ethnicity")?,
+            postcode: get("home_postcode")?,
+        }))
+    }
+
+    /// The report of the study with this accession number, its sections joined by a blank
+    /// line in the order ADDENDA, NARRATIVE, IMPRESSION.
+    pub async fn report(&self, accession_number: &str, mrn: &str) -> Result<Option<String>, EhrError> {
+        let rows = sqlx::query(REPORT)
+            .bind(accession_number)
+            .bind(mrn)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| EhrError::Query { query: "report", kind: kind(&e) })?;
+        let mut sections = Vec::with_capacity(rows.len());
+        for row in rows {
+            let text: String = row.try_get("value_as_text").map_err(|e| EhrError::Query { query: "report", kind: kind(&e) })?;
+            if !text.trim().is_empty() {
+                sections.push(text);
+            }
+        }
+        Ok((!sections.is_empty()).then(|| sections.join("\n\n")))
+    }
+
+    /// The value of an observation type nearest `at`, within 24 hours either side.
+    pub async fn observation(&self, mrn: &str, name: &str, at: DateTime<Utc>) -> Result<Option<f64>, EhrError> {
+        let value: Option<Option<f64>> = sqlx::query_scalar(OBSERVATION)
+            .bind(mrn)
+            .bind(name)
+            .bind(at)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| EhrError::Query { query: "observation", kind: kind(&e) })?;
+        Ok(value.flatten())
+    }
+
+    /// Everything for one study.
+    pub async fn record(&self, mrn: &str, accession_number: &str, study_time: DateTime<Utc>) -> Result<EhrRecord, EhrError> {
+        let demographics = self.demographics(mrn).await?;
+        if demographics.is_none() {
+            return Ok(EhrRecord::default());
+        }
+        Ok(EhrRecord {
+            demographics,
+            report: self.report(accession_number, mrn).await?,
+            height: self.observation(mrn, &self.types.height, study_time).await?,
+            weight: self.observation(mrn, &self.types.weight, study_time).await?,
+            gcs: self.observation(mrn, &self.types.gcs, study_time).await?,
+        })
+    }
+}
