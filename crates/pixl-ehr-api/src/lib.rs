@@ -3,8 +3,9 @@
 //! queries in `queries/*.sql`; and what the service derives from them (age at study, the
 //! patient's probes for the report's de-identification).
 //!
-//! Not yet: the `ehr` queue consumer, the `ehr_anon` and `report_flags` tables, review
-//! commands, `POST /deidentify`, export and the release report.
+//! `process_study` handles one study end to end into the `ehr_anon` and `report_flags`
+//! tables (migration 0007). Not yet: the `ehr` queue and its consumer, review commands,
+//! `POST /deidentify`, export and the release report.
 //!
 //! Nothing here logs or formats a value read from the EHR: errors say which query failed
 //! and how, never with what (sqlx's database errors can quote values, so only their kind
@@ -243,4 +244,127 @@ impl EmapSource {
             gcs: self.observation(mrn, &self.types.gcs, study_time).await?,
         })
     }
+}
+
+/// What became of one study.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// De-identified, and the second check found nothing.
+    Done,
+    /// De-identified, and the second check doubts this many places: withheld for review.
+    Flagged(usize),
+    /// The EHR has no patient of the study's MRN.
+    NoRecord,
+}
+
+/// Why a study could not be handled. Holds no value of the study or the EHR.
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("study {0} is not in the database")]
+    NoStudy(i64),
+    #[error(transparent)]
+    Ehr(#[from] EhrError),
+    #[error("the pixl database failed while {step} ({kind})")]
+    Database { step: &'static str, kind: &'static str },
+}
+
+fn db(step: &'static str) -> impl Fn(sqlx::Error) -> ProcessError {
+    move |e| ProcessError::Database { step, kind: kind(&e) }
+}
+
+/// Handles one study: reads its EHR record, de-identifies the report with the patient's
+/// probes, runs the second check on the result, and stores the de-identified row, the
+/// flags and the state in one transaction. Running it again gives the same rows
+/// (idempotent: a redelivered message changes nothing).
+pub async fn process_study(pool: &PgPool, source: &EmapSource, study_id: i64) -> Result<Outcome, ProcessError> {
+    let row = sqlx::query("SELECT mrn, accession_number, study_date FROM studies WHERE id = $1")
+        .bind(study_id)
+        .fetch_optional(pool)
+        .await
+        .map_err(db("reading the study"))?
+        .ok_or(ProcessError::NoStudy(study_id))?;
+    let mrn: String = row.try_get("mrn").map_err(db("reading the study"))?;
+    let accession: Option<String> = row.try_get("accession_number").map_err(db("reading the study"))?;
+    let study_date: Option<NaiveDate> = row.try_get("study_date").map_err(db("reading the study"))?;
+    // Only the study's date is known: observations are taken nearest its midday.
+    let study_time = study_date.and_then(|d| d.and_hms_opt(12, 0, 0)).map(|t| t.and_utc()).unwrap_or_else(Utc::now);
+    let accession = accession.unwrap_or_default();
+    let record = source.record(&mrn, &accession, study_time).await?;
+
+    let mut tx = pool.begin().await.map_err(db("starting a transaction"))?;
+    let Some(demographics) = record.demographics.as_ref() else {
+        sqlx::query("UPDATE studies SET ehr_state = 'no_record', ehr_failure_reason = NULL WHERE id = $1")
+            .bind(study_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("recording the state"))?;
+        tx.commit().await.map_err(db("committing"))?;
+        return Ok(Outcome::NoRecord);
+    };
+    let probes_of = demographics.probes(&accession);
+    let probes = pixl_text::Probes::new(&probes_of);
+    let (report, spans, findings) = match &record.report {
+        Some(text) => {
+            let detection = pixl_text::detect_with(text, Some(&probes));
+            let masked = pixl_text::mask_tags(text, &detection.spans);
+            let mut counts = std::collections::BTreeMap::<&str, u64>::new();
+            for span in &detection.spans {
+                *counts.entry(span.category.as_str()).or_default() += 1;
+            }
+            let findings = pixl_text::check::check(&masked, Some(&probes_of));
+            let findings: Vec<(String, i32, i32)> = findings
+                .into_iter()
+                .map(|f| {
+                    let start = masked[..f.start].chars().count();
+                    let end = start + masked[f.start..f.end].chars().count();
+                    (f.reason.as_str().to_owned(), i32::try_from(start).unwrap_or(i32::MAX), i32::try_from(end).unwrap_or(i32::MAX))
+                })
+                .collect();
+            (Some(masked), counts, findings)
+        }
+        None => (None, Default::default(), Vec::new()),
+    };
+    let spans_json = format!("{{{}}}", spans.iter().map(|(c, n)| format!("\"{c}\":{n}")).collect::<Vec<_>>().join(","));
+    let age = match (demographics.date_of_birth, study_date) {
+        (Some(dob), Some(on)) => age_at(dob, on).and_then(|a| i32::try_from(a).ok()),
+        _ => None,
+    };
+    sqlx::query(
+        "INSERT INTO ehr_anon (study_id, age, sex, ethnicity, height, weight, gcs, report_text, report_spans, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now())
+         ON CONFLICT (study_id) DO UPDATE SET age = $2, sex = $3, ethnicity = $4, height = $5, weight = $6, gcs = $7,
+             report_text = $8, report_spans = $9::jsonb, updated_at = now()",
+    )
+    .bind(study_id)
+    .bind(age)
+    .bind(&demographics.sex)
+    .bind(&demographics.ethnicity)
+    .bind(record.height)
+    .bind(record.weight)
+    .bind(record.gcs)
+    .bind(&report)
+    .bind(&spans_json)
+    .execute(&mut *tx)
+    .await
+    .map_err(db("storing the de-identified row"))?;
+    sqlx::query("DELETE FROM report_flags WHERE study_id = $1").bind(study_id).execute(&mut *tx).await.map_err(db("replacing the flags"))?;
+    for (reason, start, end) in &findings {
+        sqlx::query("INSERT INTO report_flags (study_id, reason, span_start, span_end) VALUES ($1, $2, $3, $4)")
+            .bind(study_id)
+            .bind(reason)
+            .bind(start)
+            .bind(end)
+            .execute(&mut *tx)
+            .await
+            .map_err(db("storing a flag"))?;
+    }
+    let state = if findings.is_empty() { "done" } else { "flagged" };
+    sqlx::query("UPDATE studies SET ehr_state = $2::ehr_state, ehr_failure_reason = NULL WHERE id = $1")
+        .bind(study_id)
+        .bind(state)
+        .execute(&mut *tx)
+        .await
+        .map_err(db("recording the state"))?;
+    tx.commit().await.map_err(db("committing"))?;
+    Ok(if findings.is_empty() { Outcome::Done } else { Outcome::Flagged(findings.len()) })
 }

@@ -27,18 +27,20 @@ async fn emap_database() -> DatabaseSettings {
     sqlx::raw_sql(FIXTURE).execute(&mut db).await.unwrap();
     let rows = "
         SET search_path TO star;
-        INSERT INTO mrn (mrn, nhs_number) VALUES ('40012345', '9434765919'), ('40099999', NULL);
+        INSERT INTO mrn (mrn, nhs_number) VALUES ('40012345', '9434765919'), ('40099999', NULL), ('40055555', NULL);
         INSERT INTO core_demographic (mrn_id, firstname, middlename, lastname, date_of_birth, sex, ethnicity, home_postcode)
-            VALUES (1, 'Agnieszka', 'Maria', 'Kowalczyk', '1931-03-04', 'F', 'White - Polish', 'NW1 2BU');
-        INSERT INTO lab_sample (mrn_id, external_lab_number) VALUES (1, 'RRV1234567'), (1, 'RRV7654321');
-        INSERT INTO lab_order (lab_sample_id) VALUES (1), (2);
+            VALUES (1, 'Agnieszka', 'Maria', 'Kowalczyk', '1931-03-04', 'F', 'White - Polish', 'NW1 2BU'),
+                   (3, 'Thomas', NULL, 'Hardy', '1980-06-02', 'M', NULL, NULL);
+        INSERT INTO lab_sample (mrn_id, external_lab_number) VALUES (1, 'RRV1234567'), (1, 'RRV7654321'), (3, 'RRV5555555');
+        INSERT INTO lab_order (lab_sample_id) VALUES (1), (2), (3);
         INSERT INTO lab_test_definition (test_lab_code) VALUES ('IMPRESSION'), ('NARRATIVE'), ('ADDENDA'), ('TEXT');
         INSERT INTO lab_result (lab_order_id, lab_test_definition_id, value_as_text) VALUES
             (1, 1, 'Impression: no acute abnormality.'),
             (1, 2, 'CT head for Agnieszka Kowalczyk: normal.'),
             (1, 3, 'Addendum: reviewed by Dr Okafor.'),
             (1, 4, 'Not a section of the report.'),
-            (2, 2, '   ');
+            (2, 2, '   '),
+            (3, 2, 'The nodule is hardly visible today.');
         INSERT INTO hospital_visit (mrn_id) VALUES (1);
         INSERT INTO visit_observation_type (name) VALUES ('HEIGHT'), ('WEIGHT/SCALE'), ('R GLASGOW COMA SCALE SCORE');
         INSERT INTO visit_observation (hospital_visit_id, visit_observation_type_id, observation_datetime, value_as_real) VALUES
@@ -140,4 +142,63 @@ fn age_at_the_study_is_capped_at_90() {
     assert_eq!(age_at(NaiveDate::from_ymd_opt(1931, 3, 4).unwrap(), on), Some(90));
     assert_eq!(age_at(NaiveDate::from_ymd_opt(1920, 1, 1).unwrap(), on), Some(90));
     assert_eq!(age_at(NaiveDate::from_ymd_opt(2025, 1, 1).unwrap(), on), None, "born after the study");
+}
+
+/// age, sex, height, gcs, report_text, report_spans of `ehr_anon`.
+type AnonRow = (Option<i32>, Option<String>, Option<f64>, Option<f64>, Option<String>, sqlx::types::Json<serde_json::Value>);
+
+/// A study row in pixl's database (a fresh, migrated one per test).
+async fn study(pool: &sqlx::PgPool, mrn: &str, accession: &str, date: &str) -> i64 {
+    let extract: i64 = sqlx::query_scalar("INSERT INTO extracts (project_slug, extract_datetime) VALUES ('p', now()) ON CONFLICT (project_slug, extract_datetime) DO UPDATE SET project_slug = 'p' RETURNING id")
+        .fetch_one(pool)
+        .await
+        .unwrap();
+    sqlx::query_scalar("INSERT INTO studies (extract_id, project_slug, mrn, accession_number, study_date) VALUES ($1, 'p', $2, $3, $4::date) RETURNING id")
+        .bind(extract)
+        .bind(mrn)
+        .bind(accession)
+        .bind(date)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_study_is_stored_de_identified_flagged_when_doubted_and_again_the_same() {
+    use pixl_ehr_api::{Outcome, process_study};
+    let ctx = pixl_core::testing::TestContext::new().await;
+    let database = emap_database().await;
+    let source = EmapSource::connect(&emap(&database)).await.unwrap();
+    let clean = study(&ctx.pool, "40012345", "RRV1234567", "2024-05-01").await;
+    let doubted = study(&ctx.pool, "40055555", "RRV5555555", "2024-05-01").await;
+    let unknown = study(&ctx.pool, "nobody", "RRV0000000", "2024-05-01").await;
+
+    for _ in 0..2 {
+        assert_eq!(process_study(&ctx.pool, &source, clean).await.unwrap(), Outcome::Done);
+        // "hardly" is a word the engine keeps, one edit from the patient's surname Hardy:
+        // the second check doubts it, and the report is withheld.
+        assert_eq!(process_study(&ctx.pool, &source, doubted).await.unwrap(), Outcome::Flagged(1));
+        assert_eq!(process_study(&ctx.pool, &source, unknown).await.unwrap(), Outcome::NoRecord);
+    }
+    let (age, sex, height, gcs, report, spans): AnonRow =
+        sqlx::query_as("SELECT age, sex, height, gcs, report_text, report_spans FROM ehr_anon WHERE study_id = $1")
+            .bind(clean)
+            .fetch_one(&ctx.pool)
+            .await
+            .unwrap();
+    // Observations nearest the study date's midday: height at 10:00 (2 h) rather than 23:00.
+    assert_eq!((age, sex.as_deref(), height, gcs), (Some(90), Some("F"), Some(1.61), Some(15.0)));
+    let report = report.unwrap();
+    assert!(report.contains("[NAME]") && !report.contains("Kowalczyk") && !report.contains("Okafor"), "{report}");
+    // "Agnieszka Kowalczyk" (one span: the probe of the whole name) and "Okafor".
+    assert_eq!(spans.0, serde_json::json!({"NAME": 2}));
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM ehr_anon").fetch_one(&ctx.pool).await.unwrap();
+    assert_eq!(rows, 2, "one row per study with a record, however often it ran");
+    let flags: Vec<(String, i32, i32)> =
+        sqlx::query_as("SELECT reason, span_start, span_end FROM report_flags WHERE study_id = $1").bind(doubted).fetch_all(&ctx.pool).await.unwrap();
+    assert_eq!(flags, [("name variant".to_owned(), 14, 20)], "the place in the de-identified text, not the value");
+    let states: Vec<(i64, String)> = sqlx::query_as("SELECT id, ehr_state::text FROM studies ORDER BY id").fetch_all(&ctx.pool).await.unwrap();
+    assert_eq!(states, [(clean, "done".to_owned()), (doubted, "flagged".to_owned()), (unknown, "no_record".to_owned())]);
+    drop_database(&database).await;
+    ctx.teardown().await;
 }
