@@ -36,6 +36,28 @@ pub struct ObservationTypes {
     pub gcs: String,
 }
 
+impl EmapSettings {
+    /// From `EMAP_DB_*` and `EMAP_OBSERVATION_*` (defaults in `.env.sample`).
+    pub fn from_env<F: Fn(&str) -> Option<String>>(env: &pixl_core::config::Env<F>) -> Result<Self, pixl_core::config::ConfigError> {
+        let defaults = ObservationTypes::default();
+        Ok(Self {
+            database: DatabaseSettings {
+                host: env.text("EMAP_DB_HOST", "127.0.0.1"),
+                port: env.number("EMAP_DB_PORT", 5432, 1, u16::MAX)?,
+                user: env.text("EMAP_DB_USER", "pixl_ehr_reader"),
+                password: env.text("EMAP_DB_PASSWORD", "").into(),
+                name: env.text("EMAP_DB_NAME", "emap"),
+            },
+            schema: env.text("EMAP_DB_SCHEMA_NAME", "star"),
+            observation_types: ObservationTypes {
+                height: env.text("EMAP_OBSERVATION_HEIGHT", &defaults.height),
+                weight: env.text("EMAP_OBSERVATION_WEIGHT", &defaults.weight),
+                gcs: env.text("EMAP_OBSERVATION_GCS", &defaults.gcs),
+            },
+        })
+    }
+}
+
 impl Default for ObservationTypes {
     fn default() -> Self {
         Self { height: "HEIGHT".to_owned(), weight: "WEIGHT/SCALE".to_owned(), gcs: "R GLASGOW COMA SCALE SCORE".to_owned() }

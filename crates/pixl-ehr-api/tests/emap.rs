@@ -202,3 +202,19 @@ async fn a_study_is_stored_de_identified_flagged_when_doubted_and_again_the_same
     drop_database(&database).await;
     ctx.teardown().await;
 }
+
+#[test]
+fn settings_come_from_emap_variables_with_the_samples_defaults() {
+    let vars = [("EMAP_DB_HOST", "emap.hospital.internal"), ("EMAP_DB_PORT", "6543"), ("EMAP_DB_PASSWORD", "s3cret"), ("EMAP_OBSERVATION_GCS", "GCS TOTAL")];
+    let env = pixl_core::config::Env::new(|name: &str| vars.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned()));
+    let settings = EmapSettings::from_env(&env).unwrap();
+    assert_eq!((settings.database.host.as_str(), settings.database.port, settings.database.name.as_str()), ("emap.hospital.internal", 6543, "emap"));
+    assert_eq!(
+        (settings.schema.as_str(), settings.observation_types.gcs.as_str(), settings.observation_types.height.as_str()),
+        ("star", "GCS TOTAL", "HEIGHT")
+    );
+    assert!(!format!("{settings:?}").contains("s3cret"), "the password is redacted");
+    let bad = [("EMAP_DB_PORT", "none")];
+    let env = pixl_core::config::Env::new(|name: &str| bad.iter().find(|(n, _)| *n == name).map(|(_, v)| (*v).to_owned()));
+    assert!(EmapSettings::from_env(&env).unwrap_err().to_string().contains("EMAP_DB_PORT"));
+}
