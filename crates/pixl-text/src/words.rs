@@ -483,7 +483,8 @@ pub fn detect_words(text: &str, found: &[Span]) -> Vec<Span> {
         }
     }
     for (i, t) in tokens.iter().enumerate() {
-        if RELATIONS.contains(&t.lower.as_str()) && gap_after(i) == Gap::Space {
+        // "her daughter Hope", "his wife, Maria, who": the name follows, or is set off by commas.
+        if RELATIONS.contains(&t.lower.as_str()) && matches!(gap_after(i), Gap::Space | Gap::Comma) {
             let plausible = |n: &Token| !n.function || (mixed_case && n.capitalised);
             if tokens.get(i + 1).is_some_and(|n| matches!(n.kind, Kind::Ambiguous | Kind::Unknown) && plausible(n) && (n.first || n.kind == Kind::Unknown)) {
                 masked[i + 1] = Some(Category::Name);

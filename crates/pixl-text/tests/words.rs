@@ -20,6 +20,7 @@ const POSITIVES: &[(&str, &str, Category)] = &[
     ("Dear Mrs Patel, thank you.", "Patel", Category::Name),
     ("Mr Baker attended alone.", "Baker", Category::Name),
     ("Came with her daughter Hope and stayed.", "Hope", Category::Name),
+    ("Discussed with his wife, Maria, who agrees.", "Maria", Category::Name),
     ("cc: Amelia Stone, Specialist Nurse", "Amelia Stone", Category::Name),
     ("Letter c/o Priya Shah at home.", "Priya Shah", Category::Name),
     ("Referred from the Whittington Hospital for imaging.", "Whittington Hospital", Category::Organisation),
@@ -50,6 +51,7 @@ const NEGATIVES: &[&str] = &[
     "The patient may go home tomorrow if stable.",
     "Hepatosplenomegaly with cholelithiasis and mild hydronephrosis.",
     "The ECG shows sinus rhythm; LVEF 55% on TTE.",
+    "Spiculated nodule; mediastinal nodes not enlarged. Started on Lasix; will diurese.",
 ];
 
 fn masked(text: &str, phi: &str, spans: &[Span], category: Category) -> Result<(), String> {
