@@ -11,6 +11,8 @@
 //! and how, never with what (sqlx's database errors can quote values, so only their kind
 //! is kept).
 
+pub mod report_parquet;
+
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
