@@ -8,15 +8,14 @@
 //! `POST /deidentify`, export and the release report.
 //!
 //! Nothing here logs or formats a value read from the EHR: errors say which query failed
-//! and how, never with what (sqlx's database errors can quote values, so only their kind
-//! is kept).
+//! and how (pixl-core's `DbFailure`), never with what.
 
 pub mod report_parquet;
 
 use std::fmt;
 
 use chrono::{DateTime, Datelike, NaiveDate, Utc};
-use pixl_core::config::DatabaseSettings;
+use pixl_core::{config::DatabaseSettings, db::DbFailure};
 use pixl_text::Patient;
 use sqlx::{PgPool, Row, postgres::PgPoolOptions};
 
@@ -66,35 +65,30 @@ impl Default for ObservationTypes {
     }
 }
 
-/// Why the EHR source could not answer. Holds no value read from it.
+/// Why the EHR source could not answer. Holds no value read from it: database errors are
+/// classified by pixl-core's `DbFailure` (kind, SQLSTATE, constraint name), as everywhere.
 #[derive(Debug, thiserror::Error)]
 pub enum EhrError {
     #[error("the EHR schema name {0:?} is not a plain identifier (letters, digits, underscores)")]
     Schema(String),
-    #[error("cannot connect to the EHR database at {host}:{port} ({kind})")]
-    Connect { host: String, port: u16, kind: &'static str },
-    #[error("the EHR query {query} failed ({kind})")]
-    Query { query: &'static str, kind: &'static str },
+    #[error("cannot connect to the EHR database at {host}:{port} ({failure})")]
+    Connect { host: String, port: u16, failure: DbFailure },
+    #[error("the EHR query {query} failed ({failure})")]
+    Query { query: &'static str, failure: DbFailure },
 }
 
-/// The kind of an sqlx error, without its message (which can quote values).
-fn kind(error: &sqlx::Error) -> &'static str {
-    match error {
-        sqlx::Error::Database(e) => match e.kind() {
-            sqlx::error::ErrorKind::UniqueViolation => "unique violation",
-            sqlx::error::ErrorKind::ForeignKeyViolation => "foreign key violation",
-            sqlx::error::ErrorKind::NotNullViolation => "not-null violation",
-            sqlx::error::ErrorKind::CheckViolation => "check violation",
-            _ => "database error",
-        },
-        sqlx::Error::Io(_) => "I/O error",
-        sqlx::Error::Tls(_) => "TLS error",
-        sqlx::Error::PoolTimedOut => "no connection within the timeout",
-        sqlx::Error::PoolClosed => "the connection pool is closed",
-        sqlx::Error::ColumnDecode { .. } | sqlx::Error::Decode(_) => "a value of an unexpected type",
-        sqlx::Error::ColumnNotFound(_) => "a column is missing",
-        sqlx::Error::Protocol(_) => "protocol error",
-        _ => "error",
+impl EhrError {
+    fn query(query: &'static str) -> impl Fn(sqlx::Error) -> Self {
+        move |e| Self::Query { query, failure: DbFailure::classify(&e) }
+    }
+
+    /// Whether trying again later may succeed (the EHR database unreachable, say).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            Self::Schema(_) => false,
+            Self::Connect { .. } => true,
+            Self::Query { failure, .. } => failure.is_transient(),
+        }
     }
 }
 
@@ -201,22 +195,21 @@ impl EmapSource {
             .acquire_timeout(std::time::Duration::from_secs(10))
             .connect_with(options)
             .await
-            .map_err(|e| EhrError::Connect { host: settings.database.host.clone(), port: settings.database.port, kind: kind(&e) })?;
+            .map_err(|e| EhrError::Connect { host: settings.database.host.clone(), port: settings.database.port, failure: DbFailure::classify(&e) })?;
         Ok(Self { pool, types: settings.observation_types.clone() })
     }
 
     pub async fn demographics(&self, mrn: &str) -> Result<Option<Demographics>, EhrError> {
-        let row =
-            sqlx::query(DEMOGRAPHICS).bind(mrn).fetch_optional(&self.pool).await.map_err(|e| EhrError::Query { query: "demographics", kind: kind(&e) })?;
+        let row = sqlx::query(DEMOGRAPHICS).bind(mrn).fetch_optional(&self.pool).await.map_err(EhrError::query("demographics"))?;
         let Some(row) = row else { return Ok(None) };
-        let get = |name: &str| row.try_get::<Option<String>, _>(name).map_err(|e| EhrError::Query { query: "demographics", kind: kind(&e) });
+        let get = |name: &str| row.try_get::<Option<String>, _>(name).map_err(EhrError::query("demographics"));
         Ok(Some(Demographics {
             mrn: get("mrn")?.unwrap_or_default(),
             nhs_number: get("nhs_number")?,
             first_name: get("firstname")?,
             middle_name: get("middlename")?,
             last_name: get("lastname")?,
-            date_of_birth: row.try_get("date_of_birth").map_err(|e| EhrError::Query { query: "demographics", kind: kind(&e) })?,
+            date_of_birth: row.try_get("date_of_birth").map_err(EhrError::query("demographics"))?,
             sex: get("sex")?,
             ethnicity: get("ethnicity")?,
             postcode: get("home_postcode")?,
@@ -226,15 +219,10 @@ impl EmapSource {
     /// The report of the study with this accession number, its sections joined by a blank
     /// line in the order ADDENDA, NARRATIVE, IMPRESSION.
     pub async fn report(&self, accession_number: &str, mrn: &str) -> Result<Option<String>, EhrError> {
-        let rows = sqlx::query(REPORT)
-            .bind(accession_number)
-            .bind(mrn)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| EhrError::Query { query: "report", kind: kind(&e) })?;
+        let rows = sqlx::query(REPORT).bind(accession_number).bind(mrn).fetch_all(&self.pool).await.map_err(EhrError::query("report"))?;
         let mut sections = Vec::with_capacity(rows.len());
         for row in rows {
-            let text: String = row.try_get("value_as_text").map_err(|e| EhrError::Query { query: "report", kind: kind(&e) })?;
+            let text: String = row.try_get("value_as_text").map_err(EhrError::query("report"))?;
             if !text.trim().is_empty() {
                 sections.push(text);
             }
@@ -244,13 +232,8 @@ impl EmapSource {
 
     /// The value of an observation type nearest `at`, within 24 hours either side.
     pub async fn observation(&self, mrn: &str, name: &str, at: DateTime<Utc>) -> Result<Option<f64>, EhrError> {
-        let value: Option<Option<f64>> = sqlx::query_scalar(OBSERVATION)
-            .bind(mrn)
-            .bind(name)
-            .bind(at)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| EhrError::Query { query: "observation", kind: kind(&e) })?;
+        let value: Option<Option<f64>> =
+            sqlx::query_scalar(OBSERVATION).bind(mrn).bind(name).bind(at).fetch_optional(&self.pool).await.map_err(EhrError::query("observation"))?;
         Ok(value.flatten())
     }
 
@@ -288,12 +271,12 @@ pub enum ProcessError {
     NoStudy(i64),
     #[error(transparent)]
     Ehr(#[from] EhrError),
-    #[error("the pixl database failed while {step} ({kind})")]
-    Database { step: &'static str, kind: &'static str },
+    #[error("the pixl database failed while {step} ({failure})")]
+    Database { step: &'static str, failure: DbFailure },
 }
 
 fn db(step: &'static str) -> impl Fn(sqlx::Error) -> ProcessError {
-    move |e| ProcessError::Database { step, kind: kind(&e) }
+    move |e| ProcessError::Database { step, failure: DbFailure::classify(&e) }
 }
 
 /// Handles one study: reads its EHR record, de-identifies the report with the patient's

@@ -128,9 +128,12 @@ async fn errors_name_the_query_and_never_a_value() {
     // A schema without the tables: the query fails, and its message quotes no MRN.
     let empty = EmapSource::connect(&EmapSettings { schema: "public".to_owned(), ..emap(&database) }).await.unwrap();
     let error = empty.demographics("40012345").await.unwrap_err();
-    assert_eq!(error.to_string(), "the EHR query demographics failed (database error)");
+    // 42P01: undefined table.
+    assert_eq!(error.to_string(), "the EHR query demographics failed (database: the server refused a statement (SQLSTATE 42P01))");
+    assert!(!error.is_transient());
     let unreachable = EmapSource::connect(&EmapSettings { database: DatabaseSettings { port: 1, ..database.clone() }, ..emap(&database) }).await.unwrap_err();
     assert!(unreachable.to_string().starts_with("cannot connect to the EHR database at 127.0.0.1:1"), "{unreachable}");
+    assert!(unreachable.is_transient());
     drop_database(&database).await;
 }
 
