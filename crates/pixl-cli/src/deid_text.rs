@@ -466,22 +466,19 @@ fn string_column(batch: &RecordBatch, name: &str, input: &Path) -> anyhow::Resul
         });
     match strings {
         Some(values) => Ok(values),
+        // Ids may be integers: their text form.
         None => {
-            // Ids may be integers: their text form.
-            let display = arrow_cast_display(column)?;
-            Ok(display)
+            integers_as_text(column).with_context(|| format!("{}: column \"{name}\" is of type {}, not text or integer", input.display(), column.data_type()))
         }
     }
 }
 
-fn arrow_cast_display(column: &ArrayRef) -> anyhow::Result<Vec<Option<String>>> {
+fn integers_as_text(column: &ArrayRef) -> Option<Vec<Option<String>>> {
     if let Some(ints) = arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int64Type>(column.as_ref()) {
-        return Ok((0..ints.len()).map(|i| ints.is_valid(i).then(|| ints.value(i).to_string())).collect());
+        return Some((0..ints.len()).map(|i| ints.is_valid(i).then(|| ints.value(i).to_string())).collect());
     }
-    if let Some(ints) = arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int32Type>(column.as_ref()) {
-        return Ok((0..ints.len()).map(|i| ints.is_valid(i).then(|| ints.value(i).to_string())).collect());
-    }
-    bail!("the column is of type {}, not text or integer", column.data_type())
+    arrow_array::cast::AsArray::as_primitive_opt::<arrow_array::types::Int32Type>(column.as_ref())
+        .map(|ints| (0..ints.len()).map(|i| ints.is_valid(i).then(|| ints.value(i).to_string())).collect())
 }
 
 fn run_parquet(engine: &Engine, input: &Path, output: &Path, summary: &mut Summary) -> anyhow::Result<()> {
