@@ -55,6 +55,10 @@ pub enum PopulateError {
         "{path}: {count} procedure(s) with an accession number or study UID belong to a person without a PrimaryMrn (first procedure_occurrence_id {first_procedure})"
     )]
     MissingMrn { path: PathBuf, count: i64, first_procedure: i64 },
+    #[error("the project reads its reports from the extract (ehr: reports-parquet): {0}")]
+    Reports(#[from] pixl_ehr_api::report_parquet::ReportFileError),
+    #[error("the project reads its reports from the extract (ehr: reports-parquet), which needs an OMOP extract, not a CSV cohort")]
+    ReportsNeedOmop,
     #[error("populate can only publish to imaging-primary or imaging-secondary, not {0}")]
     NotAnImagingQueue(&'static str),
     #[error("priority must be from 1 to 5, got {0}")]
@@ -158,12 +162,15 @@ pub async fn populate(settings: &Settings, options: &PopulateOptions) -> Result<
     }
 
     let saving = bar(options.show_progress, None, "saving studies");
-    let (duplicates_merged, projects) = insert_studies(&mut tx, options).await.map_err(sql("inserting studies"))?;
+    let ehr_projects = ehr_projects(&mut tx, &settings.project_configs_dir).await?;
+    let (duplicates_merged, projects) = insert_studies(&mut tx, options, &ehr_projects).await.map_err(sql("inserting studies"))?;
     saving.finish_and_clear();
     tracing::debug!(elapsed = ?started.elapsed(), "studies inserted");
     if projects.is_empty() {
         return Err(PopulateError::Empty { path: options.path.clone() });
     }
+
+    stage_reports(&mut tx, cohort.as_ref(), &settings.project_configs_dir, &options.path).await?;
 
     let mut public_copy = None;
     if let Cohort::Omop(extract) = cohort.as_ref() {
@@ -329,7 +336,7 @@ async fn join_omop(conn: &mut PgConnection, project: &ProjectSlug, extract_datet
 /// De-duplicates the staged rows as PIXL does (first row by study date, then input order),
 /// inserts the new studies and one outbox message each. Returns (duplicates merged,
 /// per-project outcome).
-async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> Result<(i64, Vec<ProjectOutcome>), sqlx::Error> {
+async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions, ehr_projects: &[String]) -> Result<(i64, Vec<ProjectOutcome>), sqlx::Error> {
     sqlx::query(
         "CREATE TEMP TABLE stage_studies ON COMMIT DROP AS
          SELECT DISTINCT ON (project_slug, mrn, accession_number, study_uid) *
@@ -352,10 +359,10 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
     let queued_rows = sqlx::query(
         "WITH inserted AS (
              INSERT INTO studies (extract_id, project_slug, mrn, accession_number, study_uid, series_uids,
-                                  study_date, procedure_occurrence_id, participant_id, waiting_queue)
+                                  study_date, procedure_occurrence_id, participant_id, waiting_queue, ehr_wanted)
              SELECT e.id, s.project_slug, s.mrn, s.accession_number, s.study_uid,
                     COALESCE(string_to_array(s.series_uids, E'\\\\'), '{}'),
-                    s.study_date, s.procedure_occurrence_id, s.participant_id, $2
+                    s.study_date, s.procedure_occurrence_id, s.participant_id, $2, s.project_slug = ANY($4)
              FROM stage_studies s
              JOIN extracts e ON e.project_slug = s.project_slug AND e.extract_datetime = s.extract_datetime
              -- Exported already, as PIXL matches (project, MRN, accession number) when one
@@ -371,12 +378,17 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
          ), queued AS (
              INSERT INTO outbox (study_id, kind, queue, priority)
              SELECT id, $1, $2, $3 FROM inserted ORDER BY id
+         ), ehr_queued AS (
+             -- ehr-api's message, beside the imaging one (PIXL queued both).
+             INSERT INTO outbox (study_id, kind, queue, priority)
+             SELECT id, 'ehr', 'ehr', 0 FROM inserted WHERE project_slug = ANY($4) ORDER BY id
          )
          SELECT project_slug, count(*) FROM inserted GROUP BY project_slug",
     )
     .bind(MessageKind::Imaging.as_str())
     .bind(options.queue.base_name())
     .bind(i16::from(options.priority))
+    .bind(ehr_projects)
     .fetch_all(&mut *conn)
     .await?;
     // Every study the extract names, new or known, with the extract's procedure ids: the
@@ -409,6 +421,59 @@ async fn insert_studies(conn: &mut PgConnection, options: &PopulateOptions) -> R
         });
     }
     Ok((kept - distinct, outcomes))
+}
+
+/// For a project whose reports come from the extract (`ehr: reports-parquet`), keeps each
+/// report of `private/RADIOLOGY_REPORTS.parquet` for its study (matched by accession
+/// number) until ehr-api has de-identified it. Studies ehr-api has handled already are
+/// left as they are.
+async fn stage_reports(conn: &mut PgConnection, cohort: &Cohort, configs: &Path, path: &Path) -> Result<(), PopulateError> {
+    use pixl_core::project_config::EhrSource;
+    let projects: Vec<String> = sqlx::query_scalar("SELECT DISTINCT project_slug FROM stage_cohort")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|source| PopulateError::Sql { step: "listing the projects", source })?;
+    for slug in projects {
+        let project = ProjectSlug::parse(&slug).expect("staged slugs are valid");
+        if pixl_core::project_config::load_project(configs, &project).map_err(CohortError::from)?.config.ehr != EhrSource::ReportsParquet {
+            continue;
+        }
+        if !matches!(cohort, Cohort::Omop(_)) {
+            return Err(PopulateError::ReportsNeedOmop);
+        }
+        let file = pixl_ehr_api::report_parquet::read_reports(path)?;
+        let (accessions, texts): (Vec<String>, Vec<String>) = file.reports.into_iter().map(|(accession, row)| (accession, row.text)).unzip();
+        sqlx::query(
+            "INSERT INTO ehr_source_reports (study_id, report_text)
+             SELECT x.id, r.report_text FROM unnest($1::text[], $2::text[]) AS r (accession_number, report_text)
+             JOIN studies x ON x.project_slug = $3 AND x.accession_number = r.accession_number AND x.ehr_state IS NULL
+             ON CONFLICT (study_id) DO UPDATE SET report_text = EXCLUDED.report_text",
+        )
+        .bind(&accessions)
+        .bind(&texts)
+        .bind(&slug)
+        .execute(&mut *conn)
+        .await
+        .map_err(|source| PopulateError::Sql { step: "keeping the extract's reports", source })?;
+    }
+    Ok(())
+}
+
+/// The projects of the staged cohort whose EHR ehr-api gathers (all but `ehr: none`).
+async fn ehr_projects(conn: &mut PgConnection, configs: &Path) -> Result<Vec<String>, PopulateError> {
+    let slugs: Vec<String> = sqlx::query_scalar("SELECT DISTINCT project_slug FROM stage_cohort")
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(|source| PopulateError::Sql { step: "listing the projects", source })?;
+    let mut wanted = Vec::with_capacity(slugs.len());
+    for slug in slugs {
+        let project = ProjectSlug::parse(&slug).expect("staged slugs are valid");
+        let loaded = pixl_core::project_config::load_project(configs, &project).map_err(CohortError::from)?;
+        if loaded.config.ehr != pixl_core::project_config::EhrSource::None {
+            wanted.push(slug);
+        }
+    }
+    Ok(wanted)
 }
 
 /// Copies `public/` to `<root>/<slug>/all_extracts/<ts>/omop/public/` (replacing an earlier

@@ -141,7 +141,9 @@ pub const HELD_PAUSE: Duration = Duration::from_secs(4);
 pub async fn claim_study(pool: &PgPool, body: &[u8], kind: MessageKind, columns: &'static str) -> Result<Claimed, Handled> {
     let message = QueueMessage::decode(body).map_err(|error| Handled::Permanent { study: None, reason: error.to_string() })?;
     let study = match (kind, message) {
-        (MessageKind::Imaging, QueueMessage::ImagingV1(study)) | (MessageKind::Anonymise, QueueMessage::AnonymiseV1(study)) => study,
+        (MessageKind::Imaging, QueueMessage::ImagingV1(study))
+        | (MessageKind::Anonymise, QueueMessage::AnonymiseV1(study))
+        | (MessageKind::Ehr, QueueMessage::EhrV1(study)) => study,
         (MessageKind::Export, QueueMessage::ExportV1(request)) => StudyRef { study_id: request.study_id, project: request.project },
         (_, other) => {
             return Err(Handled::Permanent { study: None, reason: format!("not an {} message (study {})", kind.as_str(), other.study_id().0) });

@@ -188,6 +188,18 @@ pub fn bearer_matches(headers: &axum::http::HeaderMap, expected: &secrecy::Secre
     bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes()))
 }
 
+/// What is wrong with a JSON request body, and where, without its values (serde's own
+/// messages quote them, and a body may carry an identifier).
+pub fn json_problem(error: &serde_json::Error) -> String {
+    let kind = match error.classify() {
+        serde_json::error::Category::Io => "read error",
+        serde_json::error::Category::Syntax => "invalid JSON",
+        serde_json::error::Category::Data => "wrong field or type",
+        serde_json::error::Category::Eof => "truncated JSON",
+    };
+    format!("{kind} at line {} column {}", error.line(), error.column())
+}
+
 /// Serves `router` on `listener` until `shutdown` is cancelled, then lets in-flight
 /// requests finish.
 pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {

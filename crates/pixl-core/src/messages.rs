@@ -23,6 +23,9 @@ pub enum QueueMessage {
     /// Upload a de-identified study (queue `export`).
     #[serde(rename = "export.v1")]
     ExportV1(ExportRequest),
+    /// Gather, de-identify and check a study's EHR fields and report (queue `ehr`).
+    #[serde(rename = "ehr.v1")]
+    EhrV1(StudyRef),
 }
 
 /// A study of a project, by database key.
@@ -63,7 +66,7 @@ pub enum DecodeError {
 }
 
 /// The message kinds this version understands, by their `type` tag.
-pub const KNOWN_TYPES: [&str; 3] = ["imaging.v1", "anonymise.v1", "export.v1"];
+pub const KNOWN_TYPES: [&str; 4] = ["imaging.v1", "anonymise.v1", "export.v1", "ehr.v1"];
 
 impl QueueMessage {
     pub fn encode(&self) -> Vec<u8> {
@@ -91,7 +94,7 @@ impl QueueMessage {
     /// The study this message is about.
     pub fn study_id(&self) -> StudyId {
         match self {
-            Self::ImagingV1(r) | Self::AnonymiseV1(r) => r.study_id,
+            Self::ImagingV1(r) | Self::AnonymiseV1(r) | Self::EhrV1(r) => r.study_id,
             Self::ExportV1(r) => r.study_id,
         }
     }

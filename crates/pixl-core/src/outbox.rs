@@ -15,6 +15,7 @@ pub enum MessageKind {
     Imaging,
     Anonymise,
     Export,
+    Ehr,
 }
 
 impl MessageKind {
@@ -23,6 +24,7 @@ impl MessageKind {
             Self::Imaging => "imaging",
             Self::Anonymise => "anonymise",
             Self::Export => "export",
+            Self::Ehr => "ehr",
         }
     }
 }
@@ -45,6 +47,10 @@ pub async fn enqueue(conn: &mut PgConnection, study: StudyId, kind: MessageKind,
         .bind(i16::from(priority))
         .execute(&mut *conn)
         .await?;
+    if queue == WorkQueue::Ehr {
+        // The EHR runs beside the imaging path: `waiting_queue` is the imaging path's.
+        return Ok(());
+    }
     sqlx::query("UPDATE studies SET waiting_queue = $2 WHERE id = $1").bind(study.0).bind(queue.base_name()).execute(conn).await?;
     Ok(())
 }
@@ -166,6 +172,7 @@ fn to_outgoing(row: &sqlx::postgres::PgRow) -> Result<Outgoing, String> {
     let message = match kind.as_str() {
         "imaging" => QueueMessage::ImagingV1(StudyRef { study_id, project }),
         "anonymise" => QueueMessage::AnonymiseV1(StudyRef { study_id, project }),
+        "ehr" => QueueMessage::EhrV1(StudyRef { study_id, project }),
         "export" => {
             let uid: Option<String> = row.try_get("pseudo_study_uid").map_err(|e| e.to_string())?;
             let uid = uid.ok_or("export message for a study without a pseudonymous UID")?;

@@ -166,6 +166,34 @@ pub struct ProjectConfig {
     /// (pixl extension; see [`StudiesPerAccession`]).
     #[serde(default)]
     pub studies_per_accession: StudiesPerAccession,
+    /// Where ehr-api finds the study's EHR fields and report (pixl extension; see
+    /// [`EhrSource`]).
+    #[serde(default)]
+    pub ehr: EhrSource,
+}
+
+/// Where a project's EHR fields and radiology reports come from. `emap` (the default, as
+/// PIXL queued every study for its EHR extractor): the hospital's EMAP database
+/// (`EMAP_DB_*`). `reports-parquet`: the report only, from the extract's
+/// `private/RADIOLOGY_REPORTS.parquet`, read by `pixl populate` (for sites without EMAP).
+/// `none`: no EHR work for the project.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EhrSource {
+    #[default]
+    Emap,
+    ReportsParquet,
+    None,
+}
+
+impl EhrSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Emap => "emap",
+            Self::ReportsParquet => "reports-parquet",
+            Self::None => "none",
+        }
+    }
 }
 
 /// Several studies in the archive can match one cohort row's MRN and accession number
@@ -199,6 +227,7 @@ const KNOWN_KEYS: &[(&str, &[&str])] = &[
             "xnat_destination_options",
             "hash_algorithm",
             "studies_per_accession",
+            "ehr",
         ],
     ),
     ("project", &["name", "modalities", "azure_kv_alias"]),

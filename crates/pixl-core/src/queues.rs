@@ -58,10 +58,12 @@ pub enum WorkQueue {
     ImagingSecondary,
     Anonymise,
     Export,
+    /// ehr-api: the study's EHR fields and report, beside the imaging path.
+    Ehr,
 }
 
 impl WorkQueue {
-    pub const ALL: [WorkQueue; 4] = [Self::ImagingPrimary, Self::ImagingSecondary, Self::Anonymise, Self::Export];
+    pub const ALL: [WorkQueue; 5] = [Self::ImagingPrimary, Self::ImagingSecondary, Self::Anonymise, Self::Export, Self::Ehr];
 
     /// The queue's name without any prefix (PIXL's names).
     pub fn base_name(self) -> &'static str {
@@ -70,6 +72,7 @@ impl WorkQueue {
             Self::ImagingSecondary => "imaging-secondary",
             Self::Anonymise => "anonymise",
             Self::Export => "export",
+            Self::Ehr => "ehr",
         }
     }
 
@@ -79,6 +82,7 @@ impl WorkQueue {
             Self::ImagingPrimary | Self::ImagingSecondary => "retrieval",
             Self::Anonymise => "de-identification",
             Self::Export => "export",
+            Self::Ehr => "EHR extraction",
         }
     }
 
@@ -89,7 +93,7 @@ impl WorkQueue {
     fn max_priority(self) -> Option<u8> {
         match self {
             Self::ImagingPrimary | Self::ImagingSecondary => Some(MAX_PRIORITY),
-            Self::Anonymise | Self::Export => None,
+            Self::Anonymise | Self::Export | Self::Ehr => None,
         }
     }
 }

@@ -71,6 +71,8 @@ impl StudyState {
             WorkQueue::ImagingPrimary | WorkQueue::ImagingSecondary => matches!(self, Retrieved | Anonymised | Exported),
             WorkQueue::Anonymise => matches!(self, Anonymised | Exported),
             WorkQueue::Export => self == Exported,
+            // The EHR has a state of its own (`studies.ehr_state`).
+            WorkQueue::Ehr => false,
         }
     }
 }
@@ -82,6 +84,8 @@ pub fn waiting_on(queue: WorkQueue) -> &'static [StudyState] {
         WorkQueue::ImagingPrimary | WorkQueue::ImagingSecondary => &[StudyState::Queued, StudyState::Retrieving],
         WorkQueue::Anonymise => &[StudyState::Retrieved],
         WorkQueue::Export => &[StudyState::Anonymised],
+        // The EHR has a state of its own (`studies.ehr_state`).
+        WorkQueue::Ehr => &[],
     }
 }
 
@@ -132,6 +136,18 @@ pub async fn transition(conn: &mut PgConnection, id: StudyId, to: StudyState, ch
 /// is still at that queue's stage; a study that got past it meanwhile (a duplicate delivery
 /// failing after the original succeeded) is left alone. `Ok(false)` when nothing changed.
 pub async fn fail(conn: &mut PgConnection, id: StudyId, queue: WorkQueue, reason: &str) -> Result<bool, sqlx::Error> {
+    if queue == WorkQueue::Ehr {
+        // The EHR's own state; a study whose EHR row was stored meanwhile is left alone.
+        let updated = sqlx::query(
+            "UPDATE studies SET ehr_state = 'failed', ehr_failure_reason = $2, updated_at = now()
+             WHERE id = $1 AND (ehr_state IS NULL OR ehr_state = 'failed')",
+        )
+        .bind(id.0)
+        .bind(reason)
+        .execute(conn)
+        .await?;
+        return Ok(updated.rows_affected() == 1);
+    }
     let mut allowed = waiting_on(queue).to_vec();
     allowed.push(StudyState::Failed);
     let updated = sqlx::query(
@@ -150,6 +166,14 @@ pub async fn fail(conn: &mut PgConnection, id: StudyId, queue: WorkQueue, reason
 /// Marks failed, with `reason`, every study whose next message was on `queue` (after the
 /// queue was purged); returns how many.
 pub async fn fail_waiting(conn: &mut PgConnection, queue: WorkQueue, reason: &str) -> Result<u64, sqlx::Error> {
+    if queue == WorkQueue::Ehr {
+        let updated =
+            sqlx::query("UPDATE studies SET ehr_state = 'failed', ehr_failure_reason = $1, updated_at = now() WHERE ehr_state IS NULL AND ehr_wanted")
+                .bind(reason)
+                .execute(conn)
+                .await?;
+        return Ok(updated.rows_affected());
+    }
     let updated = sqlx::query(
         "UPDATE studies SET state = 'failed', failure_reason = $2, failed_queue = $1, updated_at = now()
          WHERE waiting_queue = $1 AND state::text = ANY($3)",

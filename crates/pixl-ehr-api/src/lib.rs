@@ -3,14 +3,19 @@
 //! queries in `queries/*.sql`; and what the service derives from them (age at study, the
 //! patient's probes for the report's de-identification).
 //!
-//! `process_study` handles one study end to end into the `ehr_anon` and `report_flags`
-//! tables (migration 0007). Not yet: the `ehr` queue and its consumer, review commands,
-//! `POST /deidentify`, export and the release report.
+//! Per study: [`Source::record`] reads the EHR record, [`deidentify`] de-identifies the
+//! report with the patient's probes and runs the second check on the result, [`store`]
+//! writes the de-identified row, the flags and `studies.ehr_state` (migrations 0007,
+//! 0008). [`service`] is the `ehr` consumer and the HTTP API (`POST /deidentify`);
+//! [`review`] is what `pixl reports` does with flagged reports.
 //!
 //! Nothing here logs or formats a value read from the EHR: errors say which query failed
 //! and how (pixl-core's `DbFailure`), never with what.
 
+pub mod api;
 pub mod report_parquet;
+pub mod review;
+pub mod service;
 
 use std::fmt;
 
@@ -181,22 +186,36 @@ impl EmapSource {
     /// Connects (lazily checked: the first query reports an unreachable database). Every
     /// connection runs read-only, in the star schema.
     pub async fn connect(settings: &EmapSettings) -> Result<Self, EhrError> {
+        let options = Self::options(settings)?;
+        let pool = Self::pool_options().connect_with(options).await.map_err(|e| EhrError::Connect {
+            host: settings.database.host.clone(),
+            port: settings.database.port,
+            failure: DbFailure::classify(&e),
+        })?;
+        Ok(Self { pool, types: settings.observation_types.clone() })
+    }
+
+    /// Like [`EmapSource::connect`], without reaching the database until the first query
+    /// (the service starts while EMAP is away; its studies wait for it).
+    pub fn connect_lazy(settings: &EmapSettings) -> Result<Self, EhrError> {
+        let pool = Self::pool_options().connect_lazy_with(Self::options(settings)?);
+        Ok(Self { pool, types: settings.observation_types.clone() })
+    }
+
+    fn pool_options() -> PgPoolOptions {
+        PgPoolOptions::new().max_connections(8).acquire_timeout(std::time::Duration::from_secs(10))
+    }
+
+    fn options(settings: &EmapSettings) -> Result<sqlx::postgres::PgConnectOptions, EhrError> {
         let schema = &settings.schema;
         if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.starts_with(|c: char| c.is_ascii_digit()) {
             return Err(EhrError::Schema(schema.clone()));
         }
-        let options = settings
+        Ok(settings
             .database
             .connect_options()
             .options([("search_path", schema.as_str()), ("default_transaction_read_only", "on")])
-            .application_name("pixl-ehr-api");
-        let pool = PgPoolOptions::new()
-            .max_connections(4)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            .connect_with(options)
-            .await
-            .map_err(|e| EhrError::Connect { host: settings.database.host.clone(), port: settings.database.port, failure: DbFailure::classify(&e) })?;
-        Ok(Self { pool, types: settings.observation_types.clone() })
+            .application_name("pixl-ehr-api"))
     }
 
     pub async fn demographics(&self, mrn: &str) -> Result<Option<Demographics>, EhrError> {
@@ -279,63 +298,143 @@ fn db(step: &'static str) -> impl Fn(sqlx::Error) -> ProcessError {
     move |e| ProcessError::Database { step, failure: DbFailure::classify(&e) }
 }
 
-/// Handles one study: reads its EHR record, de-identifies the report with the patient's
-/// probes, runs the second check on the result, and stores the de-identified row, the
-/// flags and the state in one transaction. Running it again gives the same rows
-/// (idempotent: a redelivered message changes nothing).
-pub async fn process_study(pool: &PgPool, source: &EmapSource, study_id: i64) -> Result<Outcome, ProcessError> {
-    let row = sqlx::query("SELECT mrn, accession_number, study_date FROM studies WHERE id = $1")
-        .bind(study_id)
-        .fetch_optional(pool)
-        .await
-        .map_err(db("reading the study"))?
-        .ok_or(ProcessError::NoStudy(study_id))?;
-    let mrn: String = row.try_get("mrn").map_err(db("reading the study"))?;
-    let accession: Option<String> = row.try_get("accession_number").map_err(db("reading the study"))?;
-    let study_date: Option<NaiveDate> = row.try_get("study_date").map_err(db("reading the study"))?;
-    // Only the study's date is known: observations are taken nearest its midday.
-    let study_time = study_date.and_then(|d| d.and_hms_opt(12, 0, 0)).map(|t| t.and_utc()).unwrap_or_else(Utc::now);
-    let accession = accession.unwrap_or_default();
-    let record = source.record(&mrn, &accession, study_time).await?;
+/// A study as ehr-api reads it from the pixl database (identifiable: never logged).
+#[derive(Clone)]
+pub struct StudyKeys {
+    pub mrn: String,
+    pub accession_number: String,
+    pub study_date: Option<NaiveDate>,
+}
 
-    let mut tx = pool.begin().await.map_err(db("starting a transaction"))?;
-    let Some(demographics) = record.demographics.as_ref() else {
-        sqlx::query("UPDATE studies SET ehr_state = 'no_record', ehr_failure_reason = NULL WHERE id = $1")
-            .bind(study_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("recording the state"))?;
-        tx.commit().await.map_err(db("committing"))?;
-        return Ok(Outcome::NoRecord);
-    };
-    let probes_of = demographics.probes(&accession);
-    let probes = pixl_text::Probes::new(&probes_of);
-    let (report, spans, findings) = match &record.report {
+impl fmt::Debug for StudyKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StudyKeys").field("study_date", &self.study_date.is_some()).finish_non_exhaustive()
+    }
+}
+
+impl StudyKeys {
+    /// From a row with `mrn`, `accession_number` and `study_date`.
+    pub fn from_row(row: &sqlx::postgres::PgRow) -> Result<Self, sqlx::Error> {
+        Ok(Self {
+            mrn: row.try_get("mrn")?,
+            accession_number: row.try_get::<Option<String>, _>("accession_number")?.unwrap_or_default(),
+            study_date: row.try_get("study_date")?,
+        })
+    }
+
+    /// Only the study's date is known: observations are taken nearest its midday.
+    pub fn study_time(&self) -> DateTime<Utc> {
+        self.study_date.and_then(|d| d.and_hms_opt(12, 0, 0)).map(|t| t.and_utc()).unwrap_or_else(Utc::now)
+    }
+}
+
+/// Where a study's EHR record comes from.
+#[derive(Debug, Clone, Copy)]
+pub enum Source<'a> {
+    /// The hospital's EMAP database.
+    Emap(&'a EmapSource),
+    /// The report `pixl populate` kept from the extract's report parquet (`None`: the file
+    /// had none for the study). The person links give the MRN only.
+    KeptReport(Option<&'a str>),
+}
+
+impl Source<'_> {
+    /// The study's EHR record.
+    pub async fn record(&self, study: &StudyKeys) -> Result<EhrRecord, EhrError> {
+        match self {
+            Self::Emap(emap) => emap.record(&study.mrn, &study.accession_number, study.study_time()).await,
+            Self::KeptReport(None) => Ok(EhrRecord::default()),
+            Self::KeptReport(Some(text)) => Ok(EhrRecord {
+                demographics: Some(Demographics { mrn: study.mrn.clone(), ..Demographics::default() }),
+                report: Some((*text).to_owned()),
+                ..EhrRecord::default()
+            }),
+        }
+    }
+}
+
+/// A de-identified study, as stored in `ehr_anon` and `report_flags`. Holds no identifier
+/// of the study: its report is de-identified, its flags are offsets.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AnonRecord {
+    pub age: Option<i32>,
+    pub sex: Option<String>,
+    pub ethnicity: Option<String>,
+    pub height: Option<f64>,
+    pub weight: Option<f64>,
+    pub gcs: Option<f64>,
+    pub report: Option<String>,
+    /// Spans removed per category.
+    pub spans: std::collections::BTreeMap<&'static str, u64>,
+    /// The second check's findings: (reason, start, end) in characters of `report`.
+    pub flags: Vec<(&'static str, i32, i32)>,
+}
+
+/// De-identifies a study's record: its report with the patient's probes (`[CATEGORY]`
+/// tags), then the second check on the result. `None` when the EHR has no such patient.
+pub fn deidentify(record: &EhrRecord, study: &StudyKeys) -> Option<AnonRecord> {
+    let demographics = record.demographics.as_ref()?;
+    let patient = demographics.probes(&study.accession_number);
+    let (report, spans, flags) = match &record.report {
         Some(text) => {
-            let detection = pixl_text::detect_with(text, Some(&probes));
-            let masked = pixl_text::mask_tags(text, &detection.spans);
-            let mut counts = std::collections::BTreeMap::<&str, u64>::new();
-            for span in &detection.spans {
-                *counts.entry(span.category.as_str()).or_default() += 1;
-            }
-            let findings = pixl_text::check::check(&masked, Some(&probes_of));
-            let findings: Vec<(String, i32, i32)> = findings
-                .into_iter()
-                .map(|f| {
-                    let start = masked[..f.start].chars().count();
-                    let end = start + masked[f.start..f.end].chars().count();
-                    (f.reason.as_str().to_owned(), i32::try_from(start).unwrap_or(i32::MAX), i32::try_from(end).unwrap_or(i32::MAX))
-                })
-                .collect();
-            (Some(masked), counts, findings)
+            let (masked, spans) = deidentify_text(text, &patient);
+            let flags = second_check(&masked, &patient);
+            (Some(masked), spans, flags)
         }
         None => (None, Default::default(), Vec::new()),
     };
-    let spans_json = format!("{{{}}}", spans.iter().map(|(c, n)| format!("\"{c}\":{n}")).collect::<Vec<_>>().join(","));
-    let age = match (demographics.date_of_birth, study_date) {
+    let age = match (demographics.date_of_birth, study.study_date) {
         (Some(dob), Some(on)) => age_at(dob, on).and_then(|a| i32::try_from(a).ok()),
         _ => None,
     };
+    Some(AnonRecord {
+        age,
+        sex: demographics.sex.clone(),
+        ethnicity: demographics.ethnicity.clone(),
+        height: record.height,
+        weight: record.weight,
+        gcs: record.gcs,
+        report,
+        spans,
+        flags,
+    })
+}
+
+/// The engine on one text with a patient's probes: the text with `[CATEGORY]` tags, and
+/// the spans removed per category.
+pub fn deidentify_text(text: &str, patient: &Patient) -> (String, std::collections::BTreeMap<&'static str, u64>) {
+    let probes = pixl_text::Probes::new(patient);
+    let detection = pixl_text::detect_with(text, Some(&probes));
+    let masked = pixl_text::mask_tags(text, &detection.spans);
+    let mut counts = std::collections::BTreeMap::<&'static str, u64>::new();
+    for span in &detection.spans {
+        *counts.entry(span.category.as_str()).or_default() += 1;
+    }
+    (masked, counts)
+}
+
+/// The second check on a de-identified text: (reason, start, end) in characters.
+pub fn second_check(masked: &str, patient: &Patient) -> Vec<(&'static str, i32, i32)> {
+    pixl_text::check::check(masked, Some(patient))
+        .into_iter()
+        .map(|f| {
+            let start = masked[..f.start].chars().count();
+            let end = start + masked[f.start..f.end].chars().count();
+            (f.reason.as_str(), i32::try_from(start).unwrap_or(i32::MAX), i32::try_from(end).unwrap_or(i32::MAX))
+        })
+        .collect()
+}
+
+/// Stores what became of a study, on `conn` (the caller's transaction): the de-identified
+/// row and its flags, replacing any earlier ones, and `studies.ehr_state`; the report kept
+/// from the extract (if any) is deleted, as it is no longer needed.
+pub async fn store(conn: &mut sqlx::PgConnection, study_id: i64, anon: Option<&AnonRecord>) -> Result<Outcome, sqlx::Error> {
+    sqlx::query("DELETE FROM ehr_source_reports WHERE study_id = $1").bind(study_id).execute(&mut *conn).await?;
+    let Some(anon) = anon else {
+        sqlx::query("UPDATE studies SET ehr_state = 'no_record', ehr_failure_reason = NULL WHERE id = $1").bind(study_id).execute(&mut *conn).await?;
+        return Ok(Outcome::NoRecord);
+    };
+    let spans_json = format!("{{{}}}", anon.spans.iter().map(|(c, n)| format!("\"{c}\":{n}")).collect::<Vec<_>>().join(","));
     sqlx::query(
         "INSERT INTO ehr_anon (study_id, age, sex, ethnicity, height, weight, gcs, report_text, report_spans, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now())
@@ -343,35 +442,52 @@ pub async fn process_study(pool: &PgPool, source: &EmapSource, study_id: i64) ->
              report_text = $8, report_spans = $9::jsonb, updated_at = now()",
     )
     .bind(study_id)
-    .bind(age)
-    .bind(&demographics.sex)
-    .bind(&demographics.ethnicity)
-    .bind(record.height)
-    .bind(record.weight)
-    .bind(record.gcs)
-    .bind(&report)
+    .bind(anon.age)
+    .bind(&anon.sex)
+    .bind(&anon.ethnicity)
+    .bind(anon.height)
+    .bind(anon.weight)
+    .bind(anon.gcs)
+    .bind(&anon.report)
     .bind(&spans_json)
-    .execute(&mut *tx)
-    .await
-    .map_err(db("storing the de-identified row"))?;
-    sqlx::query("DELETE FROM report_flags WHERE study_id = $1").bind(study_id).execute(&mut *tx).await.map_err(db("replacing the flags"))?;
-    for (reason, start, end) in &findings {
-        sqlx::query("INSERT INTO report_flags (study_id, reason, span_start, span_end) VALUES ($1, $2, $3, $4)")
-            .bind(study_id)
-            .bind(reason)
-            .bind(start)
-            .bind(end)
-            .execute(&mut *tx)
-            .await
-            .map_err(db("storing a flag"))?;
-    }
-    let state = if findings.is_empty() { "done" } else { "flagged" };
-    sqlx::query("UPDATE studies SET ehr_state = $2::ehr_state, ehr_failure_reason = NULL WHERE id = $1")
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("DELETE FROM report_flags WHERE study_id = $1 AND cleared_by IS NULL").bind(study_id).execute(&mut *conn).await?;
+    if !anon.flags.is_empty() {
+        let reasons: Vec<&str> = anon.flags.iter().map(|f| f.0).collect();
+        let starts: Vec<i32> = anon.flags.iter().map(|f| f.1).collect();
+        let ends: Vec<i32> = anon.flags.iter().map(|f| f.2).collect();
+        sqlx::query(
+            "INSERT INTO report_flags (study_id, reason, span_start, span_end)
+             SELECT $1, r, s, e FROM unnest($2::text[], $3::int[], $4::int[]) AS f (r, s, e)",
+        )
         .bind(study_id)
-        .bind(state)
-        .execute(&mut *tx)
+        .bind(&reasons)
+        .bind(&starts)
+        .bind(&ends)
+        .execute(&mut *conn)
+        .await?;
+    }
+    let state = if anon.flags.is_empty() { "done" } else { "flagged" };
+    sqlx::query("UPDATE studies SET ehr_state = $2::ehr_state, ehr_failure_reason = NULL WHERE id = $1").bind(study_id).bind(state).execute(&mut *conn).await?;
+    Ok(if anon.flags.is_empty() { Outcome::Done } else { Outcome::Flagged(anon.flags.len()) })
+}
+
+/// Handles one study end to end outside the queue (tests, tools): reads its EHR record
+/// from EMAP, de-identifies and checks it, and stores the result in one transaction.
+/// Running it again gives the same rows.
+pub async fn process_study(pool: &PgPool, source: &EmapSource, study_id: i64) -> Result<Outcome, ProcessError> {
+    let row = sqlx::query("SELECT mrn, accession_number, study_date FROM studies WHERE id = $1")
+        .bind(study_id)
+        .fetch_optional(pool)
         .await
-        .map_err(db("recording the state"))?;
+        .map_err(db("reading the study"))?
+        .ok_or(ProcessError::NoStudy(study_id))?;
+    let study = StudyKeys::from_row(&row).map_err(db("reading the study"))?;
+    let record = Source::Emap(source).record(&study).await?;
+    let anon = deidentify(&record, &study);
+    let mut tx = pool.begin().await.map_err(db("starting a transaction"))?;
+    let outcome = store(&mut tx, study_id, anon.as_ref()).await.map_err(db("storing the result"))?;
     tx.commit().await.map_err(db("committing"))?;
-    Ok(if findings.is_empty() { Outcome::Done } else { Outcome::Flagged(findings.len()) })
+    Ok(outcome)
 }

@@ -132,7 +132,7 @@ async fn hash_batch(State(keys): State<Arc<KeyRing>>, body: axum::body::Bytes) -
     let request: BatchRequest = serde_json::from_slice(&body).map_err(|e| ApiError::Invalid {
         name: "body",
         // serde_json names the position and the expected shape, not the values.
-        problem: format!("not a batch request ({})", e.classify_message()),
+        problem: format!("not a batch request ({})", pixl_core::http::json_problem(&e)),
     })?;
     let project = parse_project(request.project_slug.as_deref())?;
     let messages = request.messages.ok_or(ApiError::Missing("messages"))?;
@@ -147,20 +147,4 @@ async fn hash_batch(State(keys): State<Arc<KeyRing>>, body: axum::body::Bytes) -
     let hashes = messages.iter().map(|m| keys.hash(m, length)).collect::<Result<Vec<_>, _>>().map_err(KeyError::from)?;
     metrics::counter!("pixl_hasher_hashes_total").increment(hashes.len() as u64);
     Ok(Json(serde_json::json!({"hashes": hashes})))
-}
-
-trait ClassifyMessage {
-    fn classify_message(&self) -> String;
-}
-
-impl ClassifyMessage for serde_json::Error {
-    fn classify_message(&self) -> String {
-        let kind = match self.classify() {
-            serde_json::error::Category::Io => "read error",
-            serde_json::error::Category::Syntax => "invalid JSON",
-            serde_json::error::Category::Data => "wrong field or type",
-            serde_json::error::Category::Eof => "truncated JSON",
-        };
-        format!("{kind} at line {} column {}", self.line(), self.column())
-    }
 }
