@@ -260,7 +260,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
     // The extract's parquet files and the image linker, as `pixl export-patient-data` does.
-    let parquet = match crate::export::export_patient_data(&format!("http://127.0.0.1:{export_http}"), &options.extract, Duration::from_secs(120)).await {
+    let parquet = match crate::export::export_patient_data(&format!("http://127.0.0.1:{export_http}"), &options.extract, Duration::from_secs(120), true).await {
         Ok(exported) => crate::export::render(&exported),
         Err(error) => format!("export-patient-data failed: {error:#}\n"),
     };

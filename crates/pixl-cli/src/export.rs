@@ -23,12 +23,13 @@ pub fn export_api_url() -> String {
 }
 
 /// Sends the request and returns export-api's answer.
-pub async fn export_patient_data(base_url: &str, parquet_dir: &Path, timeout: Duration) -> anyhow::Result<PatientDataExported> {
+pub async fn export_patient_data(base_url: &str, parquet_dir: &Path, timeout: Duration, skip_flagged: bool) -> anyhow::Result<PatientDataExported> {
     let (project, extract_datetime) = read_summary(parquet_dir)?;
     let request = ExportPatientData {
         project_name: project.as_str().to_owned(),
         extract_datetime: extract_datetime.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         output_dir: None,
+        skip_flagged,
     };
     let client = pixl_core::http_client::builder(None)?.timeout(timeout).build()?;
     let url = format!("{}/export-patient-data", base_url.trim_end_matches('/'));
@@ -46,6 +47,17 @@ pub async fn export_patient_data(base_url: &str, parquet_dir: &Path, timeout: Du
 /// What `pixl export-patient-data` prints.
 pub fn render(exported: &PatientDataExported) -> String {
     let mut out = format!("project {} extract {}: image linker with {} exported studies\n", exported.project, exported.extract, exported.linked_studies);
+    out.push_str(&format!("reports: {} exported (radiology/radiology.parquet)", exported.reports));
+    if exported.reports_withheld > 0 {
+        out.push_str(&format!(", {} flagged and left out (--skip-flagged)", exported.reports_withheld));
+    }
+    if exported.reports_pending > 0 {
+        out.push_str(&format!(", {} not handled by ehr-api yet", exported.reports_pending));
+    }
+    out.push('\n');
+    if let Some(path) = &exported.release_report {
+        out.push_str(&format!("release report: {path} (and release-report.html beside it)\n"));
+    }
     if exported.destination == "none" {
         out.push_str("the project's parquet destination is none: nothing uploaded\n");
     } else {

@@ -14,4 +14,5 @@ pub mod demo_data;
 pub mod export;
 pub mod import_pixl_db;
 pub mod populate;
+pub mod reports;
 pub mod secrets;

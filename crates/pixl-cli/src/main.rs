@@ -107,6 +107,19 @@ enum Command {
         /// Seconds to wait for export-api's answer.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Export although some reports of the extract are flagged and wait for review
+        /// (they are left out); without it the export is refused while any is.
+        #[arg(long)]
+        skip_flagged: bool,
+    },
+    /// Review the reports that ehr-api's second check flagged (withheld from export).
+    #[command(subcommand)]
+    Reports(ReportsCommand),
+    /// Write the release report of an extract again (release-report.json and .html in the
+    /// export tree), from the database, the project's files and a new identifier check.
+    ReleaseReport {
+        /// The OMOP-ES extract directory (its extract_summary.json names project and time).
+        parquet_dir: PathBuf,
     },
     /// De-identify a folder of DICOM files offline with a project's config and the local keys.
     Anonymise {
@@ -204,6 +217,30 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum ReportsCommand {
+    /// The reports waiting for review, with their flags per reason.
+    List {
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Print a flagged report with the doubted places marked (to a terminal only: it may
+    /// hold PHI).
+    Show {
+        /// The study's id, as `pixl reports list` shows it.
+        id: i64,
+    },
+    /// Release a flagged report as it is; recorded with the operator, time and reason.
+    Release {
+        id: i64,
+        /// Why the flags are wrong (recorded in the audit table and the release report).
+        #[arg(long)]
+        reason: String,
+    },
+    /// Replace the flagged places of a report by [REDACTED] and release it; recorded.
+    Redact { id: i64 },
 }
 
 #[derive(Subcommand)]
@@ -478,10 +515,26 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("queued {queued} failed studies again");
             Ok(ExitCode::SUCCESS)
         }
-        Command::ExportPatientData { parquet_dir, timeout } => {
+        Command::ExportPatientData { parquet_dir, timeout, skip_flagged } => {
             let url = pixl_cli::export::export_api_url();
-            let exported = runtime.block_on(pixl_cli::export::export_patient_data(&url, &parquet_dir, std::time::Duration::from_secs(timeout)))?;
+            let exported =
+                runtime.block_on(pixl_cli::export::export_patient_data(&url, &parquet_dir, std::time::Duration::from_secs(timeout), skip_flagged))?;
             print!("{}", pixl_cli::export::render(&exported));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Reports(command) => {
+            let out = match command {
+                ReportsCommand::List { project } => runtime.block_on(pixl_cli::reports::list(&settings, project.as_deref()))?,
+                ReportsCommand::Show { id } => runtime.block_on(pixl_cli::reports::show(&settings, id))?,
+                ReportsCommand::Release { id, reason } => runtime.block_on(pixl_cli::reports::release(&settings, id, &reason))?,
+                ReportsCommand::Redact { id } => runtime.block_on(pixl_cli::reports::redact(&settings, id))?,
+            };
+            print!("{out}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::ReleaseReport { parquet_dir } => {
+            let [json, html] = runtime.block_on(pixl_cli::reports::release_report(&settings, &parquet_dir))?;
+            println!("release report written: {}\n                       {}", json.display(), html.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Anonymise { project, input, output } => {

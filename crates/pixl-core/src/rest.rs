@@ -15,6 +15,10 @@ pub struct ExportPatientData {
     /// Sent by PIXL's client; ignored (export-api's export tree is `HOST_EXPORT_ROOT_DIR`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_dir: Option<String>,
+    /// pixl: export although some reports of the extract are flagged and wait for review
+    /// (they are left out); without it the export is refused while any is.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub skip_flagged: bool,
 }
 
 /// export-api's answer to `POST /export-patient-data`.
@@ -29,6 +33,18 @@ pub struct PatientDataExported {
     pub destination: String,
     /// Remote paths of the uploaded files (empty for `none`).
     pub uploaded: Vec<String>,
+    /// Rows of `radiology/radiology.parquet`: de-identified reports exported.
+    #[serde(default)]
+    pub reports: usize,
+    /// Reports left out because they are flagged and wait for review (`skip_flagged`).
+    #[serde(default)]
+    pub reports_withheld: i64,
+    /// Reports ehr-api has not handled yet (not in this export).
+    #[serde(default)]
+    pub reports_pending: i64,
+    /// The release report's JSON file, in export-api's export tree.
+    #[serde(default)]
+    pub release_report: Option<String>,
 }
 
 /// The body of every error answer of pixl's services.

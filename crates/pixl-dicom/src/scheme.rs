@@ -137,6 +137,11 @@ impl TagScheme {
         self.base.len()
     }
 
+    /// The manufacturer override entries, in file order.
+    pub fn overrides(&self) -> &[ManufacturerOverride] {
+        &self.overrides
+    }
+
     /// Manufacturer override entries.
     pub fn overrides_len(&self) -> usize {
         self.overrides.len()

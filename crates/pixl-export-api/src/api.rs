@@ -41,6 +41,11 @@ pub enum ExportDataError {
     /// A file failed the identifier check: nothing was uploaded.
     #[error("refusing to export: {0}")]
     Refused(String),
+    #[error(
+        "refusing to export: {count} report(s) of this extract are flagged by the second check and wait for review \
+         (pixl reports list --project {project}); release or redact them, or export without them (pixl export-patient-data --skip-flagged)"
+    )]
+    Flagged { count: i64, project: String },
 }
 
 impl IntoResponse for ExportDataError {
@@ -54,6 +59,7 @@ impl IntoResponse for ExportDataError {
             Self::Upload(_) => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Refused(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Flagged { .. } => StatusCode::CONFLICT,
         };
         if status.is_server_error() {
             tracing::warn!(%status, error = %self, "export-patient-data failed");
@@ -92,35 +98,74 @@ pub async fn export_patient_data(context: &Context, request: ExportPatientData) 
         .map_err(|e| ExportDataError::Internal(e.to_string()))?
         .map_err(ExportDataError::Internal)?;
 
+    // The reports: none leaves while any of the extract waits for review, unless asked.
+    let internal = |e: sqlx::Error| ExportDataError::Internal(pixl_core::db::DbFailure::classify(&e).to_string());
+    let ehr = crate::radiology::counts(&context.pool, extract_id).await.map_err(internal)?;
+    if ehr.flagged > 0 && !request.skip_flagged {
+        return Err(ExportDataError::Flagged { count: ehr.flagged, project: project.as_str().to_owned() });
+    }
+    let radiology_path = export_tree::radiology_dir(&extract_dir).join(crate::radiology::RADIOLOGY_FILE);
+    let report_rows = crate::radiology::rows(&context.pool, extract_id).await.map_err(internal)?;
+    let reports = report_rows.len();
+    if loaded.config.ehr != pixl_core::project_config::EhrSource::None {
+        let path = radiology_path.clone();
+        tokio::task::spawn_blocking(move || crate::radiology::write(&path, &report_rows))
+            .await
+            .map_err(|e| ExportDataError::Internal(e.to_string()))?
+            .map_err(ExportDataError::Internal)?;
+    }
+
     let mut exported = PatientDataExported {
         project: project.as_str().to_owned(),
         extract: extract_slug.clone(),
         linked_studies: linked.len(),
         destination: "none".to_owned(),
         uploaded: Vec::new(),
+        reports,
+        reports_withheld: ehr.flagged,
+        reports_pending: ehr.pending,
+        release_report: None,
     };
-    let uploader = context.destinations.parquet(&loaded).await.map_err(ExportDataError::Upload)?;
-    let Some(uploader) = uploader else {
-        tracing::info!(linked = linked.len(), "image linker written; the project uploads no parquet files (destination none)");
-        return Ok(exported);
-    };
-    let files = crate::linker::parquet_files(&extract_dir).map_err(|e| ExportDataError::Internal(format!("cannot list {}: {e}", extract_dir.display())))?;
+    let mut files = crate::linker::parquet_files(&extract_dir).map_err(|e| ExportDataError::Internal(format!("cannot list {}: {e}", extract_dir.display())))?;
     // Nothing leaves before every file passed the identifier check.
-    let digests = IdentifierDigests::load(&context.pool, project.as_str())
-        .await
-        .map_err(|e| ExportDataError::Internal(pixl_core::db::DbFailure::classify(&e).to_string()))?;
+    let digests = IdentifierDigests::load(&context.pool, project.as_str()).await.map_err(internal)?;
     let (check_root, check_files, check_digests) = (extract_dir.clone(), files.clone(), digests.clone());
-    tokio::task::spawn_blocking(move || {
+    let scanned = tokio::task::spawn_blocking(move || {
         check_files.iter().try_for_each(|relative| check_digests.scan(&check_root.join(relative), &relative.display().to_string()))
     })
     .await
-    .map_err(|_| ExportDataError::Internal("the identifier check of the parquet files failed".to_owned()))?
-    .map_err(|error| {
+    .map_err(|_| ExportDataError::Internal("the identifier check of the parquet files failed".to_owned()))?;
+    let scan = crate::release_report::ParquetScan {
+        files: files.iter().map(|f| f.display().to_string()).collect(),
+        identifiers_compared: digests.len(),
+        blocked: scanned.as_ref().err().map(ToString::to_string),
+    };
+    // The release report says what was checked, also when the check blocked the export.
+    let report = crate::release_report::build(&context.pool, &loaded, extract_id, &extract_slug, reports, scan).await.map_err(internal)?;
+    let report_dir = extract_dir.clone();
+    let [report_json, _] = tokio::task::spawn_blocking(move || crate::release_report::write(&report_dir, &report))
+        .await
+        .map_err(|e| ExportDataError::Internal(e.to_string()))?
+        .map_err(|e| ExportDataError::Internal(format!("cannot write the release report in {}: {e}", extract_dir.display())))?;
+    exported.release_report = Some(report_json.display().to_string());
+    scanned.map_err(|error| {
         metrics::counter!("pixl_export_parquet_refused_total").increment(1);
         tracing::error!(%error, "a parquet file failed the identifier check; nothing was uploaded");
         ExportDataError::Refused(error.to_string())
     })?;
-    tracing::info!(files = files.len(), identifiers = digests.len(), "parquet files passed the identifier check");
+    tracing::info!(files = files.len(), identifiers = digests.len(), reports, "parquet files passed the identifier check");
+
+    let uploader = context.destinations.parquet(&loaded).await.map_err(ExportDataError::Upload)?;
+    let Some(uploader) = uploader else {
+        tracing::info!(
+            linked = linked.len(),
+            reports,
+            "image linker, reports and release report written; the project uploads no parquet files (destination none)"
+        );
+        return Ok(exported);
+    };
+    files.push(std::path::PathBuf::from(crate::release_report::JSON_FILE));
+    files.push(std::path::PathBuf::from(crate::release_report::HTML_FILE));
     let bundle = ParquetBundle { project: project.clone(), extract_time_slug: extract_slug, root: extract_dir, files };
     let mut attempt = 1;
     exported.destination = uploader.kind().to_owned();

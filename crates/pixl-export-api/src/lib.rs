@@ -14,6 +14,8 @@ pub mod api;
 pub mod destination;
 pub mod linker;
 pub mod parquet_check;
+pub mod radiology;
+pub mod release_report;
 pub mod service;
 
 use std::path::PathBuf;

@@ -85,7 +85,7 @@ async fn the_fixture_extract_arrives_on_the_ftps_server_de_identified_and_linked
     assert!(exported.len() >= 2, "the extract names several studies: {exported:?}");
 
     // `pixl export-patient-data` on the extract.
-    let answer = pixl_cli::export::export_patient_data(&export_url, &extract, Duration::from_secs(60)).await.unwrap();
+    let answer = pixl_cli::export::export_patient_data(&export_url, &extract, Duration::from_secs(60), false).await.unwrap();
     assert_eq!((answer.linked_studies, answer.destination.as_str(), answer.extract.as_str()), (exported.len(), "ftps", "2023-12-07t14-08-58"));
 
     // The FTPS server holds one zip per exported study, named by its StudyInstanceUID, and
