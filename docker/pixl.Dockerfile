@@ -2,6 +2,9 @@
 # Build from the repository root: docker build -f docker/pixl.Dockerfile .
 
 FROM rust:1.95-bookworm AS build
+# The commit the release reports name (the build context has no .git).
+ARG PIXL_GIT_HASH=unknown
+ENV PIXL_GIT_HASH=${PIXL_GIT_HASH}
 WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY crates ./crates

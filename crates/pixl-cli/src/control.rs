@@ -79,6 +79,8 @@ pub struct Status {
     pub delayed: Vec<(String, u32)>,
     /// Outbox rows moved aside because they could not become messages.
     pub rejected_outbox_rows: i64,
+    /// project → EHR state (`pending` for studies ehr-api has not handled yet) → studies.
+    pub ehr: BTreeMap<String, BTreeMap<String, i64>>,
     /// anon-node's stores (`ANON_NODE_URL`/stores), or why they could not be read.
     pub stores: Result<StoreUse, String>,
 }
@@ -135,8 +137,27 @@ pub async fn status(settings: &Settings, anon_node_url: &str) -> anyhow::Result<
         queues: Vec::new(),
         delayed: Vec::new(),
         rejected_outbox_rows: sqlx::query_scalar("SELECT count(*) FROM outbox_rejected").fetch_one(&pool).await?,
+        ehr: BTreeMap::new(),
         stores: stores(anon_node_url).await,
     };
+    for row in sqlx::query(
+        "SELECT project_slug, COALESCE(ehr_state::text, 'pending') AS state, count(*) AS n FROM studies
+         WHERE ehr_wanted OR ehr_state IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2",
+    )
+    .fetch_all(&pool)
+    .await?
+    {
+        status.ehr.entry(row.get("project_slug")).or_default().insert(row.get("state"), row.get("n"));
+    }
+    for row in sqlx::query("SELECT project_slug, ehr_failure_reason, count(*) AS n FROM studies WHERE ehr_state = 'failed' GROUP BY 1, 2 ORDER BY 1, 3 DESC, 2")
+        .fetch_all(&pool)
+        .await?
+    {
+        let reasons = status.failures.entry(row.get("project_slug")).or_default();
+        if reasons.len() < 8 {
+            reasons.push((format!("EHR: {}", row.get::<Option<String>, _>("ehr_failure_reason").unwrap_or_default()), row.get("n")));
+        }
+    }
     for row in sqlx::query("SELECT project_slug, state::text AS state, count(*) AS n FROM studies GROUP BY 1, 2 ORDER BY 1, 2").fetch_all(&pool).await? {
         status.studies.entry(row.get("project_slug")).or_default().insert(row.get("state"), row.get("n"));
     }
@@ -182,6 +203,24 @@ impl fmt::Display for Status {
         writeln!(f, "\n{:<20} {:>8} {:>12} {:>14}", "queue", "waiting", "dead-letter", "retry pending")?;
         for ((queue, ready, dead), (_, delayed)) in self.queues.iter().zip(&self.delayed) {
             writeln!(f, "{queue:<20} {ready:>8} {dead:>12} {delayed:>14}")?;
+        }
+        if !self.ehr.is_empty() {
+            const EHR_STATES: [&str; 5] = ["pending", "done", "flagged", "no_record", "failed"];
+            write!(f, "\n{:<32}", "EHR (ehr-api)")?;
+            for state in EHR_STATES {
+                write!(f, " {state:>10}")?;
+            }
+            writeln!(f)?;
+            for (project, states) in &self.ehr {
+                write!(f, "{project:<32}")?;
+                for state in EHR_STATES {
+                    write!(f, " {:>10}", states.get(state).copied().unwrap_or(0))?;
+                }
+                writeln!(f)?;
+            }
+            if self.ehr.values().any(|s| s.get("flagged").is_some_and(|n| *n > 0)) {
+                writeln!(f, "flagged reports wait for review: pixl reports list")?;
+            }
         }
         if self.rejected_outbox_rows > 0 {
             writeln!(f, "\n{} outbox row(s) could not become messages (table outbox_rejected; their studies failed)", self.rejected_outbox_rows)?;
@@ -247,8 +286,20 @@ pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow:
             ids.push(id.0);
         }
     }
+    // Studies whose EHR failed are queued for ehr-api again.
+    let ehr_rows: Vec<i64> = sqlx::query_scalar(
+        "UPDATE studies SET ehr_state = NULL, ehr_failure_reason = NULL
+         WHERE ehr_state = 'failed' AND ($1::text IS NULL OR project_slug = $1) RETURNING id",
+    )
+    .bind(project)
+    .fetch_all(&mut *tx)
+    .await?;
+    for id in &ehr_rows {
+        outbox::enqueue(&mut tx, StudyId(*id), MessageKind::Ehr, WorkQueue::Ehr, 0).await?;
+    }
     tx.commit().await?;
     outbox::relay(&pool, &broker, 1_000, |_| {}).await?;
+    let ehr_retried: std::collections::BTreeSet<i64> = ehr_rows.iter().copied().collect();
 
     // Their dead letters are settled now: take them off; leave every other one.
     let retried: std::collections::BTreeSet<i64> = ids.iter().copied().collect();
@@ -258,6 +309,7 @@ pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow:
         let mut keep = Vec::new();
         while let Some(message) = channel.basic_get(name.as_str().into(), BasicGetOptions { no_ack: false }).await? {
             let delivery = message.delivery;
+            let retried = if queue == WorkQueue::Ehr { &ehr_retried } else { &retried };
             let ours = QueueMessage::decode(&delivery.data).is_ok_and(|m| retried.contains(&m.study_id().0));
             if ours {
                 delivery.acker.ack(BasicAckOptions::default()).await?;
@@ -272,7 +324,7 @@ pub async fn retry_failed(settings: &Settings, project: Option<&str>) -> anyhow:
     let _ = channel.close(200, "done".into()).await;
     broker.close().await;
     pool.close().await;
-    Ok(ids.len() as u64)
+    Ok((ids.len() + ehr_retried.len()) as u64)
 }
 
 /// PIXL's `pixl status --queues`: each queue's retrieval rate at imaging-api, or why it is

@@ -16,6 +16,7 @@ pub mod api;
 pub mod report_parquet;
 pub mod review;
 pub mod service;
+pub mod synthetic;
 
 use std::fmt;
 

@@ -63,7 +63,10 @@ async fn flat_omop_extract_queues_the_two_studies_with_accession_numbers() {
     assert_eq!(sorted(env.ctx.take_messages(WorkQueue::ImagingPrimary).await), sorted(imaging(&rows)));
     assert_eq!(env.count("outbox").await, 0, "published messages leave the outbox");
 
-    assert_eq!((summary.rows_read, summary.dropped_without_identifier, summary.published), (6, 4, 2));
+    // Each study is also queued for ehr-api (the project reads its EHR from EMAP, the default).
+    let ehr: Vec<i64> = env.ctx.take_messages(WorkQueue::Ehr).await.iter().map(|m| m.study_id().0).collect();
+    assert_eq!(sorted_ids(ehr), sorted_ids(rows.iter().map(|r| r.id).collect()));
+    assert_eq!((summary.rows_read, summary.dropped_without_identifier, summary.published), (6, 4, 4));
     assert_eq!(summary.projects.len(), 1);
     assert_eq!((summary.projects[0].queued, summary.projects[0].already_known), (2, 0));
 
@@ -180,7 +183,7 @@ async fn every_csv_fixture_loads_with_pixl_semantics() {
             assert_eq!(row.participant_id.as_deref(), *participant, "{name}");
         }
         assert_eq!(sorted(env.ctx.take_messages(WorkQueue::ImagingPrimary).await), sorted(imaging(&rows)), "{name}");
-        assert_eq!(summary.published as usize, expected.len(), "{name}");
+        assert_eq!(summary.published as usize, 2 * expected.len(), "{name}: an imaging and an ehr message per study");
         assert!(summary.public_copy.is_none(), "CSV cohorts copy no OMOP files");
         env.teardown().await;
     }
@@ -240,7 +243,7 @@ async fn messages_left_in_the_outbox_by_an_interrupted_run_are_published_by_the_
         .unwrap();
 
     let summary = env.populate(&fixture("test.csv")).await.unwrap();
-    assert_eq!(summary.published, 3, "two left over and one new");
+    assert_eq!(summary.published, 4, "two left over and one new study's imaging and ehr messages");
     assert_eq!(env.ctx.take_messages(WorkQueue::ImagingPrimary).await.len(), 3);
     assert_eq!(env.count("outbox").await, 0);
     env.teardown().await;
@@ -255,4 +258,98 @@ async fn priority_and_queue_options_are_honoured() {
     assert!(env.ctx.take_messages(WorkQueue::ImagingPrimary).await.is_empty());
     assert_eq!(env.ctx.take_messages(WorkQueue::ImagingSecondary).await.len(), 3);
     env.teardown().await;
+}
+
+fn sorted_ids(mut ids: Vec<i64>) -> Vec<i64> {
+    ids.sort_unstable();
+    ids
+}
+
+/// A CSV cohort of one study of `project`.
+fn one_study_csv(dir: &std::path::Path, project: &str) -> std::path::PathBuf {
+    let path = dir.join("cohort.csv");
+    std::fs::write(
+        &path,
+        format!(
+            "procedure_id,mrn,accession_number,project_name,extract_generated_timestamp,study_date,study_uid,participant_id\n\
+                 0,40012345,RRV1234567,{project},2023-01-01T00:01:00Z,2022-01-01,1.2.3.4.5.6.7.8,\n"
+        ),
+    )
+    .unwrap();
+    path
+}
+
+#[tokio::test]
+async fn a_project_saying_ehr_none_queues_no_ehr_work() {
+    let env = Env::new().await;
+    let dir = tempfile::tempdir().unwrap();
+    let summary = env.populate(&one_study_csv(dir.path(), "no-ehr-project")).await.unwrap();
+    assert_eq!(summary.published, 1);
+    assert_eq!(env.ctx.take_messages(WorkQueue::ImagingPrimary).await.len(), 1);
+    assert!(env.ctx.take_messages(WorkQueue::Ehr).await.is_empty());
+    let wanted: bool = sqlx::query_scalar("SELECT ehr_wanted FROM studies").fetch_one(&env.ctx.pool).await.unwrap();
+    assert!(!wanted);
+    env.teardown().await;
+}
+
+#[tokio::test]
+async fn reports_from_the_extract_are_kept_until_ehr_api_has_them_and_a_csv_cohort_cannot_give_them() {
+    let env = Env::new().await;
+    // A copy of the flat OMOP extract for a project reading its reports from the extract,
+    // with a report for one of its two studies.
+    let dir = tempfile::tempdir().unwrap();
+    let extract = dir.path().join("extract");
+    copy_dir(&fixture("omop"), &extract);
+    let summary_path = extract.join("extract_summary.json");
+    let summary = std::fs::read_to_string(&summary_path).unwrap().replace("Test Extract - UCLH OMOP CDM", "Reports Parquet Project");
+    std::fs::write(&summary_path, summary).unwrap();
+    write_reports(&extract.join("private/RADIOLOGY_REPORTS.parquet"), &[(4, "AA12345601", "Report for the first study.")]);
+    env.populate(&extract).await.unwrap();
+    let kept: Vec<(String, String)> = sqlx::query_as("SELECT s.accession_number, r.report_text FROM ehr_source_reports r JOIN studies s ON s.id = r.study_id")
+        .fetch_all(&env.ctx.pool)
+        .await
+        .unwrap();
+    assert_eq!(kept, [("AA12345601".to_owned(), "Report for the first study.".to_owned())]);
+    assert_eq!(env.ctx.take_messages(WorkQueue::Ehr).await.len(), 2, "both studies go to ehr-api; the one without a report has no EHR record");
+
+    // The extract without its report file: a clear error naming the file.
+    std::fs::remove_file(extract.join("private/RADIOLOGY_REPORTS.parquet")).unwrap();
+    let error = env.populate(&extract).await.unwrap_err().to_string();
+    assert!(error.contains("RADIOLOGY_REPORTS.parquet") && error.contains("reports-parquet"), "{error}");
+    let error = env.populate(&one_study_csv(dir.path(), "reports-parquet-project")).await.unwrap_err().to_string();
+    assert!(error.contains("needs an OMOP extract"), "{error}");
+    env.teardown().await;
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &to.join(entry.file_name()));
+        } else {
+            std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+        }
+    }
+}
+
+fn write_reports(path: &std::path::Path, rows: &[(i64, &str, &str)]) {
+    use std::sync::Arc;
+    let schema = Arc::new(arrow_schema::Schema::new(vec![
+        arrow_schema::Field::new("procedure_occurrence_id", arrow_schema::DataType::Int64, true),
+        arrow_schema::Field::new("accession_number", arrow_schema::DataType::Utf8, true),
+        arrow_schema::Field::new("report_text", arrow_schema::DataType::Utf8, true),
+    ]));
+    let batch = arrow_array::RecordBatch::try_new(
+        schema.clone(),
+        vec![
+            Arc::new(rows.iter().map(|r| Some(r.0)).collect::<arrow_array::Int64Array>()),
+            Arc::new(rows.iter().map(|r| Some(r.1)).collect::<arrow_array::StringArray>()),
+            Arc::new(rows.iter().map(|r| Some(r.2)).collect::<arrow_array::StringArray>()),
+        ],
+    )
+    .unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(std::fs::File::create(path).unwrap(), schema, None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
 }

@@ -49,7 +49,7 @@ fn compose_requires_the_tokens_and_publishes_no_internal_port() {
         }
     }
     let services: Vec<&str> = published.iter().map(|(s, _)| s.as_str()).collect();
-    for internal in ["hasher-api", "imaging-api"] {
+    for internal in ["hasher-api", "imaging-api", "ehr-api"] {
         assert!(!services.contains(&internal), "{internal} publishes a port: {published:?}");
     }
     assert_eq!(published.iter().filter(|(s, _)| s == "anon-node").count(), 1, "anon-node publishes its DICOM port only: {published:?}");
@@ -57,5 +57,5 @@ fn compose_requires_the_tokens_and_publishes_no_internal_port() {
     let with_ports = config(&sample_with("a-long-random-token"), &["docker-compose.host-ports.yml"]);
     assert!(with_ports.status.success(), "{}", String::from_utf8_lossy(&with_ports.stderr));
     let text = String::from_utf8(with_ports.stdout).unwrap();
-    assert!(text.contains("8000") && text.contains("8001") && text.contains("8002"), "{text}");
+    assert!(text.contains("8000") && text.contains("8001") && text.contains("8002") && text.contains("8004"), "{text}");
 }
