@@ -127,8 +127,12 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         Err(error) if error.is_transient() => return Handled::transient(id, error.to_string()),
         Err(error) => return Handled::permanent(id, error.to_string()),
     };
-    // The engine and the check are CPU work of a few milliseconds per report.
-    let anon = tokio::task::block_in_place(|| crate::deidentify(&record, &study));
+    // The engine and the check are CPU work (milliseconds per report): off the runtime's
+    // threads.
+    let anon = match tokio::task::spawn_blocking(move || crate::deidentify(&record, &study)).await {
+        Ok(anon) => anon,
+        Err(_) => return Handled::permanent(id, "internal error in the de-identification of the report"),
+    };
     let outcome = match crate::store(&mut lock, id.0, anon.as_ref()).await {
         Ok(outcome) => outcome,
         Err(error) => return database(error),

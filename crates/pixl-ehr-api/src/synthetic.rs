@@ -124,63 +124,70 @@ fn nhs_number(rng: &mut Rng) -> String {
     }
 }
 
-/// One patient per study (`(mrn, accession number, study date)`), seeded.
+/// One patient per study (`(mrn, accession number, study date)`), seeded; studies of one
+/// MRN share the patient.
 pub fn patients(studies: &[(String, String, NaiveDate)], seed: u64) -> Vec<Patient> {
     let mut rng = Rng(seed);
-    studies
-        .iter()
-        .enumerate()
-        .map(|(index, (mrn, accession, study_date))| {
-            let (first, sex) = FIRST_NAMES[(index + rng.below(3)) % FIRST_NAMES.len()];
-            let last = if index == 0 { "Walker" } else { SURNAMES[(index * 5 + rng.below(4)) % SURNAMES.len()] };
-            let years = 30 + rng.below(55) as i32;
-            let date_of_birth = NaiveDate::from_ymd_opt(study_date.year() - years, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32).expect("a valid date");
-            let nhs = nhs_number(&mut rng);
-            let phone = format!("07700 900{:03}", rng.below(1000));
-            let postcode = format!(
-                "{} {}{}{}",
-                POSTCODE_AREAS[rng.below(POSTCODE_AREAS.len())],
-                1 + rng.below(9),
-                ['A', 'B', 'D', 'E', 'F', 'G', 'H', 'J'][rng.below(8)],
-                ['L', 'N', 'P', 'Q', 'R', 'S', 'T', 'U'][rng.below(8)]
-            );
-            let referrer = CLINICIANS[rng.below(CLINICIANS.len())];
-            let reporter = CLINICIANS[rng.below(CLINICIANS.len())];
-            let finding = FINDINGS[rng.below(FINDINGS.len())];
-            let previous = *study_date - chrono::Duration::days(30 + rng.below(300) as i64);
-            let title = if sex == "F" { "Mrs" } else { "Mr" };
-            let mut narrative = format!(
-                "Clinical details: {first} {last}, MRN {mrn}, NHS number {} {} {}, DOB {}. Referred by Dr {referrer} on {}. \
-                 Contact telephone {phone}; lives at {postcode}.\nComparison: previous study of {}.\nFindings: {finding}",
-                &nhs[..3],
-                &nhs[3..6],
-                &nhs[6..],
-                date_of_birth.format("%d/%m/%Y"),
-                study_date.format("%-d %B %Y"),
-                previous.format("%d/%m/%Y"),
-            );
-            if index == 0 {
-                // The engine's miss: the surname misspelt as an ordinary English word.
-                narrative.push_str(" History obtained from the patient's sister, Sarah Walked.");
+    let mut out: Vec<Patient> = Vec::with_capacity(studies.len());
+    for (index, (mrn, accession, study_date)) in studies.iter().enumerate() {
+        let earlier = out.iter().find(|p| &p.mrn == mrn).cloned();
+        let (first, sex, last, date_of_birth, nhs, phone, postcode, ethnicity) = match earlier {
+            Some(p) => (p.first_name, p.sex, p.last_name, p.date_of_birth, p.nhs_number, p.phone, p.postcode, p.ethnicity),
+            None => {
+                let (first, sex) = FIRST_NAMES[(index + rng.below(3)) % FIRST_NAMES.len()];
+                let last = if index == 0 { "Walker" } else { SURNAMES[(index * 5 + rng.below(4)) % SURNAMES.len()] };
+                let years = 30 + rng.below(55) as i32;
+                let date_of_birth =
+                    NaiveDate::from_ymd_opt(study_date.year() - years, 1 + rng.below(12) as u32, 1 + rng.below(28) as u32).expect("a valid date");
+                let nhs = nhs_number(&mut rng);
+                let phone = format!("07700 900{:03}", rng.below(1000));
+                let postcode = format!(
+                    "{} {}{}{}",
+                    POSTCODE_AREAS[rng.below(POSTCODE_AREAS.len())],
+                    1 + rng.below(9),
+                    ['A', 'B', 'D', 'E', 'F', 'G', 'H', 'J'][rng.below(8)],
+                    ['L', 'N', 'P', 'Q', 'R', 'S', 'T', 'U'][rng.below(8)]
+                );
+                (first.to_owned(), sex, last.to_owned(), date_of_birth, nhs, phone, postcode, ETHNICITIES[rng.below(ETHNICITIES.len())])
             }
-            let impression = format!("{finding} Discussed with {title} {last}. Reported by Dr {reporter}, consultant radiologist.");
-            Patient {
-                mrn: mrn.clone(),
-                accession_number: accession.clone(),
-                study_date: *study_date,
-                nhs_number: nhs,
-                first_name: first.to_owned(),
-                last_name: last.to_owned(),
-                date_of_birth,
-                sex,
-                ethnicity: ETHNICITIES[rng.below(ETHNICITIES.len())],
-                postcode,
-                phone,
-                narrative,
-                impression,
-            }
-        })
-        .collect()
+        };
+        let referrer = CLINICIANS[rng.below(CLINICIANS.len())];
+        let reporter = CLINICIANS[rng.below(CLINICIANS.len())];
+        let finding = FINDINGS[rng.below(FINDINGS.len())];
+        let previous = *study_date - chrono::Duration::days(30 + rng.below(300) as i64);
+        let title = if sex == "F" { "Mrs" } else { "Mr" };
+        let mut narrative = format!(
+            "Clinical details: {first} {last}, MRN {mrn}, NHS number {} {} {}, DOB {}. Referred by Dr {referrer} on {}. \
+             Contact telephone {phone}; lives at {postcode}.\nComparison: previous study of {}.\nFindings: {finding}",
+            &nhs[..3],
+            &nhs[3..6],
+            &nhs[6..],
+            date_of_birth.format("%d/%m/%Y"),
+            study_date.format("%-d %B %Y"),
+            previous.format("%d/%m/%Y"),
+        );
+        if index == 0 {
+            // The engine's miss: the surname misspelt as an ordinary English word.
+            narrative.push_str(" History obtained from the patient's sister, Sarah Walked.");
+        }
+        let impression = format!("{finding} Discussed with {title} {last}. Reported by Dr {reporter}, consultant radiologist.");
+        out.push(Patient {
+            mrn: mrn.clone(),
+            accession_number: accession.clone(),
+            study_date: *study_date,
+            nhs_number: nhs,
+            first_name: first,
+            last_name: last,
+            date_of_birth,
+            sex,
+            ethnicity,
+            postcode,
+            phone,
+            narrative,
+            impression,
+        });
+    }
+    out
 }
 
 /// Creates the database `settings.name` afresh (dropping one of that name) with the star
@@ -202,12 +209,18 @@ pub async fn create_database(settings: &DatabaseSettings, patients: &[Patient]) 
     .execute(&mut db)
     .await?;
     let mut tx = db.begin().await?;
+    let mut mrn_ids = std::collections::HashMap::new();
     for (index, p) in patients.iter().enumerate() {
+        if let Some(&mrn_id) = mrn_ids.get(&p.mrn) {
+            add_study(&mut tx, mrn_id, index, p).await?;
+            continue;
+        }
         let mrn_id: i64 = sqlx::query_scalar("INSERT INTO star.mrn (mrn, nhs_number) VALUES ($1, $2) RETURNING mrn_id")
             .bind(&p.mrn)
             .bind(&p.nhs_number)
             .fetch_one(&mut *tx)
             .await?;
+        mrn_ids.insert(p.mrn.clone(), mrn_id);
         sqlx::query(
             "INSERT INTO star.core_demographic (mrn_id, firstname, lastname, date_of_birth, sex, ethnicity, home_postcode) VALUES ($1, $2, $3, $4, $5, $6, $7)",
         )
@@ -220,39 +233,45 @@ pub async fn create_database(settings: &DatabaseSettings, patients: &[Patient]) 
         .bind(&p.postcode)
         .execute(&mut *tx)
         .await?;
-        let sample: i64 = sqlx::query_scalar("INSERT INTO star.lab_sample (mrn_id, external_lab_number) VALUES ($1, $2) RETURNING lab_sample_id")
-            .bind(mrn_id)
-            .bind(&p.accession_number)
-            .fetch_one(&mut *tx)
-            .await?;
-        let order: i64 =
-            sqlx::query_scalar("INSERT INTO star.lab_order (lab_sample_id) VALUES ($1) RETURNING lab_order_id").bind(sample).fetch_one(&mut *tx).await?;
-        sqlx::query("INSERT INTO star.lab_result (lab_order_id, lab_test_definition_id, value_as_text) VALUES ($1, 2, $2), ($1, 3, $3)")
-            .bind(order)
-            .bind(&p.narrative)
-            .bind(&p.impression)
-            .execute(&mut *tx)
-            .await?;
-        let visit: i64 =
-            sqlx::query_scalar("INSERT INTO star.hospital_visit (mrn_id) VALUES ($1) RETURNING hospital_visit_id").bind(mrn_id).fetch_one(&mut *tx).await?;
-        let at = p.study_date.and_hms_opt(9, 30, 0).expect("a valid time").and_utc();
-        let height = 1.5 + (index % 40) as f64 / 100.0;
-        let weight = 50.0 + (index % 50) as f64;
-        let gcs = 13.0 + (index % 3) as f64;
-        sqlx::query(
-            "INSERT INTO star.visit_observation (hospital_visit_id, visit_observation_type_id, observation_datetime, value_as_real)
-             VALUES ($1, 1, $2, $3), ($1, 2, $2, $4), ($1, 3, $2, $5)",
-        )
-        .bind(visit)
-        .bind(at)
-        .bind(height)
-        .bind(weight)
-        .bind(gcs)
-        .execute(&mut *tx)
-        .await?;
+        add_study(&mut tx, mrn_id, index, p).await?;
     }
     tx.commit().await?;
     db.close().await?;
+    Ok(())
+}
+
+/// The study's report and the observations of its day.
+async fn add_study(tx: &mut PgConnection, mrn_id: i64, index: usize, p: &Patient) -> Result<(), sqlx::Error> {
+    let sample: i64 = sqlx::query_scalar("INSERT INTO star.lab_sample (mrn_id, external_lab_number) VALUES ($1, $2) RETURNING lab_sample_id")
+        .bind(mrn_id)
+        .bind(&p.accession_number)
+        .fetch_one(&mut *tx)
+        .await?;
+    let order: i64 =
+        sqlx::query_scalar("INSERT INTO star.lab_order (lab_sample_id) VALUES ($1) RETURNING lab_order_id").bind(sample).fetch_one(&mut *tx).await?;
+    sqlx::query("INSERT INTO star.lab_result (lab_order_id, lab_test_definition_id, value_as_text) VALUES ($1, 2, $2), ($1, 3, $3)")
+        .bind(order)
+        .bind(&p.narrative)
+        .bind(&p.impression)
+        .execute(&mut *tx)
+        .await?;
+    let visit: i64 =
+        sqlx::query_scalar("INSERT INTO star.hospital_visit (mrn_id) VALUES ($1) RETURNING hospital_visit_id").bind(mrn_id).fetch_one(&mut *tx).await?;
+    let at = p.study_date.and_hms_opt(9, 30, 0).expect("a valid time").and_utc();
+    let height = 1.5 + (index % 40) as f64 / 100.0;
+    let weight = 50.0 + (index % 50) as f64;
+    let gcs = 13.0 + (index % 3) as f64;
+    sqlx::query(
+        "INSERT INTO star.visit_observation (hospital_visit_id, visit_observation_type_id, observation_datetime, value_as_real)
+         VALUES ($1, 1, $2, $3), ($1, 2, $2, $4), ($1, 3, $2, $5)",
+    )
+    .bind(visit)
+    .bind(at)
+    .bind(height)
+    .bind(weight)
+    .bind(gcs)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 /// The bearer tokens of the services in these tests.
 pub const HASHER_TOKEN: &str = "system-test-hasher-token";
 pub const ANON_NODE_TOKEN: &str = "system-test-anon-node-token";
+pub const EHR_TOKEN: &str = "system-test-ehr-api-token";
 
 /// A service task: its error as text.
 pub type Task = JoinHandle<Result<(), String>>;
@@ -183,6 +184,24 @@ impl Services {
             "export-api",
             tokio::spawn(async move { pixl_export_api::service::run(config, &settings, listener, shutdown).await.map_err(|e| e.to_string()) }),
         );
+        url
+    }
+
+    /// ehr-api reading the EMAP database `emap`; returns its base URL.
+    pub async fn ehr_api(&mut self, ctx: &TestContext, emap: &pixl_core::config::DatabaseSettings) -> String {
+        let vars = [
+            ("EHR_API_TOKEN", EHR_TOKEN.to_owned()),
+            ("EHR_API_RETRY_PAUSE", "0.2".to_owned()),
+            ("EMAP_DB_HOST", emap.host.clone()),
+            ("EMAP_DB_PORT", emap.port.to_string()),
+            ("EMAP_DB_USER", emap.user.clone()),
+            ("EMAP_DB_NAME", emap.name.clone()),
+        ];
+        let config = pixl_ehr_api::service::EhrConfig::from_lookup(|name| vars.iter().find(|(k, _)| *k == name).map(|(_, v)| v.clone())).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (settings, shutdown) = (ctx.settings.clone(), self.shutdown.clone());
+        self.push("ehr-api", tokio::spawn(async move { pixl_ehr_api::service::run(config, &settings, listener, shutdown).await.map_err(|e| e.to_string()) }));
         url
     }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use pixl_core::testing::TestContext;
 
-use crate::harness::{ANON_NODE_TOKEN, HASHER_TOKEN, Services};
+use crate::harness::{ANON_NODE_TOKEN, EHR_TOKEN, HASHER_TOKEN, Services};
 
 async fn check(client: &reqwest::Client, base: &str, token: &str, expected: &[&str]) {
     let document: serde_json::Value = client.get(format!("{base}/openapi.json")).send().await.unwrap().json().await.unwrap();
@@ -48,10 +48,18 @@ async fn every_route_of_every_service_is_in_its_openapi_document() {
     let imaging = services.imaging_api_at(&ctx, ("VNA", pixl_core::testing::peers::free_port()), None, &node.url, vec![]).await;
     let vars = crate::export::support::export_vars(dir.path(), &node.url, &dir.path().join("secrets.json"));
     let export = services.export_api(&ctx, &vars).await;
+    // ehr-api does not reach its EHR database until it has work.
+    let emap = pixl_core::config::DatabaseSettings { port: pixl_core::testing::peers::free_port(), ..ctx.settings.database.clone() };
+    let ehr = services.ehr_api(&ctx, &emap).await;
     let client = reqwest::Client::new();
     // The services answer before they are asked anything.
-    for url in [format!("{hasher_url}/heart-beat"), format!("{}/heart-beat", node.url), format!("http://{imaging}/heart-beat"), format!("{export}/heart-beat")]
-    {
+    for url in [
+        format!("{hasher_url}/heart-beat"),
+        format!("{}/heart-beat", node.url),
+        format!("http://{imaging}/heart-beat"),
+        format!("{export}/heart-beat"),
+        format!("{ehr}/heart-beat"),
+    ] {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
         while client.get(&url).send().await.is_err() {
             assert!(std::time::Instant::now() < deadline, "{url} does not answer");
@@ -62,6 +70,7 @@ async fn every_route_of_every_service_is_in_its_openapi_document() {
     check(&client, &node.url, ANON_NODE_TOKEN, &["/raw-cache/series", "/stores", "/studies/{uid}/archive"]).await;
     check(&client, &format!("http://{imaging}"), "", &["/token-bucket-refresh-rate"]).await;
     check(&client, &export, "", &["/export-patient-data"]).await;
+    check(&client, &ehr, EHR_TOKEN, &["/deidentify"]).await;
     services.stop().await;
     ctx.teardown().await;
 }
@@ -69,7 +78,7 @@ async fn every_route_of_every_service_is_in_its_openapi_document() {
 #[test]
 fn no_service_registers_an_undocumented_route() {
     let root = pixl_testkit::repo_root().join("crates");
-    for service in ["pixl-hasher-api", "pixl-anon-node", "pixl-imaging-api", "pixl-export-api"] {
+    for service in ["pixl-hasher-api", "pixl-anon-node", "pixl-imaging-api", "pixl-export-api", "pixl-ehr-api"] {
         let mut sources = Vec::new();
         pixl_testkit::dicom::all_files(&root.join(service).join("src"), &mut sources);
         for source in sources.iter().filter(|p| p.extension().is_some_and(|e| e == "rs")) {
