@@ -5,6 +5,7 @@
 
 mod anon_node;
 mod compose;
+mod ehr;
 mod export;
 pub mod harness;
 mod imaging;
