@@ -96,8 +96,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         anyhow::ensure!(path.is_file(), "{} is missing: build every binary first (cargo build --release --workspace)", path.display());
         Ok(path)
     };
-    let (hasher_bin, anon_bin, imaging_bin, export_bin) =
-        (binary("pixl-hasher-api")?, binary("pixl-anon-node")?, binary("pixl-imaging-api")?, binary("pixl-export-api")?);
+    let (hasher_bin, anon_bin, imaging_bin, export_bin, ehr_bin) =
+        (binary("pixl-hasher-api")?, binary("pixl-anon-node")?, binary("pixl-imaging-api")?, binary("pixl-export-api")?, binary("pixl-ehr-api")?);
 
     let dir = std::path::absolute(&options.dir)?;
     if dir.exists() {
@@ -180,8 +180,19 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
     };
     println!("archive: {archive_kind} (AE VNA) on 127.0.0.1:{archive_port}, {} instances of {} studies loaded", files.len(), studies.len());
 
+    // The EHR: a database in EMAP's star schema with a made-up patient per study, whose
+    // report names them, their identifiers and their clinicians.
+    let emap = pixl_core::config::DatabaseSettings { name: format!("{}_emap", settings.database.name), ..settings.database.clone() };
+    let keys: Vec<(String, String, chrono::NaiveDate)> = studies
+        .iter()
+        .map(|s| (s.patient_id.clone(), s.accession_number.clone(), chrono::NaiveDate::parse_from_str(&s.study_date, "%Y%m%d").unwrap_or_default()))
+        .collect();
+    let patients = pixl_ehr_api::synthetic::patients(&keys, 1);
+    pixl_ehr_api::synthetic::create_database(&emap, &patients).await.context("cannot create the demo's EHR database")?;
+    println!("EHR: database {} (EMAP star schema), {} patients with radiology reports", emap.name, patients.len());
+
     // The services.
-    let (hasher_port, anon_http, imaging_http, export_http) = (free_port()?, free_port()?, free_port()?, free_port()?);
+    let (hasher_port, anon_http, imaging_http, export_http, ehr_http) = (free_port()?, free_port()?, free_port()?, free_port()?, free_port()?);
     let destination = dir.join("research-export");
     let mut env: Vec<(String, String)> = vec![
         ("PIXL_DB_HOST", settings.database.host.clone()),
@@ -210,6 +221,13 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         // Fresh tokens for this run: the internal APIs are never open, not even here.
         ("HASHER_API_TOKEN", pixl_core::hashing::new_hashing_key()),
         ("ANON_NODE_API_TOKEN", pixl_core::hashing::new_hashing_key()),
+        ("EHR_API_TOKEN", pixl_core::hashing::new_hashing_key()),
+        ("EHR_API_PORT", ehr_http.to_string()),
+        ("EMAP_DB_HOST", emap.host.clone()),
+        ("EMAP_DB_PORT", emap.port.to_string()),
+        ("EMAP_DB_USER", emap.user.clone()),
+        ("EMAP_DB_PASSWORD", secrecy::ExposeSecret::expose_secret(&emap.password).to_owned()),
+        ("EMAP_DB_NAME", emap.name.clone()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v))
@@ -220,6 +238,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         ("anon-node", &anon_bin, anon_http),
         ("imaging-api", &imaging_bin, imaging_http),
         ("export-api", &export_bin, export_http),
+        ("ehr-api", &ehr_bin, ehr_http),
     ];
     for (name, program, port) in services {
         let (process, log) = start(name, program, &[], &env, &logs)?;
@@ -227,7 +246,7 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         wait_for_port(port, name, &log).await?;
     }
     println!(
-        "services: hasher-api :{hasher_port}, anon-node DICOM :{anon_dicom} HTTP :{anon_http}, imaging-api :{imaging_http}, export-api :{export_http} (logs in {})",
+        "services: hasher-api :{hasher_port}, anon-node DICOM :{anon_dicom} HTTP :{anon_http}, imaging-api :{imaging_http}, export-api :{export_http}, ehr-api :{ehr_http} (logs in {})",
         logs.display()
     );
 
@@ -245,11 +264,13 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
     loop {
         let counts = crate::control::counts_by_state(&pool).await?;
         let line = counts.iter().map(|(state, n)| format!("{state} {n}")).collect::<Vec<_>>().join(", ");
+        let ehr_open: i64 = sqlx::query_scalar("SELECT count(*) FROM studies WHERE ehr_wanted AND ehr_state IS NULL").fetch_one(&pool).await?;
+        let line = format!("{line}; EHR: {ehr_open} waiting");
         if line != last {
             println!("progress: {line}");
             last = line;
         }
-        let open: i64 = counts.iter().filter(|(s, _)| !matches!(s.as_str(), "exported" | "failed")).map(|(_, n)| n).sum();
+        let open: i64 = counts.iter().filter(|(s, _)| !matches!(s.as_str(), "exported" | "failed")).map(|(_, n)| n).sum::<i64>() + ehr_open;
         if open == 0 {
             break;
         }
@@ -259,7 +280,9 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    // The extract's parquet files and the image linker, as `pixl export-patient-data` does.
+    // The extract's parquet files, the image linker, the reports and the release report, as
+    // `pixl export-patient-data --skip-flagged` does: the demo leaves its flagged report
+    // for a person to review (pixl reports list).
     let parquet = match crate::export::export_patient_data(&format!("http://127.0.0.1:{export_http}"), &options.extract, Duration::from_secs(120), true).await {
         Ok(exported) => crate::export::render(&exported),
         Err(error) => format!("export-patient-data failed: {error:#}\n"),
@@ -267,7 +290,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
     for line in parquet.lines() {
         println!("export-patient-data: {line}");
     }
-    let report = summary_report(&pool, &dir, &destination).await?;
+    let mut report = summary_report(&pool, &dir, &destination).await?;
+    report.push_str(&reports_summary(&pool, &settings.host_export_root_dir).await?);
     pool.close().await;
     drop(processes);
     Ok(report)
@@ -337,6 +361,63 @@ async fn summary_report(pool: &sqlx::PgPool, dir: &Path, destination: &Path) -> 
         dir.join("anon-store").display(),
         dir.join("raw-cache").display()
     ));
+    Ok(out)
+}
+
+/// The reports: de-identified, flagged, and where the release report is.
+async fn reports_summary(pool: &sqlx::PgPool, export_root: &Path) -> anyhow::Result<String> {
+    let states: BTreeMap<String, i64> = sqlx::query_as("SELECT COALESCE(ehr_state::text, 'pending'), count(*) FROM studies WHERE ehr_wanted GROUP BY 1")
+        .fetch_all(pool)
+        .await?
+        .into_iter()
+        .collect();
+    let spans: Vec<(String, i64)> =
+        sqlx::query_as("SELECT k, sum(v::bigint)::bigint FROM ehr_anon, jsonb_each_text(report_spans) AS e (k, v) GROUP BY 1 ORDER BY 2 DESC, 1")
+            .fetch_all(pool)
+            .await?;
+    let flags: Vec<(i64, String)> =
+        sqlx::query_as("SELECT study_id, reason FROM report_flags WHERE cleared_by IS NULL ORDER BY study_id, span_start").fetch_all(pool).await?;
+    let count = |s: &str| states.get(s).copied().unwrap_or(0);
+    let mut out = String::from(
+        "
+reports (ehr-api: EHR fields and radiology reports)
+",
+    );
+    out.push_str(&format!(
+        "  {} de-identified and checked: {} exported in radiology/radiology.parquet, {} flagged by the second check and withheld, {} without an EHR record, {} failed
+",
+        count("done") + count("flagged"),
+        count("done"),
+        count("flagged"),
+        count("no_record"),
+        count("failed"),
+    ));
+    if !spans.is_empty() {
+        out.push_str(&format!(
+            "  removed from the reports: {}
+",
+            spans.iter().map(|(k, n)| format!("{n} {k}")).collect::<Vec<_>>().join(", ")
+        ));
+    }
+    for (study, reason) in &flags {
+        out.push_str(&format!(
+            "  study {study}: flagged ({reason}); review it with `pixl reports show {study}`, then release or redact it
+"
+        ));
+    }
+    let mut release_reports = Vec::new();
+    for (path, _) in files_under(export_root) {
+        if path.file_name().is_some_and(|n| n == "release-report.html") {
+            release_reports.push(export_root.join(path));
+        }
+    }
+    for path in release_reports {
+        out.push_str(&format!(
+            "  release report: {} (and release-report.json beside it)
+",
+            path.display()
+        ));
+    }
     Ok(out)
 }
 
