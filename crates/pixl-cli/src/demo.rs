@@ -407,7 +407,8 @@ reports (ehr-api: EHR fields and radiology reports)
     }
     let mut release_reports = Vec::new();
     for (path, _) in files_under(export_root) {
-        if path.file_name().is_some_and(|n| n == "release-report.html") {
+        // `latest` is a link to the newest extract's directory: each report once.
+        if path.file_name().is_some_and(|n| n == "release-report.html") && !path.components().any(|c| c.as_os_str() == "latest") {
             release_reports.push(export_root.join(path));
         }
     }

@@ -3,6 +3,7 @@
 
 pub mod anonymise;
 pub mod bench;
+pub mod bench_ehr;
 pub mod check_env;
 pub mod cohort;
 pub mod control;

@@ -308,6 +308,15 @@ enum BenchCommand {
         count: u32,
         out: PathBuf,
     },
+    /// Reports per second through ehr-api (EHR query, de-identification, check, store)
+    /// against the engine alone on the same texts, each on one core (docs/benchmarks.md).
+    Ehr {
+        #[arg(long, default_value_t = 10_000)]
+        studies: usize,
+        /// Where the texts, probes and logs go.
+        #[arg(long, default_value = "target/bench-ehr")]
+        work: PathBuf,
+    },
     /// Write COUNT synthetic clinical notes with gold spans (JSON lines, the gold format of
     /// `pixl deid-text eval`) to OUT, and their patients' probes to --probes-out.
     GenerateNotes {
@@ -573,6 +582,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::DeidText { .. } | Command::Bench(BenchCommand::GenerateNotes { .. }) => unreachable!("handled before the settings are read"),
+        Command::Bench(BenchCommand::Ehr { studies, work }) => {
+            let result = runtime.block_on(pixl_cli::bench_ehr::run(&settings, studies, &work, &pixl_cli::bench_ehr::bin_dir()?))?;
+            print!("{result}");
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench(BenchCommand::GenerateOmop { rows, project_name, out }) => {
             pixl_cli::bench::generate_omop(&out, rows, &project_name).with_context(|| format!("cannot write the extract to {}", out.display()))?;
             println!("wrote {rows} procedures to {}", out.display());

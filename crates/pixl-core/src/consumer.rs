@@ -24,7 +24,7 @@ use lapin::message::Delivery;
 use lapin::options::{BasicAckOptions, BasicConsumeOptions, BasicNackOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use sqlx::postgres::PgRow;
-use sqlx::{Connection, PgConnection, PgPool};
+use sqlx::{PgConnection, PgPool};
 use tokio_util::sync::CancellationToken;
 
 use crate::db::DbFailure;
@@ -91,42 +91,40 @@ pub struct Claimed {
     pub lock: StudyLock,
 }
 
-/// A study held for one stage: a transaction, on a connection of its own (not the pool's),
-/// holding a transaction-scoped advisory lock on (stage, study). Statements run on it
-/// (`&mut lock`) are part of the transaction; [`StudyLock::commit`] commits them and
-/// releases the lock. Dropped uncommitted (an early return, a panic, a crash), its
-/// connection closes, and Postgres rolls back and releases the lock at once: a pooled
-/// connection would keep the lock until the pool used it again.
+/// A study held for one stage: a transaction on a pooled connection, holding a
+/// transaction-scoped advisory lock on (stage, study). Statements run on it (`&mut lock`)
+/// are part of the transaction; [`StudyLock::commit`] commits them and releases the lock.
+/// Dropped uncommitted (an early return, a panic), sqlx rolls the transaction back before
+/// the connection is used again (it is returned to the pool with a ROLLBACK, checked with
+/// a round trip), which releases the lock; on a crash the connection closes and Postgres
+/// rolls back. A pooled connection keeps its prepared statements: a fresh connection per
+/// study paid a Parse and Describe for every statement.
 #[derive(Debug)]
 pub struct StudyLock {
-    conn: PgConnection,
+    tx: sqlx::Transaction<'static, sqlx::Postgres>,
 }
 
 impl StudyLock {
     async fn open(pool: &PgPool) -> Result<Self, sqlx::Error> {
-        let mut conn = PgConnection::connect_with(&pool.connect_options()).await?;
-        sqlx::query("BEGIN").execute(&mut conn).await?;
-        Ok(Self { conn })
+        Ok(Self { tx: pool.begin().await? })
     }
 
     /// Commits what was done under the lock, and releases it.
-    pub async fn commit(mut self) -> Result<(), sqlx::Error> {
-        sqlx::query("COMMIT").execute(&mut self.conn).await?;
-        let _ = self.conn.close().await;
-        Ok(())
+    pub async fn commit(self) -> Result<(), sqlx::Error> {
+        self.tx.commit().await
     }
 }
 
 impl std::ops::Deref for StudyLock {
     type Target = PgConnection;
     fn deref(&self) -> &PgConnection {
-        &self.conn
+        &self.tx
     }
 }
 
 impl std::ops::DerefMut for StudyLock {
     fn deref_mut(&mut self) -> &mut PgConnection {
-        &mut self.conn
+        &mut self.tx
     }
 }
 
@@ -158,6 +156,8 @@ pub async fn claim_study(pool: &PgPool, body: &[u8], kind: MessageKind, columns:
     if !locked {
         return Err(Handled::Deferred { study: id, reason: "another delivery of this study is being handled".to_owned(), after: HELD_PAUSE });
     }
+    // Read after the lock is held (a statement of its own, so a snapshot taken after the
+    // lock): the row as the last holder left it.
     // `columns` is a constant of the calling service, never input.
     let row = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT {columns} FROM studies WHERE id = $1")))
         .bind(id.0)

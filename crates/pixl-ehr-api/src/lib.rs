@@ -175,6 +175,7 @@ pub fn age_at(date_of_birth: NaiveDate, on: NaiveDate) -> Option<u32> {
 const DEMOGRAPHICS: &str = include_str!("../queries/demographics.sql");
 const REPORT: &str = include_str!("../queries/report.sql");
 const OBSERVATION: &str = include_str!("../queries/observation.sql");
+const OBSERVATIONS: &str = include_str!("../queries/observations.sql");
 
 /// The EHR database, read-only.
 #[derive(Debug, Clone)]
@@ -204,7 +205,7 @@ impl EmapSource {
     }
 
     fn pool_options() -> PgPoolOptions {
-        PgPoolOptions::new().max_connections(8).acquire_timeout(std::time::Duration::from_secs(10))
+        PgPoolOptions::new().max_connections(24).acquire_timeout(std::time::Duration::from_secs(10))
     }
 
     fn options(settings: &EmapSettings) -> Result<sqlx::postgres::PgConnectOptions, EhrError> {
@@ -257,19 +258,24 @@ impl EmapSource {
         Ok(value.flatten())
     }
 
-    /// Everything for one study.
+    /// Height, weight and GCS nearest `at`, within 24 hours either side, in one query.
+    pub async fn observations(&self, mrn: &str, at: DateTime<Utc>) -> Result<(Option<f64>, Option<f64>, Option<f64>), EhrError> {
+        let names = [self.types.height.as_str(), self.types.weight.as_str(), self.types.gcs.as_str()];
+        let rows: Vec<(String, Option<f64>)> =
+            sqlx::query_as(OBSERVATIONS).bind(mrn).bind(&names[..]).bind(at).fetch_all(&self.pool).await.map_err(EhrError::query("observations"))?;
+        let value = |name: &str| rows.iter().find(|(n, _)| n == name).and_then(|(_, v)| *v);
+        Ok((value(names[0]), value(names[1]), value(names[2])))
+    }
+
+    /// Everything for one study: its three queries at once, on three connections.
     pub async fn record(&self, mrn: &str, accession_number: &str, study_time: DateTime<Utc>) -> Result<EhrRecord, EhrError> {
-        let demographics = self.demographics(mrn).await?;
+        let (demographics, report, observations) = tokio::join!(self.demographics(mrn), self.report(accession_number, mrn), self.observations(mrn, study_time));
+        let demographics = demographics?;
         if demographics.is_none() {
             return Ok(EhrRecord::default());
         }
-        Ok(EhrRecord {
-            demographics,
-            report: self.report(accession_number, mrn).await?,
-            height: self.observation(mrn, &self.types.height, study_time).await?,
-            weight: self.observation(mrn, &self.types.weight, study_time).await?,
-            gcs: self.observation(mrn, &self.types.gcs, study_time).await?,
-        })
+        let (height, weight, gcs) = observations?;
+        Ok(EhrRecord { demographics, report: report?, height, weight, gcs })
     }
 }
 
@@ -430,17 +436,35 @@ pub fn second_check(masked: &str, patient: &Patient) -> Vec<(&'static str, i32, 
 /// row and its flags, replacing any earlier ones, and `studies.ehr_state`; the report kept
 /// from the extract (if any) is deleted, as it is no longer needed.
 pub async fn store(conn: &mut sqlx::PgConnection, study_id: i64, anon: Option<&AnonRecord>) -> Result<Outcome, sqlx::Error> {
-    sqlx::query("DELETE FROM ehr_source_reports WHERE study_id = $1").bind(study_id).execute(&mut *conn).await?;
     let Some(anon) = anon else {
-        sqlx::query("UPDATE studies SET ehr_state = 'no_record', ehr_failure_reason = NULL WHERE id = $1").bind(study_id).execute(&mut *conn).await?;
+        sqlx::query(
+            "WITH kept AS (DELETE FROM ehr_source_reports WHERE study_id = $1)
+             UPDATE studies SET ehr_state = 'no_record', ehr_failure_reason = NULL WHERE id = $1",
+        )
+        .bind(study_id)
+        .execute(&mut *conn)
+        .await?;
         return Ok(Outcome::NoRecord);
     };
     let spans_json = format!("{{{}}}", anon.spans.iter().map(|(c, n)| format!("\"{c}\":{n}")).collect::<Vec<_>>().join(","));
+    let reasons: Vec<&str> = anon.flags.iter().map(|f| f.0).collect();
+    let starts: Vec<i32> = anon.flags.iter().map(|f| f.1).collect();
+    let ends: Vec<i32> = anon.flags.iter().map(|f| f.2).collect();
+    let state = if anon.flags.is_empty() { "done" } else { "flagged" };
+    // One statement, one round trip. Its parts see one snapshot: the old open flags are
+    // deleted, the new ones inserted, whatever their order.
     sqlx::query(
-        "INSERT INTO ehr_anon (study_id, age, sex, ethnicity, height, weight, gcs, report_text, report_spans, updated_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now())
-         ON CONFLICT (study_id) DO UPDATE SET age = $2, sex = $3, ethnicity = $4, height = $5, weight = $6, gcs = $7,
-             report_text = $8, report_spans = $9::jsonb, updated_at = now()",
+        "WITH kept AS (DELETE FROM ehr_source_reports WHERE study_id = $1),
+         anon AS (
+             INSERT INTO ehr_anon (study_id, age, sex, ethnicity, height, weight, gcs, report_text, report_spans, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::jsonb, now())
+             ON CONFLICT (study_id) DO UPDATE SET age = $2, sex = $3, ethnicity = $4, height = $5, weight = $6, gcs = $7,
+                 report_text = $8, report_spans = $9::jsonb, updated_at = now()),
+         old_flags AS (DELETE FROM report_flags WHERE study_id = $1 AND cleared_by IS NULL),
+         new_flags AS (
+             INSERT INTO report_flags (study_id, reason, span_start, span_end)
+             SELECT $1, r, s, e FROM unnest($10::text[], $11::int[], $12::int[]) AS f (r, s, e))
+         UPDATE studies SET ehr_state = $13::ehr_state, ehr_failure_reason = NULL WHERE id = $1",
     )
     .bind(study_id)
     .bind(anon.age)
@@ -451,26 +475,12 @@ pub async fn store(conn: &mut sqlx::PgConnection, study_id: i64, anon: Option<&A
     .bind(anon.gcs)
     .bind(&anon.report)
     .bind(&spans_json)
+    .bind(&reasons)
+    .bind(&starts)
+    .bind(&ends)
+    .bind(state)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("DELETE FROM report_flags WHERE study_id = $1 AND cleared_by IS NULL").bind(study_id).execute(&mut *conn).await?;
-    if !anon.flags.is_empty() {
-        let reasons: Vec<&str> = anon.flags.iter().map(|f| f.0).collect();
-        let starts: Vec<i32> = anon.flags.iter().map(|f| f.1).collect();
-        let ends: Vec<i32> = anon.flags.iter().map(|f| f.2).collect();
-        sqlx::query(
-            "INSERT INTO report_flags (study_id, reason, span_start, span_end)
-             SELECT $1, r, s, e FROM unnest($2::text[], $3::int[], $4::int[]) AS f (r, s, e)",
-        )
-        .bind(study_id)
-        .bind(&reasons)
-        .bind(&starts)
-        .bind(&ends)
-        .execute(&mut *conn)
-        .await?;
-    }
-    let state = if anon.flags.is_empty() { "done" } else { "flagged" };
-    sqlx::query("UPDATE studies SET ehr_state = $2::ehr_state, ehr_failure_reason = NULL WHERE id = $1").bind(study_id).bind(state).execute(&mut *conn).await?;
     Ok(if anon.flags.is_empty() { Outcome::Done } else { Outcome::Flagged(anon.flags.len()) })
 }
 

@@ -42,7 +42,8 @@ pub struct EhrConfig {
     /// `EHR_API_TOKEN`: the bearer token of `POST /deidentify`; `None` only with
     /// `EHR_API_ALLOW_NO_TOKEN=true`.
     pub token: Option<SecretString>,
-    /// `EHR_API_CONCURRENCY` (default 4): studies handled at once.
+    /// `EHR_API_CONCURRENCY` (default 8): studies handled at once (mostly waiting on the
+    /// databases: more than the cores).
     pub concurrency: u16,
     /// `EHR_API_MAX_ATTEMPTS` (default 5): tries per study before a passing problem (the
     /// EHR database away) counts as permanent.
@@ -59,7 +60,7 @@ impl EhrConfig {
         Ok(Self {
             http_bind: env.socket("EHR_API_HOST", "EHR_API_PORT", "127.0.0.1", 8004)?,
             token: pixl_core::config::api_token(&env, "EHR_API_TOKEN", "EHR_API_ALLOW_NO_TOKEN")?,
-            concurrency: env.number("EHR_API_CONCURRENCY", 4, 1, 64)?,
+            concurrency: env.number("EHR_API_CONCURRENCY", 8, 1, 64)?,
             max_attempts: env.number("EHR_API_MAX_ATTEMPTS", 5, 1, 100)?,
             retry_pause: env.seconds("EHR_API_RETRY_PAUSE", 5.0, 3600.0)?,
             emap: EmapSettings::from_env(&env)?,
@@ -76,6 +77,26 @@ pub struct Context {
     /// `PROJECT_CONFIGS_DIR`: each project's `ehr` source.
     pub configs_dir: PathBuf,
     pub retry: Retry,
+    /// Each project's `ehr` source, with the config file's modification time: read again
+    /// when the file changes (loading a config compiles its patterns, costly per study).
+    pub sources: std::sync::Mutex<std::collections::HashMap<String, (Option<std::time::SystemTime>, EhrSource)>>,
+}
+
+impl Context {
+    /// The project's `ehr` source, from its config (cached while the file is unchanged).
+    fn source_of(&self, project: &pixl_core::ids::ProjectSlug) -> Result<EhrSource, pixl_core::project_config::ProjectConfigError> {
+        let file = pixl_core::project_config::config_path(&self.configs_dir, project);
+        let modified = std::fs::metadata(&file).and_then(|m| m.modified()).ok();
+        if let Some((at, source)) = self.sources.lock().expect("sources").get(project.as_str())
+            && modified.is_some()
+            && *at == modified
+        {
+            return Ok(*source);
+        }
+        let source = load_project(&self.configs_dir, project)?.config.ehr;
+        self.sources.lock().expect("sources").insert(project.as_str().to_owned(), (modified, source));
+        Ok(source)
+    }
 }
 
 const COLUMNS: &str = "mrn, accession_number, study_date, ehr_state::text AS ehr_state";
@@ -99,15 +120,15 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         tracing::debug!("the study's EHR row is stored already; nothing to do");
         return Handled::Done;
     }
-    let project = match load_project(&context.configs_dir, &claimed.study.project) {
-        Ok(project) => project,
+    let source = match context.source_of(&claimed.study.project) {
+        Ok(source) => source,
         Err(error) => return Handled::permanent(id, format!("project config: {error}")),
     };
     let study = match StudyKeys::from_row(&claimed.row) {
         Ok(study) => study,
         Err(error) => return database(error),
     };
-    let record = match project.config.ehr {
+    let record = match source {
         EhrSource::None => {
             tracing::info!("the project says `ehr: none`; nothing to do");
             return Handled::Done;
@@ -127,12 +148,9 @@ pub async fn handle(context: &Context, body: &[u8]) -> Handled {
         Err(error) if error.is_transient() => return Handled::transient(id, error.to_string()),
         Err(error) => return Handled::permanent(id, error.to_string()),
     };
-    // The engine and the check are CPU work (milliseconds per report): off the runtime's
-    // threads.
-    let anon = match tokio::task::spawn_blocking(move || crate::deidentify(&record, &study)).await {
-        Ok(anon) => anon,
-        Err(_) => return Handled::permanent(id, "internal error in the de-identification of the report"),
-    };
+    // The engine and the check: about a millisecond of CPU for a report, done in place (a
+    // hand-off to the blocking pool cost more than it saved).
+    let anon = crate::deidentify(&record, &study);
     let outcome = match crate::store(&mut lock, id.0, anon.as_ref()).await {
         Ok(outcome) => outcome,
         Err(error) => return database(error),
@@ -176,6 +194,7 @@ pub async fn connect(config: &EhrConfig, settings: &Settings) -> Result<Context,
         emap: EmapSource::connect_lazy(&config.emap)?,
         configs_dir: settings.project_configs_dir.clone(),
         retry: Retry { max_attempts: config.max_attempts, backoff: Backoff::new(config.retry_pause, Duration::from_secs(300)) },
+        sources: Default::default(),
     })
 }
 
