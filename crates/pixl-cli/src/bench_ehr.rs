@@ -55,7 +55,7 @@ pub async fn run(settings: &Settings, studies: usize, work: &Path, bin_dir: &Pat
     std::fs::create_dir_all(work)?;
     let date = chrono::NaiveDate::from_ymd_opt(2024, 5, 1).expect("a date");
     let keys: Vec<(String, String, chrono::NaiveDate)> = (0..studies).map(|i| (format!("B{i:08}"), format!("BENCH{i:08}"), date)).collect();
-    let patients = pixl_ehr_api::synthetic::patients(&keys, 42);
+    let patients = crate::demo_ehr::patients(&keys, 42);
 
     // The engine's input: the report as ehr-api assembles it, and the probes it derives.
     let reports = work.join("reports.jsonl");
@@ -78,7 +78,7 @@ pub async fn run(settings: &Settings, studies: usize, work: &Path, bin_dir: &Pat
 
     // The databases.
     let emap = pixl_core::config::DatabaseSettings { name: format!("{}_bench_emap", settings.database.name), ..settings.database.clone() };
-    pixl_ehr_api::synthetic::create_database(&emap, &patients).await.context("cannot create the EMAP database")?;
+    crate::demo_ehr::create_database(&emap, &patients).await.context("cannot create the EMAP database")?;
     let mut settings = settings.clone();
     settings.database.name = format!("{}_bench_ehr", settings.database.name);
     settings.queue_prefix = "bench-ehr.".to_owned();
@@ -169,7 +169,7 @@ pub async fn run(settings: &Settings, studies: usize, work: &Path, bin_dir: &Pat
     anyhow::ensure!(failed == 0, "{failed} studies failed in ehr-api (see {})", work.join("ehr-api.log").display());
     pool.close().await;
     broker.delete_topology().await?;
-    pixl_ehr_api::synthetic::drop_database(&emap).await?;
+    crate::demo_ehr::drop_database(&emap).await?;
     Ok(EhrBench { studies, engine_seconds, service_seconds })
 }
 

@@ -187,8 +187,8 @@ pub async fn run(settings: &Settings, options: &DemoOptions) -> anyhow::Result<S
         .iter()
         .map(|s| (s.patient_id.clone(), s.accession_number.clone(), chrono::NaiveDate::parse_from_str(&s.study_date, "%Y%m%d").unwrap_or_default()))
         .collect();
-    let patients = pixl_ehr_api::synthetic::patients(&keys, 1);
-    pixl_ehr_api::synthetic::create_database(&emap, &patients).await.context("cannot create the demo's EHR database")?;
+    let patients = crate::demo_ehr::patients(&keys, 1);
+    crate::demo_ehr::create_database(&emap, &patients).await.context("cannot create the demo's EHR database")?;
     println!("EHR: database {} (EMAP star schema), {} patients with radiology reports", emap.name, patients.len());
 
     // The services.

@@ -12,6 +12,7 @@ pub mod deid_text;
 pub mod deid_text_eval;
 pub mod demo;
 pub mod demo_data;
+pub mod demo_ehr;
 pub mod export;
 pub mod import_pixl_db;
 pub mod populate;

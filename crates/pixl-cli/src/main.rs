@@ -116,7 +116,8 @@ enum Command {
     #[command(subcommand)]
     Reports(ReportsCommand),
     /// Write the release report of an extract again (release-report.json and .html in the
-    /// export tree), from the database, the project's files and a new identifier check.
+    /// export tree), from the database, the project's files and a new identifier check
+    /// (export-api at EXPORT_API_URL does the work).
     ReleaseReport {
         /// The OMOP-ES extract directory (its extract_summary.json names project and time).
         parquet_dir: PathBuf,
@@ -542,7 +543,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::ReleaseReport { parquet_dir } => {
-            let [json, html] = runtime.block_on(pixl_cli::reports::release_report(&settings, &parquet_dir))?;
+            let [json, html] = runtime.block_on(pixl_cli::reports::release_report(&pixl_cli::export::export_api_url(), &parquet_dir))?;
             println!("release report written: {}\n                       {}", json.display(), html.display());
             Ok(ExitCode::SUCCESS)
         }

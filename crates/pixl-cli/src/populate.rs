@@ -56,7 +56,7 @@ pub enum PopulateError {
     )]
     MissingMrn { path: PathBuf, count: i64, first_procedure: i64 },
     #[error("the project reads its reports from the extract (ehr: reports-parquet): {0}")]
-    Reports(#[from] pixl_ehr_api::report_parquet::ReportFileError),
+    Reports(#[from] crate::cohort::reports::ReportFileError),
     #[error("the project reads its reports from the extract (ehr: reports-parquet), which needs an OMOP extract, not a CSV cohort")]
     ReportsNeedOmop,
     #[error("populate can only publish to imaging-primary or imaging-secondary, not {0}")]
@@ -441,7 +441,7 @@ async fn stage_reports(conn: &mut PgConnection, cohort: &Cohort, configs: &Path,
         if !matches!(cohort, Cohort::Omop(_)) {
             return Err(PopulateError::ReportsNeedOmop);
         }
-        let file = pixl_ehr_api::report_parquet::read_reports(path)?;
+        let file = crate::cohort::reports::read_reports(path)?;
         let (accessions, texts): (Vec<String>, Vec<String>) = file.reports.into_iter().map(|(accession, row)| (accession, row.text)).unzip();
         sqlx::query(
             "INSERT INTO ehr_source_reports (study_id, report_text)

@@ -1,12 +1,12 @@
-//! `pixl reports` (the review of reports the second check flagged) and `pixl
-//! release-report` (the release report of an extract, written again from the database).
+//! `pixl reports` (the review of reports the second check flagged, in the database) and
+//! `pixl release-report` (the release report of an extract, written again by export-api).
 
 use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 
 use pixl_core::config::Settings;
-use pixl_ehr_api::review;
+use pixl_core::review;
 
 /// `pixl reports list`: the reports waiting for review, with their flags per reason.
 pub async fn list(settings: &Settings, project: Option<&str>) -> anyhow::Result<String> {
@@ -68,37 +68,26 @@ pub async fn redact(settings: &Settings, study_id: i64) -> anyhow::Result<String
     Ok(format!("redacted {cleared} flagged span(s) of the report of study {study_id} (recorded with your name)\n"))
 }
 
-/// `pixl release-report PARQUET_DIR`: the release report of the extract (its
-/// `extract_summary.json` names project and time), written again into the export tree
-/// from the database, the project's files and a new identifier check of the extract's
-/// parquet files. Returns the paths written.
-pub async fn release_report(settings: &Settings, parquet_dir: &Path) -> anyhow::Result<[PathBuf; 2]> {
-    use pixl_export_api::release_report;
+/// `pixl release-report PARQUET_DIR`: asks export-api (`EXPORT_API_URL`) to write the
+/// release report of the extract (its `extract_summary.json` names project and time)
+/// again, from the database, the project's files and a new identifier check of the
+/// extract's parquet files. Returns the paths written (in export-api's export tree).
+pub async fn release_report(base_url: &str, parquet_dir: &Path) -> anyhow::Result<[PathBuf; 2]> {
     let (project, extract_datetime) = crate::cohort::omop::read_summary(parquet_dir)?;
-    let loaded = pixl_core::project_config::load_project(&settings.project_configs_dir, &project)?;
-    let pool = pixl_core::db::connect(&settings.database, 2).await?;
-    let extract_id: Option<i64> = sqlx::query_scalar("SELECT id FROM extracts WHERE project_slug = $1 AND extract_datetime = $2")
-        .bind(project.as_str())
-        .bind(extract_datetime)
-        .fetch_optional(&pool)
-        .await?;
-    let slug = pixl_core::export_tree::extract_time_slug(extract_datetime);
-    let extract_id = extract_id.ok_or_else(|| anyhow::anyhow!("project {project} has no extract of {slug} in the database; populate it first"))?;
-    let extract_dir = pixl_core::export_tree::extract_dir(&settings.host_export_root_dir, &project, extract_datetime);
-    let files = if extract_dir.is_dir() { pixl_export_api::linker::parquet_files(&extract_dir)? } else { Vec::new() };
-    let digests = pixl_export_api::parquet_check::IdentifierDigests::load(&pool, project.as_str()).await?;
-    let blocked = files.iter().find_map(|relative| digests.scan(&extract_dir.join(relative), &relative.display().to_string()).err()).map(|e| e.to_string());
-    let radiology = extract_dir.join("radiology").join(pixl_export_api::radiology::RADIOLOGY_FILE);
-    let reports = if radiology.is_file() { parquet_rows(&radiology)? } else { 0 };
-    let scan = release_report::ParquetScan { files: files.iter().map(|f| f.display().to_string()).collect(), identifiers_compared: digests.len(), blocked };
-    let report = release_report::build(&pool, &loaded, extract_id, &slug, reports, scan).await?;
-    pool.close().await;
-    Ok(release_report::write(&extract_dir, &report)?)
-}
-
-fn parquet_rows(path: &Path) -> anyhow::Result<usize> {
-    let file = std::fs::File::open(path)?;
-    let reader = parquet::file::reader::SerializedFileReader::new(file).map_err(|_| anyhow::anyhow!("{}: not a readable parquet file", path.display()))?;
-    use parquet::file::reader::FileReader;
-    Ok(usize::try_from(reader.metadata().file_metadata().num_rows()).unwrap_or(0))
+    let request = pixl_core::rest::ReleaseReportRequest {
+        project_name: project.as_str().to_owned(),
+        extract_datetime: extract_datetime.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let client = pixl_core::http_client::builder(None)?.timeout(std::time::Duration::from_secs(600)).build()?;
+    let url = format!("{}/release-report", base_url.trim_end_matches('/'));
+    let response =
+        client.post(&url).json(&request).send().await.map_err(|e| anyhow::anyhow!("export-api at {base_url} is not reachable ({e}); is it running?"))?;
+    let status = response.status();
+    if !status.is_success() {
+        let text = response.text().await.unwrap_or_default();
+        let reason = serde_json::from_str::<pixl_core::rest::ErrorBody>(&text).map(|body| body.error).unwrap_or(text);
+        anyhow::bail!("export-api could not write the release report ({status}): {reason}");
+    }
+    let written: pixl_core::rest::ReleaseReportWritten = response.json().await?;
+    Ok([PathBuf::from(written.json), PathBuf::from(written.html)])
 }

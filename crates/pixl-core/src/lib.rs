@@ -21,6 +21,7 @@ pub mod project_config;
 pub mod queues;
 pub mod rest;
 pub mod retry;
+pub mod review;
 pub mod shutdown;
 pub mod state;
 pub mod telemetry;

@@ -47,6 +47,23 @@ pub struct PatientDataExported {
     pub release_report: Option<String>,
 }
 
+/// `POST /release-report` at export-api: write an extract's release report again.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseReportRequest {
+    /// The project's slug or its name.
+    pub project_name: String,
+    /// The extract's timestamp, as in its `extract_summary.json`.
+    pub extract_datetime: String,
+}
+
+/// export-api's answer to `POST /release-report`: the files it wrote.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ReleaseReportWritten {
+    pub json: String,
+    pub html: String,
+}
+
 /// The body of every error answer of pixl's services.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ErrorBody {

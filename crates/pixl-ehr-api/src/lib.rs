@@ -7,16 +7,14 @@
 //! report with the patient's probes and runs the second check on the result, [`store`]
 //! writes the de-identified row, the flags and `studies.ehr_state` (migrations 0007,
 //! 0008). [`service`] is the `ehr` consumer and the HTTP API (`POST /deidentify`);
-//! [`review`] is what `pixl reports` does with flagged reports.
+//! The review of flagged reports (`pixl reports`) is `pixl_core::review`: the command links
+//! no service crate.
 //!
 //! Nothing here logs or formats a value read from the EHR: errors say which query failed
 //! and how (pixl-core's `DbFailure`), never with what.
 
 pub mod api;
-pub mod report_parquet;
-pub mod review;
 pub mod service;
-pub mod synthetic;
 
 use std::fmt;
 

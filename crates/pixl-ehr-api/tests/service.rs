@@ -8,13 +8,13 @@
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use pixl_cli::demo_ehr as synthetic;
 use pixl_core::config::DatabaseSettings;
 use pixl_core::ids::StudyId;
 use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::WorkQueue;
 use pixl_core::testing::TestContext;
 use pixl_ehr_api::service::{EhrConfig, run};
-use pixl_ehr_api::synthetic;
 use sqlx::Row;
 use tokio_util::sync::CancellationToken;
 
@@ -197,17 +197,17 @@ async fn every_study_is_deidentified_checked_and_stored_once_and_a_flagged_repor
     assert_eq!(before, after);
 
     // Review: the flagged report is released with a reason, recorded with the operator.
-    let listed = pixl_ehr_api::review::list(&ctx.pool, Some(PROJECT)).await.unwrap();
+    let listed = pixl_core::review::list(&ctx.pool, Some(PROJECT)).await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!((listed[0].study_id, listed[0].reasons.get("name variant")), (studies[0].0, Some(&1)));
-    let error = pixl_ehr_api::review::release(&ctx.pool, studies[0].0, "  ", "tester").await.unwrap_err();
+    let error = pixl_core::review::release(&ctx.pool, studies[0].0, "  ", "tester").await.unwrap_err();
     assert!(error.to_string().contains("reason"), "{error}");
-    assert_eq!(pixl_ehr_api::review::release(&ctx.pool, studies[0].0, "a word, not the patient", "tester").await.unwrap(), 1);
+    assert_eq!(pixl_core::review::release(&ctx.pool, studies[0].0, "a word, not the patient", "tester").await.unwrap(), 1);
     let audit: (String, String, String) =
         sqlx::query_as("SELECT action, reason, operator FROM report_reviews WHERE study_id = $1").bind(studies[0].0).fetch_one(&ctx.pool).await.unwrap();
     assert_eq!(audit, ("release".to_owned(), "a word, not the patient".to_owned(), "tester".to_owned()));
-    assert!(pixl_ehr_api::review::list(&ctx.pool, None).await.unwrap().is_empty());
-    assert!(pixl_ehr_api::review::redact(&ctx.pool, studies[0].0, "tester").await.is_err(), "nothing left to decide");
+    assert!(pixl_core::review::list(&ctx.pool, None).await.unwrap().is_empty());
+    assert!(pixl_core::review::redact(&ctx.pool, studies[0].0, "tester").await.is_err(), "nothing left to decide");
     let cleared: i64 = sqlx::query_scalar("SELECT count(*) FROM report_flags WHERE cleared_by IS NOT NULL").fetch_one(&ctx.pool).await.unwrap();
     assert_eq!(cleared, 1, "the flag stays on record, cleared by the review");
 

@@ -126,34 +126,14 @@ pub async fn export_patient_data(context: &Context, request: ExportPatientData) 
         reports_pending: ehr.pending,
         release_report: None,
     };
-    let mut files = crate::linker::parquet_files(&extract_dir).map_err(|e| ExportDataError::Internal(format!("cannot list {}: {e}", extract_dir.display())))?;
-    // Nothing leaves before every file passed the identifier check.
-    let digests = IdentifierDigests::load(&context.pool, project.as_str()).await.map_err(internal)?;
-    let (check_root, check_files, check_digests) = (extract_dir.clone(), files.clone(), digests.clone());
-    let scanned = tokio::task::spawn_blocking(move || {
-        check_files.iter().try_for_each(|relative| check_digests.scan(&check_root.join(relative), &relative.display().to_string()))
-    })
-    .await
-    .map_err(|_| ExportDataError::Internal("the identifier check of the parquet files failed".to_owned()))?;
-    let scan = crate::release_report::ParquetScan {
-        files: files.iter().map(|f| f.display().to_string()).collect(),
-        identifiers_compared: digests.len(),
-        blocked: scanned.as_ref().err().map(ToString::to_string),
-    };
-    // The release report says what was checked, also when the check blocked the export.
-    let report = crate::release_report::build(&context.pool, &loaded, extract_id, &extract_slug, reports, scan).await.map_err(internal)?;
-    let report_dir = extract_dir.clone();
-    let [report_json, _] = tokio::task::spawn_blocking(move || crate::release_report::write(&report_dir, &report))
-        .await
-        .map_err(|e| ExportDataError::Internal(e.to_string()))?
-        .map_err(|e| ExportDataError::Internal(format!("cannot write the release report in {}: {e}", extract_dir.display())))?;
+    let (mut files, report_json, scanned) = check_and_report(context, &loaded, extract_id, &extract_slug, &extract_dir, reports).await?;
     exported.release_report = Some(report_json.display().to_string());
     scanned.map_err(|error| {
         metrics::counter!("pixl_export_parquet_refused_total").increment(1);
         tracing::error!(%error, "a parquet file failed the identifier check; nothing was uploaded");
         ExportDataError::Refused(error.to_string())
     })?;
-    tracing::info!(files = files.len(), identifiers = digests.len(), reports, "parquet files passed the identifier check");
+    tracing::info!(files = files.len(), reports, "parquet files passed the identifier check");
 
     let uploader = context.destinations.parquet(&loaded).await.map_err(ExportDataError::Upload)?;
     let Some(uploader) = uploader else {
@@ -185,6 +165,83 @@ pub async fn export_patient_data(context: &Context, request: ExportPatientData) 
     metrics::counter!("pixl_export_parquet_files_total", "destination" => uploader.kind()).increment(exported.uploaded.len() as u64);
     tracing::info!(files = exported.uploaded.len(), linked = linked.len(), destination = uploader.kind(), "extract parquet files exported");
     Ok(exported)
+}
+
+/// The identifier check of every parquet file of the extract, and the release report that
+/// says what it found (written also when the check blocks the export). Returns the files
+/// checked, the report's JSON path and the check's verdict.
+async fn check_and_report(
+    context: &Context,
+    loaded: &pixl_core::project_config::LoadedProject,
+    extract_id: i64,
+    extract_slug: &str,
+    extract_dir: &std::path::Path,
+    reports: usize,
+) -> Result<(Vec<std::path::PathBuf>, std::path::PathBuf, Result<(), crate::parquet_check::ScanError>), ExportDataError> {
+    let internal = |e: sqlx::Error| ExportDataError::Internal(pixl_core::db::DbFailure::classify(&e).to_string());
+    let files = if extract_dir.is_dir() {
+        crate::linker::parquet_files(extract_dir).map_err(|e| ExportDataError::Internal(format!("cannot list {}: {e}", extract_dir.display())))?
+    } else {
+        Vec::new()
+    };
+    let digests = IdentifierDigests::load(&context.pool, loaded.slug.as_str()).await.map_err(internal)?;
+    let (check_root, check_files, check_digests) = (extract_dir.to_owned(), files.clone(), digests.clone());
+    let scanned = tokio::task::spawn_blocking(move || {
+        check_files.iter().try_for_each(|relative| check_digests.scan(&check_root.join(relative), &relative.display().to_string()))
+    })
+    .await
+    .map_err(|_| ExportDataError::Internal("the identifier check of the parquet files failed".to_owned()))?;
+    let scan = crate::release_report::ParquetScan {
+        files: files.iter().map(|f| f.display().to_string()).collect(),
+        identifiers_compared: digests.len(),
+        blocked: scanned.as_ref().err().map(ToString::to_string),
+    };
+    let report = crate::release_report::build(&context.pool, loaded, extract_id, extract_slug, reports, scan).await.map_err(internal)?;
+    let report_dir = extract_dir.to_owned();
+    let [json, _] = tokio::task::spawn_blocking(move || crate::release_report::write(&report_dir, &report))
+        .await
+        .map_err(|e| ExportDataError::Internal(e.to_string()))?
+        .map_err(|e| ExportDataError::Internal(format!("cannot write the release report in {}: {e}", extract_dir.display())))?;
+    Ok((files, json, scanned))
+}
+
+/// `POST /release-report` (`pixl release-report`): writes the extract's release report
+/// again, from the database, the project's files and a new identifier check of the
+/// extract's parquet files as they are in the export tree. Uploads nothing.
+#[utoipa::path(post, path = "/release-report", tag = "export",
+    responses((status = 200, description = "the files written"), (status = 400, description = "a field is missing or malformed"),
+              (status = 404, description = "no such project or extract"), (status = 422, description = "the project config is invalid")))]
+async fn release_report_route(
+    State(context): State<Arc<Context>>,
+    body: Result<Json<pixl_core::rest::ReleaseReportRequest>, axum::extract::rejection::JsonRejection>,
+) -> Result<Json<pixl_core::rest::ReleaseReportWritten>, ExportDataError> {
+    let Json(request) = body.map_err(|rejection| ExportDataError::BadRequest(rejection_kind(&rejection)))?;
+    let project = ProjectSlug::from_name(&request.project_name).map_err(|e| ExportDataError::BadRequest(format!("project_name: {e}")))?;
+    let extract_datetime =
+        export_tree::parse_extract_datetime(request.extract_datetime.trim()).map_err(|e| ExportDataError::BadRequest(format!("extract_datetime {e}")))?;
+    let internal = |e: sqlx::Error| ExportDataError::Internal(pixl_core::db::DbFailure::classify(&e).to_string());
+    let extract_id: Option<i64> = sqlx::query_scalar("SELECT id FROM extracts WHERE project_slug = $1 AND extract_datetime = $2")
+        .bind(project.as_str())
+        .bind(extract_datetime)
+        .fetch_optional(&context.pool)
+        .await
+        .map_err(internal)?;
+    let extract_slug = export_tree::extract_time_slug(extract_datetime);
+    let extract_id = extract_id.ok_or_else(|| ExportDataError::NotFound(format!("project {project} has no extract of {extract_slug}; populate it first")))?;
+    let loaded = load_project(&context.configs_dir, &project)?;
+    let extract_dir = export_tree::extract_dir(&context.export_root, &project, extract_datetime);
+    let radiology = export_tree::radiology_dir(&extract_dir).join(crate::radiology::RADIOLOGY_FILE);
+    let reports = if radiology.is_file() {
+        let file = std::fs::File::open(&radiology).map_err(|e| ExportDataError::Internal(format!("cannot read {}: {e}", radiology.display())))?;
+        parquet::file::reader::SerializedFileReader::new(file)
+            .map(|reader| usize::try_from(parquet::file::reader::FileReader::metadata(&reader).file_metadata().num_rows()).unwrap_or(0))
+            .map_err(|_| ExportDataError::Internal(format!("{}: not a readable parquet file", radiology.display())))?
+    } else {
+        0
+    };
+    let (_, json, _) = check_and_report(&context, &loaded, extract_id, &extract_slug, &extract_dir, reports).await?;
+    let html = json.with_file_name(crate::release_report::HTML_FILE);
+    Ok(Json(pixl_core::rest::ReleaseReportWritten { json: json.display().to_string(), html: html.display().to_string() }))
 }
 
 /// PIXL's `POST /export-patient-data` `{"project_name", "extract_datetime"}`: writes the
@@ -226,6 +283,7 @@ pub fn rejection_kind(rejection: &axum::extract::rejection::JsonRejection) -> St
 pub fn routes(context: Arc<Context>, health: pixl_core::http::Health) -> Router {
     let api = utoipa_axum::router::OpenApiRouter::new()
         .routes(utoipa_axum::routes!(export_patient_data_route))
+        .routes(utoipa_axum::routes!(release_report_route))
         .with_state(context)
         .merge(pixl_core::http::observability("export-api", health));
     pixl_core::http::documented(api, "pixl export-api", "Delivery to the research environment: an extract's parquet files and image linker.")

@@ -8,6 +8,7 @@
 mod copy_text;
 mod csv_cohort;
 pub mod omop;
+pub mod reports;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -45,7 +45,7 @@ fn the_demo_runs_the_pipeline_and_says_what_came_out_where() {
         .iter()
         .map(|s| (s.patient_id.clone(), s.accession_number.clone(), chrono::NaiveDate::parse_from_str(&s.study_date, "%Y%m%d").unwrap()))
         .collect();
-    let identifiers: Vec<String> = pixl_ehr_api::synthetic::patients(&keys, 1).iter().flat_map(|p| p.identifiers()).collect();
+    let identifiers: Vec<String> = pixl_cli::demo_ehr::patients(&keys, 1).iter().flat_map(|p| p.identifiers()).collect();
     let mut exported = Vec::new();
     pixl_testkit::dicom::all_files(&dir.path().join("demo/research-export"), &mut exported);
     for file in &exported {

@@ -8,4 +8,5 @@ mod deid_text;
 mod demo;
 mod import_pixl_db;
 mod populate;
+mod report_parquet;
 mod support;

@@ -8,12 +8,12 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use pixl_cli::demo_ehr as synthetic;
 use pixl_core::config::DatabaseSettings;
 use pixl_core::ids::StudyId;
 use pixl_core::outbox::{self, MessageKind};
 use pixl_core::queues::WorkQueue;
 use pixl_core::testing::TestContext;
-use pixl_ehr_api::synthetic;
 
 const PROJECT: &str = "test-extract-uclh-omop-cdm";
 const STUDIES: usize = 400;

@@ -69,7 +69,7 @@ async fn every_route_of_every_service_is_in_its_openapi_document() {
     check(&client, &hasher_url, HASHER_TOKEN, &["/hash"]).await;
     check(&client, &node.url, ANON_NODE_TOKEN, &["/raw-cache/series", "/stores", "/studies/{uid}/archive"]).await;
     check(&client, &format!("http://{imaging}"), "", &["/token-bucket-refresh-rate"]).await;
-    check(&client, &export, "", &["/export-patient-data"]).await;
+    check(&client, &export, "", &["/export-patient-data", "/release-report"]).await;
     check(&client, &ehr, EHR_TOKEN, &["/deidentify"]).await;
     services.stop().await;
     ctx.teardown().await;

@@ -70,8 +70,8 @@ async fn the_fixture_extract_arrives_on_the_ftps_server_de_identified_and_linked
     let emap = pixl_core::config::DatabaseSettings { name: format!("{}_emap", ctx.settings.database.name), ..ctx.settings.database.clone() };
     let keys: Vec<(String, String, chrono::NaiveDate)> =
         specs.iter().map(|s| (s.patient_id.clone(), s.accession_number.clone(), chrono::NaiveDate::parse_from_str(&s.study_date, "%Y%m%d").unwrap())).collect();
-    let patients = pixl_ehr_api::synthetic::patients(&keys, 3);
-    pixl_ehr_api::synthetic::create_database(&emap, &patients).await.unwrap();
+    let patients = pixl_cli::demo_ehr::patients(&keys, 3);
+    pixl_cli::demo_ehr::create_database(&emap, &patients).await.unwrap();
     services.ehr_api(&ctx, &emap).await;
 
     let extract = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../projects/demo/omop-extract");
@@ -112,7 +112,7 @@ async fn the_fixture_extract_arrives_on_the_ftps_server_de_identified_and_linked
     let refused = pixl_cli::export::export_patient_data(&export_url, &extract, Duration::from_secs(60), false).await.unwrap_err().to_string();
     assert!(refused.contains("1 report(s) of this extract are flagged") && refused.contains("--skip-flagged"), "{refused}");
     assert!(server.files().iter().all(|f| f.ends_with(".zip")), "nothing of the extract uploaded while a report is flagged");
-    pixl_ehr_api::review::release(&ctx.pool, flagged[0], "Walked is the verb here", "system-test").await.unwrap();
+    pixl_core::review::release(&ctx.pool, flagged[0], "Walked is the verb here", "system-test").await.unwrap();
 
     // `pixl export-patient-data` on the extract.
     let answer = pixl_cli::export::export_patient_data(&export_url, &extract, Duration::from_secs(60), false).await.unwrap();
@@ -201,6 +201,6 @@ async fn the_fixture_extract_arrives_on_the_ftps_server_de_identified_and_linked
     assert_no_identifier_in(&exported_files, &identifiers);
 
     services.stop().await;
-    pixl_ehr_api::synthetic::drop_database(&emap).await.unwrap();
+    pixl_cli::demo_ehr::drop_database(&emap).await.unwrap();
     ctx.teardown().await;
 }

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use pixl_core::db::DbFailure;
+use crate::db::DbFailure;
 use sqlx::{PgPool, Row};
 
 /// What replaces a redacted span.

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use arrow_array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use parquet::arrow::ArrowWriter;
-use pixl_ehr_api::report_parquet::{ReportFileError, read_reports};
+use pixl_cli::cohort::reports::{ReportFileError, read_reports};
 
 fn write(dir: &std::path::Path, name: &str, columns: Vec<(&str, ArrayRef)>) {
     std::fs::create_dir_all(dir.join("private")).unwrap();

@@ -1,5 +1,5 @@
 //! A synthetic EMAP database for `pixl demo`, the end-to-end tests and the benchmark: the
-//! star tables of `tests/fixtures/emap_star.sql`, with one generated patient per study
+//! star tables of `crates/pixl-ehr-api/tests/fixtures/emap_star.sql`, with one generated patient per study
 //! whose radiology report names them (names, MRN, NHS number, dates, phone number) and
 //! the clinicians involved. The patient of the first study also appears in the report
 //! under a misspelt surname that is an English word ("Walked" for Walker): the engine
@@ -15,7 +15,7 @@ use pixl_core::config::DatabaseSettings;
 use sqlx::{Connection, Executor, PgConnection};
 
 /// The star tables (the test fixture).
-pub const STAR_SCHEMA: &str = include_str!("../tests/fixtures/emap_star.sql");
+pub const STAR_SCHEMA: &str = include_str!("../../pixl-ehr-api/tests/fixtures/emap_star.sql");
 
 /// One study's patient, as the generated EHR holds them. Its `Debug` shows no value.
 #[derive(Clone, PartialEq, Eq)]
