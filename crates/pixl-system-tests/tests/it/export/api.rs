@@ -58,14 +58,25 @@ async fn directory_destination_gets_the_linker_and_none_exports_nothing() {
     assert_eq!(status, 200, "{text}");
     let answer: PatientDataExported = serde_json::from_str(&text).unwrap();
     assert_eq!(answer.linked_studies, 2);
-    assert_eq!(answer.uploaded, [format!("{PROJECT}/2024-01-01t00-00-00/parquet/radiology/IMAGE_LINKER.parquet")]);
+    // The image linker, the reports (none yet: ehr-api did not run) and the release report.
+    let root = format!("{PROJECT}/2024-01-01t00-00-00/parquet");
+    assert_eq!(
+        answer.uploaded,
+        [
+            format!("{root}/radiology/IMAGE_LINKER.parquet"),
+            format!("{root}/radiology/radiology.parquet"),
+            format!("{root}/release-report.json"),
+            format!("{root}/release-report.html")
+        ]
+    );
+    assert_eq!((answer.reports, answer.reports_withheld), (0, 0));
     let mut files: Vec<String> = Vec::new();
     let mut found = Vec::new();
     all_files(&destination, &mut found);
     files.extend(found.iter().map(|p| p.strip_prefix(&destination).unwrap().display().to_string()));
     files.sort();
     let mut expected: Vec<String> = f.studies.iter().map(|s| format!("{PROJECT}/{}.zip", s.pseudo_study_uid)).collect();
-    expected.push(answer.uploaded[0].clone());
+    expected.extend(answer.uploaded.iter().cloned());
     expected.sort();
     assert_eq!(files, expected);
     let text = parquet_text(&destination.join(&answer.uploaded[0]));

@@ -44,7 +44,8 @@ async fn studies_go_up_as_pseudonymous_zips_and_are_flushed_out_of_quarantine() 
     let answer: pixl_core::rest::PatientDataExported = serde_json::from_str(&text).unwrap();
     assert_eq!(answer.destination, "tre", "{text}");
     let entries = tre.state.parquet_entries.lock().unwrap().get("2024-01-01t00-00-00.zip").cloned();
-    assert_eq!(entries, Some(vec!["radiology/IMAGE_LINKER.parquet".to_owned()]), "{:?}", tre.state.parquet_entries.lock().unwrap());
+    let expected = ["radiology/IMAGE_LINKER.parquet", "radiology/radiology.parquet", "release-report.html", "release-report.json"];
+    assert_eq!(entries, Some(expected.map(str::to_owned).to_vec()), "{:?}", tre.state.parquet_entries.lock().unwrap());
     assert!(tre.state.quarantine.lock().unwrap().is_empty(), "nothing is left in quarantine");
 
     // A refused token fails the study with the secret to fix, never the token.
