@@ -14,6 +14,7 @@ pub mod demo;
 pub mod demo_data;
 pub mod demo_ehr;
 pub mod export;
+pub mod fhir;
 pub mod import_pixl_db;
 pub mod populate;
 pub mod reports;

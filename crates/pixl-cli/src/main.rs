@@ -122,6 +122,9 @@ enum Command {
         /// The OMOP-ES extract directory (its extract_summary.json names project and time).
         parquet_dir: PathBuf,
     },
+    /// FHIR: NDJSON to de-identified parquet tables through SQL-on-FHIR views.
+    #[command(subcommand)]
+    Fhir(FhirCommand),
     /// De-identify a folder of DICOM files offline with a project's config and the local keys.
     Anonymise {
         /// Project slug (its config in PROJECT_CONFIGS_DIR).
@@ -217,6 +220,49 @@ enum Command {
         /// Arguments passed to `docker compose`.
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum FhirCommand {
+    /// FHIR NDJSON files (a Bulk Data download, Synthea output) to one parquet table per
+    /// SQL-on-FHIR view, de-identified with the project's keys and FHIR policy.
+    Convert {
+        /// Folder of .ndjson files (one resource type per file).
+        input: PathBuf,
+        /// Where the tables are written (<view>.parquet).
+        #[arg(long)]
+        out: PathBuf,
+        /// Project slug: its keys and `<slug>.fhir.yaml` policy de-identify the resources.
+        #[arg(long, required_unless_present = "no_deid", conflicts_with = "no_deid")]
+        project: Option<String>,
+        /// Write the tables without de-identification (synthetic or de-identified input only).
+        #[arg(long)]
+        no_deid: bool,
+        /// Folder of ViewDefinitions (.json; or the workshop's {"Type": [[name, path]]});
+        /// default: the shipped views.
+        #[arg(long)]
+        views: Option<PathBuf>,
+    },
+    /// Print one resource of a type from downloaded NDJSON, as downloaded (to a terminal
+    /// only: it may hold PHI).
+    Example {
+        /// Resource type, e.g. Patient.
+        resource_type: String,
+        /// Folder of .ndjson files.
+        dir: PathBuf,
+        /// That resource's id (default: the first).
+        #[arg(long)]
+        id: Option<String>,
+    },
+    /// Write Synthea-like NDJSON (one file per type) for trying `convert` without a server.
+    Generate {
+        /// Where the .ndjson files are written.
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        patients: u64,
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -553,6 +599,20 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let summary = runtime.block_on(pixl_cli::anonymise::anonymise(&settings.project_configs_dir, &keys, &project, &input, &output))?;
             print!("{summary}");
             Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Fhir(FhirCommand::Convert { input, out, project, no_deid: _, views }) => {
+            let summary = runtime.block_on(pixl_cli::fhir::run_convert(&settings.project_configs_dir, project.as_deref(), &input, &out, views.as_deref()))?;
+            pixl_cli::fhir::print_summary(&summary);
+            Ok(if summary.bad_line_count == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Fhir(FhirCommand::Example { resource_type, dir, id }) => {
+            pixl_cli::fhir::example(&dir, &resource_type, id.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fhir(FhirCommand::Generate { out, patients, seed }) => {
+            let written = pixl_fhir::synth::write(&out, patients, seed).with_context(|| format!("cannot write to {}", out.display()))?;
+            println!("wrote {} resources ({:.1} MB) of {patients} patients to {}", written.resources, written.bytes as f64 / 1e6, out.display());
+            Ok(ExitCode::SUCCESS)
         }
         Command::CheckEnv { project_configs, sample_env_file, error } => {
             let mut checks = Vec::new();

@@ -6,6 +6,7 @@ mod check_env;
 mod cli_habits;
 mod deid_text;
 mod demo;
+mod fhir;
 mod import_pixl_db;
 mod populate;
 mod report_parquet;
