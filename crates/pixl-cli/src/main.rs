@@ -231,10 +231,16 @@ enum FhirCommand {
         /// Folder of .ndjson files (one resource type per file).
         input: PathBuf,
         /// Where the tables are written (<view>.parquet).
-        #[arg(long)]
-        out: PathBuf,
-        /// Project slug: its keys and `<slug>.fhir.yaml` policy de-identify the resources.
-        #[arg(long, required_unless_present = "no_deid", conflicts_with = "no_deid")]
+        #[arg(long, required_unless_present = "extract", conflicts_with = "extract")]
+        out: Option<PathBuf>,
+        /// The OMOP-ES extract these resources belong to: the tables are written into its
+        /// export tree (<HOST_EXPORT_ROOT_DIR>/<slug>/all_extracts/<time>/fhir/), where
+        /// `pixl export-patient-data` checks them for identifiers and uploads them.
+        #[arg(long, conflicts_with = "no_deid")]
+        extract: Option<PathBuf>,
+        /// Project slug: its keys and `<slug>.fhir.yaml` policy de-identify the resources
+        /// (default with --extract: the extract's project).
+        #[arg(long, required_unless_present_any = ["no_deid", "extract"], conflicts_with = "no_deid")]
         project: Option<String>,
         /// Write the tables without de-identification (synthetic or de-identified input only).
         #[arg(long)]
@@ -600,7 +606,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             print!("{summary}");
             Ok(if summary.failed.is_empty() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
-        Command::Fhir(FhirCommand::Convert { input, out, project, no_deid: _, views }) => {
+        Command::Fhir(FhirCommand::Convert { input, out, extract, project, no_deid: _, views }) => {
+            let (project, out) = match (extract, out) {
+                (Some(extract), _) => {
+                    let (slug, dir) = pixl_cli::fhir::extract_output(&settings.host_export_root_dir, &extract, project.as_deref())?;
+                    (Some(slug), dir)
+                }
+                (None, Some(out)) => (project, out),
+                (None, None) => anyhow::bail!("--out or --extract says where the tables go"),
+            };
             let summary = runtime.block_on(pixl_cli::fhir::run_convert(&settings.project_configs_dir, project.as_deref(), &input, &out, views.as_deref()))?;
             pixl_cli::fhir::print_summary(&summary);
             Ok(if summary.bad_line_count == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })

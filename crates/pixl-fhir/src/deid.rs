@@ -140,7 +140,13 @@ pub struct Deidentifier<'k> {
     keys: &'k dyn Keys,
     patients: HashMap<String, PatientInfo>,
     today_year: i32,
+    /// The probes of the patients seen last (Bulk Data and Synthea files are mostly in
+    /// patient order): building a patient's automaton costs more than using it.
+    recent_probes: std::cell::RefCell<std::collections::VecDeque<(String, std::rc::Rc<pixl_text::Probes>)>>,
 }
+
+/// Patients whose probes are kept.
+const RECENT_PROBES: usize = 32;
 
 impl std::fmt::Debug for Deidentifier<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -157,7 +163,7 @@ const FREE_TEXT: &[&str] = &["valueString", "valueMarkdown", "conclusion", "desc
 impl<'k> Deidentifier<'k> {
     pub fn new(policy: FhirPolicy, keys: &'k dyn Keys) -> Self {
         use chrono::Datelike;
-        Self { policy, keys, patients: HashMap::new(), today_year: chrono::Utc::now().year() }
+        Self { policy, keys, patients: HashMap::new(), today_year: chrono::Utc::now().year(), recent_probes: Default::default() }
     }
 
     /// Records a Patient's pseudonym, date shift and probes (call for every Patient before
@@ -211,6 +217,19 @@ impl<'k> Deidentifier<'k> {
         self.patients.insert(id.to_owned(), PatientInfo { pseudonym, offset, probes });
     }
 
+    fn probes_of(&self, id: &str, patient: &PatientInfo) -> std::rc::Rc<pixl_text::Probes> {
+        let mut recent = self.recent_probes.borrow_mut();
+        if let Some((_, probes)) = recent.iter().find(|(seen, _)| seen == id) {
+            return probes.clone();
+        }
+        let probes = std::rc::Rc::new(pixl_text::Probes::new(&patient.probes));
+        if recent.len() == RECENT_PROBES {
+            recent.pop_back();
+        }
+        recent.push_front((id.to_owned(), probes.clone()));
+        probes
+    }
+
     /// The pseudonymous id of `ty/id`.
     fn pseudonym(&self, ty: &str, id: &str) -> String {
         if ty == "Patient"
@@ -235,6 +254,7 @@ impl<'k> Deidentifier<'k> {
                 self.keys.offset_days(&format!("fhir:{ty}/{own}"))
             }
         };
+        let patient = patient_id.as_deref().and_then(|id| self.patients.get(id).map(|p| (id, p)));
         let mut walk = Walk { deid: self, offset, patient, probes: None, counts };
         if let Value::Object(map) = resource {
             walk.resource(map, &ty);
@@ -261,10 +281,10 @@ fn patient_of(resource: &Value, ty: &str) -> Option<String> {
 struct Walk<'a, 'k, 'c> {
     deid: &'a Deidentifier<'k>,
     offset: i64,
-    patient: Option<&'a PatientInfo>,
-    /// The patient's probes, built on the first free-text field of the resource (most
-    /// resources have none).
-    probes: Option<pixl_text::Probes>,
+    patient: Option<(&'a str, &'a PatientInfo)>,
+    /// The patient's probes, found or built on the first free-text field of the resource
+    /// (most resources have none).
+    probes: Option<std::rc::Rc<pixl_text::Probes>>,
     counts: &'c mut DeidCounts,
 }
 
@@ -394,11 +414,11 @@ impl Walk<'_, '_, '_> {
                         }
                         FreeTextPolicy::Deidentify => {
                             if self.probes.is_none()
-                                && let Some(patient) = self.patient
+                                && let Some((id, patient)) = self.patient
                             {
-                                self.probes = Some(pixl_text::Probes::new(&patient.probes));
+                                self.probes = Some(self.deid.probes_of(id, patient));
                             }
-                            let detection = pixl_text::detect_with(text, self.probes.as_ref());
+                            let detection = pixl_text::detect_with(text, self.probes.as_deref());
                             for span in &detection.spans {
                                 *self.counts.spans_removed.entry(span.category.as_str()).or_default() += 1;
                             }

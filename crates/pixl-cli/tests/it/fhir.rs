@@ -85,6 +85,37 @@ async fn converted_tables_are_pseudonymous_and_linked_to_imaging_when_the_projec
     assert!(!said.contains("Unterminated"), "no value of a bad line is printed: {said}");
     assert_eq!(column(&tables.join("patient.parquet"), "id").len(), 12);
 
+    // Into an extract's export tree, where export-api's identifier check and upload find
+    // every parquet file; the project comes from the extract's summary.
+    std::fs::write(
+        ndjson.join("Patient.ndjson"),
+        std::fs::read_to_string(ndjson.join("Patient.ndjson")).unwrap().lines().take(12).map(|l| format!("{l}\n")).collect::<String>(),
+    )
+    .unwrap();
+    let extract = dir.path().join("omop-extract");
+    std::fs::create_dir_all(&extract).unwrap();
+    std::fs::write(extract.join("extract_summary.json"), r#"{"datetime": "2024-05-06 07:08:09", "settings": {"cdm_source_name": "check-project"}}"#).unwrap();
+    let export_root = dir.path().join("exports");
+    let convert_into_extract = |extra: &[&str]| {
+        let mut args = vec!["fhir", "convert", ndjson.to_str().unwrap(), "--extract", extract.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        std::process::Command::new(env!("CARGO_BIN_EXE_pixl"))
+            .args(&args)
+            .env("PROJECT_CONFIGS_DIR", &configs)
+            .env("PIXL_SECRETS_FILE", &secrets)
+            .env("HOST_EXPORT_ROOT_DIR", &export_root)
+            .output()
+            .unwrap()
+    };
+    let out = convert_into_extract(&[]);
+    assert!(out.status.success(), "{}", text(&out));
+    let tree = export_root.join("check-project/all_extracts/2024-05-06t07-08-09/fhir");
+    assert_eq!(column(&tree.join("patient.parquet"), "id").len(), 12, "{}", text(&out));
+    let out = convert_into_extract(&["--project", "another-project"]);
+    assert!(!out.status.success() && text(&out).contains("not the extract's project"), "{}", text(&out));
+    let out = convert_into_extract(&["--no-deid"]);
+    assert!(!out.status.success(), "an export tree never gets tables that were not de-identified: {}", text(&out));
+
     // The raw resource goes to a terminal only.
     let out = pixl(&["fhir", "example", "Patient", ndjson.to_str().unwrap()], &configs, &secrets);
     assert!(!out.status.success() && text(&out).contains("terminal only"), "{}", text(&out));
