@@ -22,6 +22,12 @@ impl Keys for ProjectFhirKeys {
         self.0.hash(input, 64).expect("a non-empty input and a valid length")
     }
 
+    fn dicom_uid(&self, uid: &str) -> Option<String> {
+        // As anon-node replaces a UID: the same study or series UID on both sides.
+        let hash = self.0.hash(&pixl_dicom::deid::uid_input(uid), 64).ok()?;
+        pixl_dicom::deid::uid_from_hash(&hash)
+    }
+
     fn offset_days(&self, patient_key: &str) -> i64 {
         let hash = self.0.hash(&pixl_dicom::deid::date_shift_input(patient_key), 64).expect("a non-empty input and a valid length");
         pixl_dicom::deid::date_offset_days(&hash).expect("a hex hash")
@@ -100,6 +106,9 @@ pub fn print_summary(summary: &ConvertSummary) {
         println!("  free-text spans removed: {}", if spans.is_empty() { "none".into() } else { spans.join(", ") });
     } else {
         println!("not de-identified (--no-deid)");
+    }
+    for other in &summary.ignored_files {
+        println!("not read (not .ndjson or .jsonl; decompress .gz files first): {}", other.display());
     }
     if summary.type_mismatches > 0 {
         println!("{} values did not fit their column's declared type and were written as null", summary.type_mismatches);

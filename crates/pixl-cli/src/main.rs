@@ -617,7 +617,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let summary = runtime.block_on(pixl_cli::fhir::run_convert(&settings.project_configs_dir, project.as_deref(), &input, &out, views.as_deref()))?;
             pixl_cli::fhir::print_summary(&summary);
-            Ok(if summary.bad_line_count == 0 { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if summary.bad_line_count == 0 && summary.type_mismatches == 0 && summary.ignored_files.is_empty() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Fhir(FhirCommand::Example { resource_type, dir, id }) => {
             pixl_cli::fhir::example(&dir, &resource_type, id.as_deref())?;

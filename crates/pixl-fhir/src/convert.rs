@@ -49,14 +49,29 @@ pub struct ConvertSummary {
     pub bad_line_count: u64,
     /// Values that did not fit their column's declared type (written as null).
     pub type_mismatches: u64,
+    /// Files of the input folder that were not read (not `.ndjson`/`.jsonl`).
+    pub ignored_files: Vec<PathBuf>,
     pub deid: Option<DeidCounts>,
 }
 
-/// The `.ndjson` files of `dir`, sorted.
+/// `.ndjson` (any case) and `.jsonl`.
+fn is_ndjson(path: &Path) -> bool {
+    path.extension().and_then(|e| e.to_str()).is_some_and(|e| e.eq_ignore_ascii_case("ndjson") || e.eq_ignore_ascii_case("jsonl"))
+}
+
+/// Files of `dir` that are not read (not `.ndjson`/`.jsonl`: `.ndjson.gz`, say), to be
+/// named to the user.
+pub fn other_files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && !is_ndjson(p)).collect();
+    files.sort();
+    files
+}
+
+/// The `.ndjson` (and `.jsonl`) files of `dir`, sorted.
 pub fn ndjson_files(dir: &Path) -> Result<Vec<PathBuf>, ConvertError> {
     let entries = std::fs::read_dir(dir).map_err(|source| ConvertError::Read { path: dir.to_owned(), source })?;
-    let mut files: Vec<PathBuf> =
-        entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|e| e == "ndjson") && p.is_file()).collect();
+    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| is_ndjson(p) && p.is_file()).collect();
     files.sort();
     if files.is_empty() {
         return Err(ConvertError::NoInput(dir.to_owned()));
@@ -79,7 +94,7 @@ pub fn convert(input: &Path, views: &[View], output: &Path, mut deid: Option<&mu
         let ty = file_type(&file).map_err(|source| ConvertError::Read { path: file.clone(), source })?;
         typed.push((file, ty));
     }
-    let mut summary = ConvertSummary::default();
+    let mut summary = ConvertSummary { ignored_files: other_files(input), ..Default::default() };
 
     if let Some(deid) = deid.as_deref_mut() {
         for (file, ty) in &typed {
@@ -105,7 +120,15 @@ pub fn convert(input: &Path, views: &[View], output: &Path, mut deid: Option<&mu
     let mut rows = Vec::new();
     for (file, ty) in &typed {
         summary.files += 1;
-        let Some(ty) = ty else { continue };
+        let Some(ty) = ty else {
+            // A file none of whose lines is a resource (compressed, another format) is a
+            // fault the summary names, not an empty input.
+            if std::fs::metadata(file).map(|m| m.len() > 0).unwrap_or(true) {
+                summary.bad_line_count += 1;
+                summary.bad_lines.push(LineError::NoResource { path: file.clone() });
+            }
+            continue;
+        };
         let readers: Vec<usize> = views.iter().enumerate().filter(|(_, v)| v.resource == *ty).map(|(i, _)| i).collect();
         if readers.is_empty() {
             *summary.unread_files.entry(ty.clone()).or_default() += 1;
@@ -146,7 +169,11 @@ fn read_file(file: &Path, ty: &str, summary: &mut ConvertSummary, each: &mut dyn
         let line = reader.line();
         let checked = next.map_err(|source| ConvertError::Read { path: file.to_owned(), source })?.and_then(|resource| {
             let found = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default();
-            if found == ty { Ok(resource) } else { Err(LineError::WrongType { path: file.to_owned(), line, expected: ty.to_owned(), found: found.to_owned() }) }
+            if found == ty {
+                Ok(resource)
+            } else {
+                Err(LineError::WrongType { path: file.to_owned(), line, expected: ty.to_owned(), found: crate::ndjson::printable_type(found) })
+            }
         });
         match checked {
             Ok(resource) => {

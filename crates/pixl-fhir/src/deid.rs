@@ -97,6 +97,11 @@ pub trait Keys: Send + Sync {
     /// The date shift, in days (subtracted), of the patient whose key is `patient_key`
     /// (the MRN when linked to imaging, as the DICOM side computes it).
     fn offset_days(&self, patient_key: &str) -> i64;
+    /// The imaging side's pseudonymous UID for an original DICOM UID, if these keys give
+    /// one (else the UID is removed).
+    fn dicom_uid(&self, _uid: &str) -> Option<String> {
+        None
+    }
 }
 
 /// What is known of one patient, from their Patient resource.
@@ -157,8 +162,24 @@ impl std::fmt::Debug for Deidentifier<'_> {
 static DATE: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(r"^(\d{4})-(\d{2})(-(\d{2}))?(T.*)?$").unwrap());
 static YEAR: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(r"^\d{4}$").unwrap());
 
-/// Keys whose string value is free text.
-const FREE_TEXT: &[&str] = &["valueString", "valueMarkdown", "conclusion", "description", "comment", "patientInstruction", "summary", "text"];
+/// Keys whose string value is free text (besides every `...String` and `...Markdown`
+/// choice, such as `valueString`, `onsetString`, `authorString`, `contentString`).
+const FREE_TEXT: &[&str] = &["conclusion", "description", "comment", "patientInstruction", "summary", "text", "title", "note"];
+
+/// Keys whose object is an Attachment (its `data` and `url` are removed).
+const ATTACHMENT_KEYS: &[&str] = &["attachment", "presentedForm", "content", "photo", "valueAttachment", "image", "media"];
+
+/// Any string that starts like a date (`2020-05`, `2020-05-20 10:00`, `2021-02-29`).
+static DATE_LIKE: LazyLock<regex::Regex> = LazyLock::new(|| regex::Regex::new(r"^\d{4}-\d{2}").unwrap());
+
+fn is_free_text(key: &str) -> bool {
+    FREE_TEXT.contains(&key) || key.ends_with("String") || key.ends_with("Markdown")
+}
+
+/// Identifiers kept under other names than `identifier`.
+fn is_identifier_key(key: &str) -> bool {
+    key.ends_with("Identifier") || matches!(key, "requisition" | "subscriberId" | "lotNumber" | "serialNumber" | "udiCarrier" | "alias")
+}
 
 impl<'k> Deidentifier<'k> {
     pub fn new(policy: FhirPolicy, keys: &'k dyn Keys) -> Self {
@@ -181,13 +202,23 @@ impl<'k> Deidentifier<'k> {
             if let Some(family) = name.get("family").and_then(Value::as_str) {
                 probes.surnames.push(family.to_owned());
             }
+            // "Jane SMITH" as one text: each word is a probe.
+            for word in name
+                .get("text")
+                .and_then(Value::as_str)
+                .into_iter()
+                .flat_map(str::split_whitespace)
+                .filter(|w| w.chars().filter(|c| c.is_alphabetic()).count() >= 2)
+            {
+                probes.surnames.push(word.trim_matches(|c: char| !c.is_alphanumeric()).to_owned());
+            }
             for given in name.get("given").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str) {
                 probes.first_names.push(given.to_owned());
             }
         }
         let mut mrn = None;
         for identifier in patient.get("identifier").and_then(Value::as_array).into_iter().flatten() {
-            if let Some(value) = identifier.get("value").and_then(Value::as_str) {
+            if let Some(value) = identifier.get("value").and_then(Value::as_str).filter(|v| !v.trim().is_empty()) {
                 probes.identifiers.push(value.to_owned());
                 if self.policy.link_imaging_by_identifier_system.as_deref().is_some_and(|s| identifier.get("system").and_then(Value::as_str) == Some(s)) {
                     mrn = Some(value.to_owned());
@@ -197,7 +228,9 @@ impl<'k> Deidentifier<'k> {
         if let Some(dob) = patient.get("birthDate").and_then(Value::as_str) {
             probes.dates_of_birth.push(dob.to_owned());
         }
-        for telecom in patient.get("telecom").and_then(Value::as_array).into_iter().flatten() {
+        let contact_telecoms =
+            patient.get("contact").and_then(Value::as_array).into_iter().flatten().filter_map(|c| c.get("telecom")).filter_map(Value::as_array).flatten();
+        for telecom in patient.get("telecom").and_then(Value::as_array).into_iter().flatten().chain(contact_telecoms) {
             if let Some(value) = telecom.get("value").and_then(Value::as_str) {
                 probes.phones.push(value.to_owned());
             }
@@ -257,7 +290,7 @@ impl<'k> Deidentifier<'k> {
         let patient = patient_id.as_deref().and_then(|id| self.patients.get(id).map(|p| (id, p)));
         let mut walk = Walk { deid: self, offset, patient, probes: None, counts };
         if let Value::Object(map) = resource {
-            walk.resource(map, &ty);
+            walk.resource(map, &ty, false);
         }
     }
 }
@@ -293,10 +326,16 @@ impl Walk<'_, '_, '_> {
         *self.counts.removed.entry(what).or_default() += 1;
     }
 
-    fn resource(&mut self, map: &mut Map<String, Value>, ty: &str) {
-        if let Some(Value::String(id)) = map.get_mut("id") {
-            *id = self.deid.pseudonym(ty, id);
-            self.counts.ids_pseudonymised += 1;
+    fn resource(&mut self, map: &mut Map<String, Value>, ty: &str, contained: bool) {
+        match map.get_mut("id") {
+            Some(Value::String(id)) if !id.is_empty() => {
+                *id = if contained { self.deid.keys.pseudonym(&format!("fhir:contained/{id}")) } else { self.deid.pseudonym(ty, id) };
+                self.counts.ids_pseudonymised += 1;
+            }
+            Some(_) => {
+                map.remove("id");
+            }
+            None => {}
         }
         if let Some(Value::Object(meta)) = map.get_mut("meta") {
             meta.remove("source");
@@ -305,33 +344,54 @@ impl Walk<'_, '_, '_> {
             && let Some(Value::String(dob)) = map.get_mut("birthDate")
         {
             match self.deid.policy.birth_date {
-                BirthDatePolicy::Year => {
-                    let year: i32 = dob.get(..4).and_then(|y| y.parse().ok()).unwrap_or(0);
-                    let year = year.max(self.deid.today_year - 90);
-                    *dob = format!("{year:04}");
-                }
-                BirthDatePolicy::Shift => {
-                    if let Some(shifted) = shift(dob, self.offset) {
+                BirthDatePolicy::Year => match dob.get(..4).and_then(|y| y.parse::<i32>().ok()) {
+                    Some(year) => *dob = format!("{:04}", year.max(self.deid.today_year - 90)),
+                    None => {
+                        map.remove("birthDate");
+                        self.removed("unparseable date");
+                    }
+                },
+                BirthDatePolicy::Shift => match shift(dob, self.offset) {
+                    Some(shifted) => {
                         *dob = shifted;
                         self.counts.dates_shifted += 1;
                     }
-                }
+                    None => {
+                        map.remove("birthDate");
+                        self.removed("unparseable date");
+                    }
+                },
             }
         }
-        self.object(map, true);
+        self.object(map, true, false);
     }
 
-    fn object(&mut self, map: &mut Map<String, Value>, at_root: bool) {
+    fn object(&mut self, map: &mut Map<String, Value>, at_root: bool, attachment: bool) {
         let keys: Vec<String> = map.keys().cloned().collect();
-        let is_attachment = map.contains_key("contentType");
-        let is_reference = map.contains_key("reference");
+        let is_attachment = attachment || ["contentType", "size", "hash", "creation"].iter().any(|k| map.contains_key(*k));
+        // A Coding's display is terminology; any other display (a Reference's, with or
+        // without its `reference`) names a person or place.
+        let is_coding = map.contains_key("system") || map.contains_key("code");
         for key in keys {
             let remove = match key.as_str() {
-                "identifier" | "telecom" | "photo" | "contact" => true,
+                "identifier" | "telecom" | "photo" | "contact" | "position" => true,
+                k if is_identifier_key(k) => true,
                 "text" if map.get("text").is_some_and(Value::is_object) => true,
                 "name" if map.get("name").is_some_and(is_human_name) => true,
                 "data" | "url" if is_attachment => true,
-                "display" if is_reference => true,
+                // Signature.data, and any other inline document.
+                "data" if map.get("data").is_some_and(Value::is_string) => true,
+                "display" if !is_coding => true,
+                // Original DICOM UIDs (ImagingStudy.series.uid, .instance.uid): the
+                // imaging side's pseudonymous UID when the keys give one, else removed.
+                "uid" => match map.get("uid").and_then(Value::as_str).and_then(|u| self.deid.keys.dicom_uid(u)) {
+                    Some(uid) => {
+                        map.insert("uid".into(), Value::String(uid));
+                        self.counts.ids_pseudonymised += 1;
+                        continue;
+                    }
+                    None => true,
+                },
                 "address" => {
                     if self.deid.policy.keep_postcode_prefix {
                         if let Some(value) = map.get_mut("address") {
@@ -370,9 +430,15 @@ impl Walk<'_, '_, '_> {
                     for item in items {
                         let ty = item.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
                         if let Value::Object(inner) = item {
-                            self.resource(inner, &ty);
+                            self.resource(inner, &ty, true);
                         }
                     }
+                }
+                continue;
+            }
+            if key == "fullUrl" {
+                if let Some(Value::String(url)) = map.get_mut("fullUrl") {
+                    *url = self.reference(url);
                 }
                 continue;
             }
@@ -386,6 +452,11 @@ impl Walk<'_, '_, '_> {
 
     fn value(&mut self, key: &str, value: &mut Value) {
         match value {
+            Value::Object(inner) if inner.get("resourceType").is_some_and(Value::is_string) => {
+                // A resource inside another (Bundle.entry.resource, Parameters): walked as one.
+                let ty = inner.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
+                self.resource(inner, &ty, false);
+            }
             Value::Object(inner) => {
                 // Ages of 90 and over: capped.
                 let years = ["a", "yr", "year", "years"];
@@ -394,7 +465,7 @@ impl Walk<'_, '_, '_> {
                 {
                     inner.insert("value".into(), Value::from(90));
                 }
-                self.object(inner, false);
+                self.object(inner, false, ATTACHMENT_KEYS.contains(&key));
             }
             Value::Array(items) => {
                 for item in items.iter_mut() {
@@ -405,7 +476,7 @@ impl Walk<'_, '_, '_> {
             Value::String(text) => {
                 if key == "reference" {
                     *text = self.reference(text);
-                } else if FREE_TEXT.contains(&key) {
+                } else if is_free_text(key) {
                     self.counts.free_text_fields += 1;
                     match self.deid.policy.free_text {
                         FreeTextPolicy::Remove => {
@@ -425,11 +496,21 @@ impl Walk<'_, '_, '_> {
                             *text = pixl_text::mask_tags(text, &detection.spans);
                         }
                     }
-                } else if (DATE.is_match(text) || (YEAR.is_match(text) && is_date_key(key)))
-                    && let Some(shifted) = shift(text, self.offset)
+                } else if !matches!(key, "code" | "system" | "version" | "unit")
+                    && (DATE_LIKE.is_match(text) || (is_date_key(key) && text.starts_with(|c: char| c.is_ascii_digit())))
                 {
-                    *text = shifted;
-                    self.counts.dates_shifted += 1;
+                    // A date is shifted; a date-like value that cannot be (an impossible
+                    // day, another layout) is removed rather than left as it was.
+                    match shift(text, self.offset) {
+                        Some(shifted) => {
+                            *text = shifted;
+                            self.counts.dates_shifted += 1;
+                        }
+                        None => {
+                            *value = Value::Null;
+                            self.removed("unparseable date");
+                        }
+                    }
                 }
             }
             _ => {}
@@ -481,17 +562,43 @@ fn is_date_key(key: &str) -> bool {
     key.ends_with("Date")
         || key.ends_with("DateTime")
         || key.ends_with("Instant")
-        || matches!(key, "date" | "start" | "end" | "issued" | "recorded" | "authoredOn" | "lastUpdated" | "created")
+        || matches!(
+            key,
+            "date"
+                | "start"
+                | "end"
+                | "issued"
+                | "recorded"
+                | "authoredOn"
+                | "lastUpdated"
+                | "created"
+                | "started"
+                | "creation"
+                | "timestamp"
+                | "lastOccurrence"
+                | "whenHandedOver"
+                | "whenPrepared"
+                | "dateAsserted"
+                | "dateWritten"
+        )
 }
 
-/// In place of each address: only the postcode's outward part (UK: the first three
-/// characters; US ZIP: the first three digits) and the country.
+/// In place of each address: only the postcode's outward part (UK: the outward code; US
+/// ZIP: the first three digits) and the country.
 fn postcode_prefixes(value: &mut Value) {
     let reduce = |address: &Value| -> Value {
         let mut out = Map::new();
         if let Some(code) = address.get("postalCode").and_then(Value::as_str) {
             let compact: String = code.chars().filter(|c| !c.is_whitespace()).collect();
-            out.insert("postalCode".into(), Value::String(compact.chars().take(3).collect()));
+            // A UK postcode's outward code is all but its last three characters ("B1" of
+            // "B1 1AA", "NW1" of "NW1 2BU"); a ZIP code keeps its first three digits.
+            let prefix: String = if compact.chars().all(|c| c.is_ascii_digit()) {
+                compact.chars().take(3).collect()
+            } else {
+                let n = compact.chars().count();
+                compact.chars().take(n.saturating_sub(3).min(4)).collect()
+            };
+            out.insert("postalCode".into(), Value::String(prefix));
         }
         if let Some(country) = address.get("country") {
             out.insert("country".into(), country.clone());
@@ -537,6 +644,55 @@ mod tests {
         fn offset_days(&self, _: &str) -> i64 {
             100
         }
+    }
+
+    #[test]
+    fn identifiers_in_less_usual_places_are_removed_too() {
+        let keys = TestKeys;
+        let policy = FhirPolicy { keep_postcode_prefix: true, ..Default::default() };
+        let mut deid = Deidentifier::new(policy, &keys);
+        deid.learn_patient(&json!({"resourceType": "Patient", "id": "p9", "name": [{"text": "Jane QUINTON"}]}));
+        let mut bundle = json!({"resourceType": "Bundle", "id": "b1", "entry": [
+            {"fullUrl": "http://ehr.example/fhir/DocumentReference/d1", "resource": {
+                "resourceType": "DocumentReference", "id": "d1", "subject": {"reference": "Patient/p9"},
+                "masterIdentifier": {"value": "ACC-778812"},
+                "author": [{"display": "Dr Jane Smith"}],
+                "content": [{"attachment": {"url": "https://ehr.trust/docs/MRN123.pdf", "data": "c2VjcmV0"}}],
+                "note": [{"authorString": "Nurse Quinton", "text": "Seen with Jane QUINTON"}],
+                "date": "2021-02-29", "created": "2020-05-20 10:00:00",
+                "contained": [{"resourceType": "Practitioner", "id": "pr1"}], "custodian": {"reference": "#pr1"},
+                "context": {"related": [{"identifier": {"value": "X1"}}]}
+            }},
+            {"resource": {"resourceType": "Patient", "id": "p9", "address": [{"postalCode": "B1 1AA"}], "birthDate": "1980-02-03"}}
+        ]});
+        let mut counts = DeidCounts::default();
+        deid.deidentify(&mut bundle, &mut counts);
+        let text = bundle.to_string();
+        for secret in [
+            "ACC-778812",
+            "Jane Smith",
+            "MRN123",
+            "c2VjcmV0",
+            "Quinton",
+            "QUINTON",
+            "2021-02-29",
+            "2020-05-20",
+            "\"d1\"",
+            "DocumentReference/d1",
+            "\"p9\"",
+            "X1",
+        ] {
+            assert!(!text.contains(secret), "{secret} survived: {text}");
+        }
+        let doc = &bundle["entry"][0]["resource"];
+        assert_eq!(
+            doc["custodian"]["reference"].as_str().unwrap(),
+            format!("#{}", doc["contained"][0]["id"].as_str().unwrap()),
+            "a contained reference still resolves"
+        );
+        let patient = &bundle["entry"][1]["resource"];
+        assert_eq!(patient["address"][0]["postalCode"], "B1", "the outward code only");
+        assert_eq!(patient["birthDate"], "1980");
     }
 
     #[test]

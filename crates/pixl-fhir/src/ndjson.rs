@@ -20,18 +20,34 @@ pub enum LineError {
     TooLong { path: PathBuf, line: u64, max: usize },
     #[error("{path}:{line}: not a FHIR resource (no resourceType)")]
     NotAResource { path: PathBuf, line: u64 },
+    #[error("{path}: no line of it is a FHIR resource (is it compressed, or not NDJSON?)")]
+    NoResource { path: PathBuf },
     #[error("{path}:{line}: a {found} where the file holds {expected} resources")]
     WrongType { path: PathBuf, line: u64, expected: String, found: String },
 }
 
-/// Reads one NDJSON file.
-#[derive(Debug)]
+/// Reads one NDJSON file. Its `Debug` shows no line.
 pub struct NdjsonReader {
     path: PathBuf,
     reader: BufReader<File>,
     line: u64,
     max_line: usize,
     buf: Vec<u8>,
+}
+
+impl std::fmt::Debug for NdjsonReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NdjsonReader").field("path", &self.path).field("line", &self.line).finish_non_exhaustive()
+    }
+}
+
+/// A resource type as read from the data, safe to print: a FHIR type name, or a placeholder.
+pub fn printable_type(found: &str) -> String {
+    if !found.is_empty() && found.len() <= 64 && found.chars().all(|c| c.is_ascii_alphanumeric()) && found.starts_with(|c: char| c.is_ascii_uppercase()) {
+        found.to_owned()
+    } else {
+        "resource of another type".to_owned()
+    }
 }
 
 impl NdjsonReader {

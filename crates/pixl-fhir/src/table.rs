@@ -307,6 +307,15 @@ impl TableWriter {
     }
 }
 
+/// A table never finished (the conversion failed) leaves no partial file behind.
+impl Drop for TableWriter {
+    fn drop(&mut self) {
+        if self.writer.take().is_some() {
+            let _ = std::fs::remove_file(&self.temp);
+        }
+    }
+}
+
 fn as_text(v: &Value) -> Option<String> {
     match v {
         Value::Null => None,

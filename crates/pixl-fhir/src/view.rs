@@ -28,6 +28,8 @@ pub enum ViewError {
     ConstantTwoValues(String),
     #[error("path {path:?}: {source}")]
     Path { path: String, source: FhirPathError },
+    #[error("path {path:?} uses {name}(), which this engine does not support")]
+    UnknownFunction { path: String, name: String },
     #[error("path {path:?} uses the undefined constant %{name}")]
     UndefinedConstant { path: String, name: String },
     #[error("a select has both forEach and forEachOrNull")]
@@ -161,6 +163,11 @@ impl View {
         let mut columns = Vec::new();
         let compile_path = |path: &str| -> Result<Expr, ViewError> {
             let expr = fhirpath::parse(path).map_err(|source| ViewError::Path { path: path.to_owned(), source })?;
+            let mut functions = BTreeSet::new();
+            functions_used(&expr, &mut functions);
+            if let Some(name) = functions.into_iter().find(|f| !fhirpath::FUNCTIONS.contains(&f.as_str())) {
+                return Err(ViewError::UnknownFunction { path: path.to_owned(), name });
+            }
             let mut used = BTreeSet::new();
             constants_used(&expr, &mut used);
             for name in used {
@@ -363,6 +370,26 @@ fn compile_select(select: SelectJson, compile_path: &dyn Fn(&str) -> Result<Expr
     Ok(Node { iteration, columns: own, selects, union, width })
 }
 
+fn functions_used(expr: &Expr, out: &mut BTreeSet<String>) {
+    match expr {
+        Expr::Call(name, args) => {
+            out.insert(name.clone());
+            args.iter().for_each(|a| functions_used(a, out));
+        }
+        Expr::Method(base, name, args) => {
+            out.insert(name.clone());
+            functions_used(base, out);
+            args.iter().for_each(|a| functions_used(a, out));
+        }
+        Expr::Child(base, _) | Expr::Negate(base) | Expr::Is(base, _) | Expr::As(base, _) => functions_used(base, out),
+        Expr::Indexer(a, b) | Expr::Binary(_, a, b) => {
+            functions_used(a, out);
+            functions_used(b, out);
+        }
+        _ => {}
+    }
+}
+
 fn constants_used(expr: &Expr, out: &mut BTreeSet<String>) {
     match expr {
         Expr::Constant(name) => {
@@ -428,6 +455,30 @@ pub fn is_shorthand(json: &Value) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn arguments_read_the_functions_input_and_dates_compare() {
+        let view = View::from_json(&json!({"resource": "Patient", "select": [{"forEach": "name", "column": [
+            {"name": "official", "path": "iif(use = 'official', family, 'other')"}]}],
+            "where": [{"path": "meta.lastUpdated >= @2020-01-01T00:00:00Z"}]}))
+        .unwrap();
+        let mut rows = Vec::new();
+        let patient =
+            json!({"resourceType": "Patient", "meta": {"lastUpdated": "2021-03-04T10:00:00Z"}, "name": [{"use": "official", "family": "F"}, {"family": "G"}]});
+        view.rows(&patient, &mut rows).unwrap();
+        assert_eq!(rows, vec![vec![json!("F")], vec![json!("other")]]);
+        let mut older = patient.clone();
+        older["meta"]["lastUpdated"] = json!("2019-03-04T10:00:00-05:00");
+        rows.clear();
+        view.rows(&older, &mut rows).unwrap();
+        assert!(rows.is_empty());
+    }
+
+    #[test]
+    fn an_unsupported_function_is_refused_when_the_view_is_read() {
+        let error = View::from_json(&json!({"resource": "Patient", "select": [{"column": [{"name": "t", "path": "birthDate.toDate()"}]}]})).unwrap_err();
+        assert!(error.to_string().contains("toDate()"), "{error}");
+    }
 
     #[test]
     fn shorthand_becomes_a_view() {

@@ -13,8 +13,8 @@ use serde_json::Value;
 use super::FhirPathError;
 use super::parse::{BinOp, Expr};
 
-/// One item of a FHIRPath collection.
-#[derive(Debug, Clone)]
+/// One item of a FHIRPath collection. Its `Debug` names the kind of item, never its value.
+#[derive(Clone)]
 pub enum Item<'a> {
     /// A node of the resource; `ty` is the type a choice element's name gave it
     /// (`Quantity` for `valueQuantity`).
@@ -29,6 +29,22 @@ pub enum Item<'a> {
     Date(String),
     DateTime(String),
     Time(String),
+}
+
+impl std::fmt::Debug for Item<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = match self {
+            Item::Node { .. } => "node",
+            Item::Bool(_) => "boolean",
+            Item::Int(_) => "integer",
+            Item::Dec(_) => "decimal",
+            Item::Str(_) => "string",
+            Item::Date(_) => "date",
+            Item::DateTime(_) => "dateTime",
+            Item::Time(_) => "time",
+        };
+        f.write_str(kind)
+    }
 }
 
 impl<'a> Item<'a> {
@@ -160,14 +176,19 @@ const CHOICE_TYPES: &[&str] = &[
     "Meta",
 ];
 
-/// What an evaluation can see besides its focus.
-#[derive(Debug)]
+/// What an evaluation can see besides its focus. Its `Debug` shows no value.
 pub struct Env<'a, 'c> {
     /// The resource being evaluated (`%resource`, `getResourceKey()` at the root).
     pub resource: &'a Value,
     /// The view's constants and `%rowIndex`.
     pub constants: &'c HashMap<String, Item<'static>>,
     pub row_index: i64,
+}
+
+impl std::fmt::Debug for Env<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Env").field("constants", &self.constants.len()).field("row_index", &self.row_index).finish_non_exhaustive()
+    }
 }
 
 type Collection<'a> = Vec<Item<'a>>;
@@ -394,11 +415,20 @@ fn compare(a: &Item<'_>, b: &Item<'_>) -> Result<Option<std::cmp::Ordering>, Fhi
     })
 }
 
-/// The number of date/time components given (`2020-01` → 2).
+/// The number of date/time components given (`2020-01` → 2, `2020-01-02T10:00Z` → 5;
+/// fractions of a second count with the seconds).
 fn precision(text: &str) -> usize {
-    let core = text.split(['+', 'Z']).next().unwrap_or(text);
-    let core = if core.len() > 10 { core.rsplit_once('-').map_or(core, |(head, _)| head) } else { core };
-    core.split(['-', 'T', ':']).count()
+    let (date, time) = match text.split_once('T') {
+        Some((date, time)) => (date, Some(time)),
+        None if text.contains(':') => ("", Some(text)),
+        None => (text, None),
+    };
+    let date_parts = if date.is_empty() { 0 } else { date.split('-').count() };
+    let time_parts = time.map_or(0, |t| {
+        let t = t.split(['Z', '+', '-']).next().unwrap_or(t);
+        if t.is_empty() { 0 } else { t.split(':').count() }
+    });
+    date_parts + time_parts
 }
 
 fn number(item: &Item<'_>) -> Option<Prim<'static>> {
@@ -553,15 +583,10 @@ fn type_argument(name: &str, arg: &Expr) -> Result<String, FhirPathError> {
     }
 }
 
-fn call<'a>(name: &str, input: &[Item<'a>], args: &[Expr], outer: Option<(&Item<'a>, usize)>, env: &Env<'a, '_>) -> Result<Collection<'a>, FhirPathError> {
-    // Arguments that are not iterated are evaluated against the enclosing context.
-    let plain_arg = |i: usize| -> Result<Collection<'a>, FhirPathError> {
-        let focus: Vec<Item<'a>> = match outer {
-            Some((item, _)) => vec![item.clone()],
-            None => vec![Item::node(env.resource)],
-        };
-        eval(&args[i], &focus, outer, env)
-    };
+fn call<'a>(name: &str, input: &[Item<'a>], args: &[Expr], _outer: Option<(&Item<'a>, usize)>, env: &Env<'a, '_>) -> Result<Collection<'a>, FhirPathError> {
+    // Arguments that are not iterated are evaluated with the function's input as their
+    // focus (`forEach: name` → `iif(use = 'official', family, {})` reads that name).
+    let plain_arg = |i: usize| -> Result<Collection<'a>, FhirPathError> { eval(&args[i], input, None, env) };
     let each = |criteria: &Expr| -> Result<Vec<Collection<'a>>, FhirPathError> {
         input.iter().enumerate().map(|(index, item)| eval(criteria, std::slice::from_ref(item), Some((item, index)), env)).collect()
     };
@@ -772,6 +797,53 @@ fn call<'a>(name: &str, input: &[Item<'a>], args: &[Expr], outer: Option<(&Item<
         other => return Err(eval_err(format!("function {other}() is not supported"))),
     })
 }
+
+/// The functions this engine knows; a view using another is refused when compiled.
+pub const FUNCTIONS: &[&str] = &[
+    "where",
+    "select",
+    "exists",
+    "all",
+    "empty",
+    "count",
+    "first",
+    "last",
+    "tail",
+    "single",
+    "skip",
+    "take",
+    "distinct",
+    "not",
+    "allTrue",
+    "anyTrue",
+    "allFalse",
+    "anyFalse",
+    "iif",
+    "ofType",
+    "is",
+    "as",
+    "extension",
+    "hasValue",
+    "join",
+    "getResourceKey",
+    "getReferenceKey",
+    "toString",
+    "toInteger",
+    "toDecimal",
+    "lower",
+    "upper",
+    "length",
+    "trim",
+    "startsWith",
+    "endsWith",
+    "contains",
+    "matches",
+    "replace",
+    "substring",
+    "indexOf",
+    "lowBoundary",
+    "highBoundary",
+];
 
 /// `Patient/123`, `http://server/fhir/Patient/123/_history/2` → (`Patient`, `123`).
 pub fn reference_parts(reference: &str) -> Option<(&str, &str)> {

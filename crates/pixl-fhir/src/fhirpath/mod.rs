@@ -7,7 +7,7 @@ mod boundary;
 pub mod eval;
 pub mod parse;
 
-pub use eval::{Env, Item, evaluate, is_single_bool, reference_parts, to_bool};
+pub use eval::{Env, FUNCTIONS, Item, evaluate, is_single_bool, reference_parts, to_bool};
 pub use parse::{Expr, parse};
 
 /// A FHIRPath failure. The message names the expression's parts, never a data value.
