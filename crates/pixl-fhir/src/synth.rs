@@ -6,6 +6,7 @@
 use std::io::Write;
 use std::path::Path;
 
+use pixl_text::synth::Rng;
 use serde_json::{Value, json};
 
 const GIVEN: &[&str] = &[
@@ -40,29 +41,6 @@ const LABS: &[(&str, &str, &str, f64)] = &[
     ("718-7", "Hemoglobin", "g/dL", 14.0),
 ];
 
-/// A small deterministic generator (SplitMix64).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Self(seed)
-    }
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next_u64() % n
-    }
-    pub fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
-        &items[self.below(items.len() as u64) as usize]
-    }
-}
-
 /// What the generator put in, for tests to look for.
 #[derive(Debug, Default)]
 pub struct Written {
@@ -77,7 +55,7 @@ pub struct Written {
 /// An NHS number with a valid mod-11 check digit.
 fn nhs_number(rng: &mut Rng) -> String {
     loop {
-        let digits: Vec<u64> = (0..9).map(|_| rng.below(10)).collect();
+        let digits: Vec<u64> = (0..9).map(|_| rng.below(10) as u64).collect();
         let sum: u64 = digits.iter().enumerate().map(|(i, d)| d * (10 - i as u64)).sum();
         let check = 11 - (sum % 11);
         let check = if check == 11 { 0 } else { check };
@@ -89,7 +67,7 @@ fn nhs_number(rng: &mut Rng) -> String {
 }
 
 fn date(rng: &mut Rng, from_year: i32, years: u64) -> chrono::NaiveDate {
-    chrono::NaiveDate::from_ymd_opt(from_year, 1, 1).unwrap() + chrono::Duration::days(rng.below(years * 365) as i64)
+    chrono::NaiveDate::from_ymd_opt(from_year, 1, 1).unwrap() + chrono::Duration::days(rng.below(years as usize * 365) as i64)
 }
 
 /// Writes `patients` patients and their records under `dir` (`Patient.ndjson`,
@@ -192,7 +170,7 @@ pub fn write(dir: &Path, patients: u64, seed: u64) -> std::io::Result<Written> {
             )?;
             let encounter = json!({"reference": format!("Encounter/{encounter_id}")});
             let day = start.format("%Y-%m-%d").to_string();
-            let (code, display) = *rng.pick(CONDITIONS);
+            let (code, display) = CONDITIONS[rng.below(CONDITIONS.len())];
             emit(
                 &mut files,
                 &mut written,
