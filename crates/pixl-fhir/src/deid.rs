@@ -278,16 +278,15 @@ impl<'k> Deidentifier<'k> {
         counts.resources += 1;
         let ty = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
         let patient_id = patient_of(resource, &ty);
-        let patient = patient_id.as_deref().and_then(|id| self.patients.get(id));
+        let patient = patient_id.as_deref().and_then(|id| self.patients.get(id).map(|p| (id, p)));
         let offset = match (patient, &patient_id) {
-            (Some(p), _) => p.offset,
+            (Some((_, p)), _) => p.offset,
             (None, Some(id)) => self.keys.offset_days(&format!("fhir:Patient/{id}")),
             (None, None) => {
                 let own = resource.get("id").and_then(Value::as_str).unwrap_or_default();
                 self.keys.offset_days(&format!("fhir:{ty}/{own}"))
             }
         };
-        let patient = patient_id.as_deref().and_then(|id| self.patients.get(id).map(|p| (id, p)));
         let mut walk = Walk { deid: self, offset, patient, probes: None, counts };
         if let Value::Object(map) = resource {
             walk.resource(map, &ty, false);

@@ -370,43 +370,22 @@ fn compile_select(select: SelectJson, compile_path: &dyn Fn(&str) -> Result<Expr
     Ok(Node { iteration, columns: own, selects, union, width })
 }
 
+/// Every function name an expression calls.
 fn functions_used(expr: &Expr, out: &mut BTreeSet<String>) {
-    match expr {
-        Expr::Call(name, args) => {
+    expr.visit(&mut |e| {
+        if let Expr::Call(name, _) | Expr::Method(_, name, _) = e {
             out.insert(name.clone());
-            args.iter().for_each(|a| functions_used(a, out));
         }
-        Expr::Method(base, name, args) => {
-            out.insert(name.clone());
-            functions_used(base, out);
-            args.iter().for_each(|a| functions_used(a, out));
-        }
-        Expr::Child(base, _) | Expr::Negate(base) | Expr::Is(base, _) | Expr::As(base, _) => functions_used(base, out),
-        Expr::Indexer(a, b) | Expr::Binary(_, a, b) => {
-            functions_used(a, out);
-            functions_used(b, out);
-        }
-        _ => {}
-    }
+    });
 }
 
+/// Every `%constant` an expression reads.
 fn constants_used(expr: &Expr, out: &mut BTreeSet<String>) {
-    match expr {
-        Expr::Constant(name) => {
+    expr.visit(&mut |e| {
+        if let Expr::Constant(name) = e {
             out.insert(name.clone());
         }
-        Expr::Call(_, args) => args.iter().for_each(|a| constants_used(a, out)),
-        Expr::Method(base, _, args) => {
-            constants_used(base, out);
-            args.iter().for_each(|a| constants_used(a, out));
-        }
-        Expr::Child(base, _) | Expr::Negate(base) | Expr::Is(base, _) | Expr::As(base, _) => constants_used(base, out),
-        Expr::Indexer(a, b) | Expr::Binary(_, a, b) => {
-            constants_used(a, out);
-            constants_used(b, out);
-        }
-        _ => {}
-    }
+    });
 }
 
 /// A constant's `value[x]` as a FHIRPath item.

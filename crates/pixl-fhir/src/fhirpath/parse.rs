@@ -41,6 +41,26 @@ pub enum Expr {
     As(Box<Expr>, String),
 }
 
+impl Expr {
+    /// Calls `f` on this expression and every expression inside it.
+    pub fn visit(&self, f: &mut dyn FnMut(&Expr)) {
+        f(self);
+        match self {
+            Expr::Call(_, args) => args.iter().for_each(|a| a.visit(f)),
+            Expr::Method(base, _, args) => {
+                base.visit(f);
+                args.iter().for_each(|a| a.visit(f));
+            }
+            Expr::Child(base, _) | Expr::Negate(base) | Expr::Is(base, _) | Expr::As(base, _) => base.visit(f),
+            Expr::Indexer(a, b) | Expr::Binary(_, a, b) => {
+                a.visit(f);
+                b.visit(f);
+            }
+            _ => {}
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BinOp {
     Mul,
