@@ -66,6 +66,11 @@ pub fn views(dir: Option<&Path>) -> anyhow::Result<Vec<View>> {
 /// `pixl fhir convert`: with a project, de-identified; without, only when the user says
 /// `--no-deid` (for data that is already de-identified or synthetic).
 pub async fn run_convert(configs_dir: &Path, project: Option<&str>, input: &Path, output: &Path, views_dir: Option<&Path>) -> anyhow::Result<ConvertSummary> {
+    if let Some(state) = pixl_fhir_bulk::export::State::load(input)?
+        && !state.complete
+    {
+        anyhow::bail!("the Bulk Data export in {} has not finished: resume it with `pixl fhir export --status ...` first", input.display());
+    }
     let views = views(views_dir)?;
     let Some(project) = project else {
         let (input, output) = (input.to_owned(), output.to_owned());

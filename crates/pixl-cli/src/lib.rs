@@ -15,6 +15,7 @@ pub mod demo_data;
 pub mod demo_ehr;
 pub mod export;
 pub mod fhir;
+pub mod fhir_export;
 pub mod import_pixl_db;
 pub mod populate;
 pub mod reports;

@@ -223,6 +223,76 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct FhirExportArgs {
+    /// The server's FHIR base URL (https, or http to this machine only).
+    #[arg(long)]
+    base: String,
+    /// Where the files are written (one folder per export: it keeps bulk-state.json).
+    #[arg(long)]
+    out: PathBuf,
+    /// The client id registered with the server (none: an open server, no tokens).
+    #[arg(long)]
+    client_id: Option<String>,
+    /// Secret of the secret store that holds the private key (JWK or PEM).
+    #[arg(long, default_value = pixl_cli::fhir_export::DEFAULT_KEY_SECRET, conflicts_with = "key_file")]
+    key_secret: String,
+    /// A file holding the private key (JWK or PEM), instead of the secret store.
+    #[arg(long)]
+    key_file: Option<PathBuf>,
+    /// The key id registered with the server (default: the JWK's, or the one `keygen` stored).
+    #[arg(long)]
+    kid: Option<String>,
+    #[arg(long, default_value = pixl_fhir_bulk::smart::DEFAULT_SCOPE)]
+    scope: String,
+    /// Export a group's members (Group/ID/$export).
+    #[arg(long, conflicts_with = "patients")]
+    group: Option<String>,
+    /// Patient-level export (Patient/$export); the default is system-level ($export).
+    #[arg(long = "patient-level")]
+    patients: bool,
+    /// Resource types (_type), repeatable.
+    #[arg(long = "type")]
+    types: Vec<String>,
+    #[arg(long)]
+    since: Option<String>,
+    #[arg(long)]
+    until: Option<String>,
+    /// FHIR search queries (_typeFilter), repeatable; OR'd per type.
+    #[arg(long = "type-filter")]
+    type_filters: Vec<String>,
+    /// _elements, repeatable.
+    #[arg(long = "elements")]
+    elements: Vec<String>,
+    /// Patient references (patient, POST kick-off), repeatable.
+    #[arg(long = "patient")]
+    patient_refs: Vec<String>,
+    /// includeAssociatedData values, repeatable.
+    #[arg(long = "include-associated-data")]
+    include_associated_data: Vec<String>,
+    /// organizeOutputBy (a resource type).
+    #[arg(long)]
+    organize_output_by: Option<String>,
+    /// allowPartialManifests: download files while the export is still running.
+    #[arg(long)]
+    allow_partial_manifests: bool,
+    /// Kick off with POST and a Parameters body (always with --patient).
+    #[arg(long)]
+    post: bool,
+    /// Prefer: handling=lenient (the server ignores parameters it does not support).
+    #[arg(long)]
+    lenient: bool,
+    /// Concurrent downloads.
+    #[arg(long, default_value_t = 5)]
+    parallel: usize,
+    /// Leave the job on the server instead of deleting it when done.
+    #[arg(long)]
+    keep_job: bool,
+    /// Resume the export whose polling URL this is (saved in OUT/bulk-state.json).
+    #[arg(long)]
+    status: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum FhirCommand {
     /// FHIR NDJSON files (a Bulk Data download, Synthea output) to one parquet table per
@@ -260,6 +330,21 @@ enum FhirCommand {
         /// That resource's id (default: the first).
         #[arg(long)]
         id: Option<String>,
+    },
+    /// Bulk Data $export from a FHIR server (SMART Backend Services) into a folder of
+    /// NDJSON files for `pixl fhir convert`. Resume an interrupted run with --status.
+    Export(Box<FhirExportArgs>),
+    /// Create the Bulk Data client's signing key in the secret store and print the public
+    /// key set (JWKS) to register with the FHIR server.
+    Keygen {
+        /// RS384 or ES384.
+        #[arg(long, default_value = "ES384")]
+        alg: String,
+        /// The key id the server will know the key by.
+        #[arg(long)]
+        kid: String,
+        #[arg(long, default_value = pixl_cli::fhir_export::DEFAULT_KEY_SECRET)]
+        key_secret: String,
     },
     /// Write Synthea-like NDJSON (one file per type) for trying `convert` without a server.
     Generate {
@@ -625,6 +710,74 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Fhir(FhirCommand::Example { resource_type, dir, id }) => {
             pixl_cli::fhir::example(&dir, &resource_type, id.as_deref())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fhir(FhirCommand::Export(args)) => {
+            let FhirExportArgs {
+                base,
+                out,
+                client_id,
+                key_secret,
+                key_file,
+                kid,
+                scope,
+                group,
+                patients,
+                types,
+                since,
+                until,
+                type_filters,
+                elements,
+                patient_refs,
+                include_associated_data,
+                organize_output_by,
+                allow_partial_manifests,
+                post,
+                lenient,
+                parallel,
+                keep_job,
+                status,
+            } = *args;
+            let base = url::Url::parse(&base).context("--base is not a URL")?;
+            let mut options = pixl_fhir_bulk::ExportOptions::new(base);
+            options.level = match (group, patients) {
+                (Some(id), _) => pixl_fhir_bulk::Level::Group(id),
+                (None, true) => pixl_fhir_bulk::Level::Patient,
+                (None, false) => pixl_fhir_bulk::Level::System,
+            };
+            options.params = pixl_fhir_bulk::ExportParams {
+                output_format: None,
+                since,
+                until,
+                types,
+                type_filters,
+                elements,
+                patients: patient_refs,
+                include_associated_data,
+                organize_output_by,
+                allow_partial_manifests,
+            };
+            (options.post, options.lenient, options.parallel, options.keep_job) = (post, lenient, parallel.max(1), keep_job);
+            options.status_url = status.map(|s| url::Url::parse(&s).context("--status is not a URL")).transpose()?;
+            let key = match key_file {
+                Some(path) => pixl_cli::fhir_export::KeySource::File(path),
+                None => pixl_cli::fhir_export::KeySource::Secret(key_secret.clone()),
+            };
+            let kid = match (&kid, &key, &client_id) {
+                (None, pixl_cli::fhir_export::KeySource::Secret(name), Some(_)) => runtime.block_on(pixl_cli::fhir_export::stored_kid(name))?,
+                _ => kid,
+            };
+            let auth = pixl_cli::fhir_export::AuthArgs { client_id, key, kid, scope };
+            let extra_ca = pixl_core::pixl_env::process_lookup("PIXL_EXTRA_CA_FILE").map(PathBuf::from);
+            let summary = runtime.block_on(pixl_cli::fhir_export::run(options, &auth, extra_ca.as_deref(), &out))?;
+            pixl_cli::fhir_export::print_summary(&summary, &out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Fhir(FhirCommand::Keygen { alg, kid, key_secret }) => {
+            let alg = pixl_fhir_bulk::Alg::parse(&alg).context("--alg is RS384 or ES384")?;
+            let jwks = runtime.block_on(pixl_cli::fhir_export::keygen(alg, &kid, &key_secret))?;
+            eprintln!("created {} key {kid:?} in secret {key_secret:?}; register this public key set with the FHIR server:", alg.name());
+            println!("{}", serde_json::to_string_pretty(&jwks)?);
             Ok(ExitCode::SUCCESS)
         }
         Command::Fhir(FhirCommand::Generate { out, patients, seed }) => {

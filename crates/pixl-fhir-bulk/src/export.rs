@@ -661,7 +661,8 @@ impl Downloads {
                 self.tasks.lock().expect("task lock").spawn(async move {
                     let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
                     let target = out.join(&entry.path);
-                    let check = LineCheck { expected_type: if organized || entry.kind == FileKind::Error { None } else { entry.resource_type.clone() }, max_line };
+                    let check =
+                        LineCheck { expected_type: if organized || entry.kind == FileKind::Error { None } else { entry.resource_type.clone() }, max_line };
                     let result = client.download(&url, requires_token, &target, check, &retry).await;
                     match result {
                         Ok((lines, bytes)) => {

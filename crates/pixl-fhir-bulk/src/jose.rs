@@ -91,10 +91,7 @@ fn b64url(bytes: &[u8]) -> String {
 }
 
 fn unb64url(field: &str, text: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
-    URL_SAFE_NO_PAD
-        .decode(text.trim_end_matches('='))
-        .map(Zeroizing::new)
-        .map_err(|_| KeyError::Jwk(format!("\"{field}\" is not base64url")))
+    URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).map(Zeroizing::new).map_err(|_| KeyError::Jwk(format!("\"{field}\" is not base64url")))
 }
 
 fn jwk_field(jwk: &Value, field: &str) -> Result<Zeroizing<Vec<u8>>, KeyError> {
@@ -210,8 +207,7 @@ impl SigningKey {
                 Inner::Rsa(key)
             }
             "EC PRIVATE KEY" => Inner::Ec(
-                EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, &der)
-                    .map_err(|_| KeyError::Pem("not a valid EC P-384 key".to_owned()))?,
+                EcdsaKeyPair::from_private_key_der(&ECDSA_P384_SHA384_FIXED_SIGNING, &der).map_err(|_| KeyError::Pem("not a valid EC P-384 key".to_owned()))?,
             ),
             "ENCRYPTED PRIVATE KEY" => return Err(KeyError::Pem("the key is encrypted: store it unencrypted in the secret store".to_owned())),
             other => return Err(KeyError::Pem(format!("\"{other}\" is not a private key"))),
@@ -310,11 +306,8 @@ fn check_rsa_size(key: &RsaKeyPair) -> Result<(), String> {
 fn pem_decode(pem: &str) -> Result<(String, Zeroizing<Vec<u8>>), KeyError> {
     let mut lines = pem.lines().map(str::trim);
     let begin = lines.next().unwrap_or_default();
-    let label = begin
-        .strip_prefix("-----BEGIN ")
-        .and_then(|rest| rest.strip_suffix("-----"))
-        .ok_or_else(|| KeyError::Pem("no BEGIN line".to_owned()))?
-        .to_owned();
+    let label =
+        begin.strip_prefix("-----BEGIN ").and_then(|rest| rest.strip_suffix("-----")).ok_or_else(|| KeyError::Pem("no BEGIN line".to_owned()))?.to_owned();
     let end = format!("-----END {label}-----");
     let mut body = Zeroizing::new(String::new());
     let mut ended = false;

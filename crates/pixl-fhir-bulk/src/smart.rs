@@ -172,7 +172,9 @@ impl TokenSource {
         let body = response.bytes().await.map_err(|e| http::HttpError::Transport(http::describe(&e)))?;
         if !status.is_success() {
             return Err(match serde_json::from_slice::<TokenErrorResponse>(&body) {
-                Ok(error) => AuthError::Refused { error: http::printable(&error.error, 64), description: error.error_description.map(|d| http::printable(&d, 200)) },
+                Ok(error) => {
+                    AuthError::Refused { error: http::printable(&error.error, 64), description: error.error_description.map(|d| http::printable(&d, 200)) }
+                }
                 Err(_) => AuthError::Refused { error: format!("HTTP {status}"), description: None },
             });
         }

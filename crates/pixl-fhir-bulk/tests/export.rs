@@ -17,7 +17,12 @@ use serde_json::{Value, json};
 const CLIENT: &str = "pixl-test-client";
 
 fn quick(max: Duration) -> RetryPolicy {
-    RetryPolicy { backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(200)), max_tries: 5, retry_after_min: Duration::ZERO, retry_after_max: max }
+    RetryPolicy {
+        backoff: Backoff::new(Duration::from_millis(20), Duration::from_millis(200)),
+        max_tries: 5,
+        retry_after_min: Duration::ZERO,
+        retry_after_max: max,
+    }
 }
 
 fn options(server: &BulkServer) -> ExportOptions {
@@ -87,13 +92,8 @@ async fn requests_without_a_token_get_401_and_a_bearer_challenge() {
     let key = SigningKey::generate(Alg::Es384, "k");
     let server = BulkServer::start(sample_data(2), script_with(&key)).await;
     let http = reqwest::Client::new();
-    let response = http
-        .get(format!("{}/$export", server.base))
-        .header("Accept", "application/fhir+json")
-        .header("Prefer", "respond-async")
-        .send()
-        .await
-        .unwrap();
+    let response =
+        http.get(format!("{}/$export", server.base)).header("Accept", "application/fhir+json").header("Prefer", "respond-async").send().await.unwrap();
     assert_eq!(response.status(), 401);
     assert_eq!(response.headers()["www-authenticate"], "Bearer");
     // A client whose key the server does not know is refused, and says so without retrying.

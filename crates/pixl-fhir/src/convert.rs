@@ -63,10 +63,16 @@ fn is_ndjson(path: &Path) -> bool {
 /// named to the user.
 pub fn other_files(dir: &Path) -> Vec<PathBuf> {
     let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    let mut files: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.is_file() && !is_ndjson(p)).collect();
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_file() && !is_ndjson(p) && p.file_name().is_none_or(|name| name != BULK_STATE_FILE))
+        .collect();
     files.sort();
     files
 }
+
+/// The state file `pixl fhir export` keeps beside the files it downloads: not a file to read.
+pub const BULK_STATE_FILE: &str = "bulk-state.json";
 
 /// The `.ndjson` (and `.jsonl`) files of `dir`, sorted.
 pub fn ndjson_files(dir: &Path) -> Result<Vec<PathBuf>, ConvertError> {

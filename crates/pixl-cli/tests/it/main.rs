@@ -7,6 +7,7 @@ mod cli_habits;
 mod deid_text;
 mod demo;
 mod fhir;
+mod fhir_export;
 mod import_pixl_db;
 mod populate;
 mod report_parquet;

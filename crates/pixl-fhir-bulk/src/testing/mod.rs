@@ -277,7 +277,8 @@ fn unauthorised() -> Response {
 }
 
 fn token_error(error: &str) -> Response {
-    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json!({"error": error}).to_string()).into_response()
+    (StatusCode::BAD_REQUEST, [(header::CONTENT_TYPE, "application/json"), (header::CACHE_CONTROL, "no-store")], json!({"error": error}).to_string())
+        .into_response()
 }
 
 async fn handle(State(inner): State<Arc<Inner>>, request: Request) -> Response {
@@ -390,7 +391,8 @@ impl Inner {
                 return outcome(StatusCode::BAD_REQUEST, "error", "invalid", "patient is a POST-only parameter");
             }
         }
-        const KNOWN: &[&str] = &["_outputFormat", "_since", "_until", "_type", "_elements", "_typeFilter", "patient", "includeAssociatedData", "allowPartialManifests"];
+        const KNOWN: &[&str] =
+            &["_outputFormat", "_since", "_until", "_type", "_elements", "_typeFilter", "patient", "includeAssociatedData", "allowPartialManifests"];
         let mut ignored = Vec::new();
         for (name, _) in &params {
             if !KNOWN.contains(&name.as_str()) {
@@ -428,7 +430,14 @@ impl Inner {
                     body.push('\n');
                 }
                 let count = chunk.len() as u64 + u64::from(fault.wrong_count);
-                files.push(OutputFile { resource_type: resource_type.clone(), name: format!("{resource_type}-{}.ndjson", k + 1), body, count, fault, requests: 0 });
+                files.push(OutputFile {
+                    resource_type: resource_type.clone(),
+                    name: format!("{resource_type}-{}.ndjson", k + 1),
+                    body,
+                    count,
+                    fault,
+                    requests: 0,
+                });
             }
         }
         let request = format!("{}{path}{}", self.base.trim_end_matches("/fhir"), if query.is_empty() { String::new() } else { format!("?{query}") });
@@ -538,7 +547,10 @@ impl Inner {
                     }
                     for ignored in &job.lenient_ignored {
                         let text = format!("parameter {ignored} was ignored");
-                        lines.push_str(&json!({"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": text}]}).to_string());
+                        lines.push_str(
+                            &json!({"resourceType": "OperationOutcome", "issue": [{"severity": "warning", "code": "not-supported", "diagnostics": text}]})
+                                .to_string(),
+                        );
                         lines.push('\n');
                     }
                     (lines, FileFault::default(), 1)
@@ -561,7 +573,8 @@ impl Inner {
             response.headers_mut().insert(header::RETRY_AFTER, "1".parse().expect("header value"));
             return response;
         }
-        let accepts_gzip = headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
+        let accepts_gzip =
+            headers.get(header::ACCEPT_ENCODING).and_then(|v| v.to_str().ok()).is_some_and(|v| v.split(',').any(|e| e.trim().starts_with("gzip")));
         if requests <= fault.unavailable + fault.truncated {
             // Announce the whole length, send half, close: the client sees a cut-off body.
             let half = body.as_bytes()[..body.len() / 2].to_vec();
