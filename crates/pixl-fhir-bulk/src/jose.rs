@@ -198,7 +198,7 @@ impl SigningKey {
                 }
                 Err(_) => Inner::Ec(
                     EcdsaKeyPair::from_pkcs8(&ECDSA_P384_SHA384_FIXED_SIGNING, &der)
-                        .map_err(|_| KeyError::Pem("neither an RSA key nor an EC P-384 key".to_owned()))?,
+                        .map_err(|_| KeyError::Pem("neither an RSA key of 2048 bits or more nor an EC P-384 key".to_owned()))?,
                 ),
             },
             "RSA PRIVATE KEY" => {
