@@ -791,7 +791,9 @@ impl BulkClient {
     }
 
     async fn stream_to(&self, mut response: reqwest::Response, part: &Path, check: &LineCheck) -> Result<(u64, u64), StreamError> {
-        let mut file = tokio::fs::File::create(part).await.map_err(|e| StreamError::Content(e.to_string()))?;
+        let file = tokio::fs::File::create(part).await.map_err(|e| StreamError::Content(e.to_string()))?;
+        // Network chunks are small; each tokio file write is a trip to the blocking pool.
+        let mut file = tokio::io::BufWriter::with_capacity(1 << 20, file);
         let (mut pending, mut lines, mut number, mut bytes) = (Vec::new(), 0u64, 0u64, 0u64);
         loop {
             let chunk = match response.chunk().await {
@@ -824,7 +826,8 @@ impl BulkClient {
             number += 1;
             lines += u64::from(check.line(&pending, number).map_err(StreamError::Content)?);
         }
-        file.sync_all().await.map_err(|e| StreamError::Content(e.to_string()))?;
+        file.flush().await.map_err(|e| StreamError::Content(e.to_string()))?;
+        file.get_ref().sync_all().await.map_err(|e| StreamError::Content(e.to_string()))?;
         Ok((lines, bytes))
     }
 }

@@ -148,7 +148,16 @@ pub struct Deidentifier<'k> {
     /// The probes of the patients seen last (Bulk Data and Synthea files are mostly in
     /// patient order): building a patient's automaton costs more than using it.
     recent_probes: std::cell::RefCell<std::collections::VecDeque<(String, std::rc::Rc<pixl_text::Probes>)>>,
+    /// The patient-independent detection of short texts seen before (coded concepts'
+    /// `text`, the same instructions and titles over and over). Used only when the
+    /// patient's probes find nothing in the text, when it is exactly what
+    /// `pixl_text::detect_with` would give.
+    generic_spans: std::cell::RefCell<HashMap<String, Vec<pixl_text::Span>>>,
 }
+
+/// Texts up to this length are remembered, and this many of them at most.
+const CACHED_TEXT_BYTES: usize = 200;
+const CACHED_TEXTS: usize = 100_000;
 
 /// Patients whose probes are kept.
 const RECENT_PROBES: usize = 32;
@@ -184,7 +193,14 @@ fn is_identifier_key(key: &str) -> bool {
 impl<'k> Deidentifier<'k> {
     pub fn new(policy: FhirPolicy, keys: &'k dyn Keys) -> Self {
         use chrono::Datelike;
-        Self { policy, keys, patients: HashMap::new(), today_year: chrono::Utc::now().year(), recent_probes: Default::default() }
+        Self {
+            policy,
+            keys,
+            patients: HashMap::new(),
+            today_year: chrono::Utc::now().year(),
+            recent_probes: Default::default(),
+            generic_spans: Default::default(),
+        }
     }
 
     /// Records a Patient's pseudonym, date shift and probes (call for every Patient before
@@ -248,6 +264,24 @@ impl<'k> Deidentifier<'k> {
             }
         };
         self.patients.insert(id.to_owned(), PatientInfo { pseudonym, offset, probes });
+    }
+
+    /// The spans of `text` to remove: what `pixl_text::detect_with(text, probes)` finds,
+    /// with the patient-independent part remembered for short texts.
+    fn free_text_spans(&self, text: &str, probes: Option<&pixl_text::Probes>) -> Vec<pixl_text::Span> {
+        if text.len() > CACHED_TEXT_BYTES || probes.is_some_and(|p| !p.find(text).is_empty()) {
+            return pixl_text::detect_with(text, probes).spans;
+        }
+        let mut cache = self.generic_spans.borrow_mut();
+        if let Some(spans) = cache.get(text) {
+            return spans.clone();
+        }
+        let spans = pixl_text::detect_with(text, None).spans;
+        if cache.len() >= CACHED_TEXTS {
+            cache.clear();
+        }
+        cache.insert(text.to_owned(), spans.clone());
+        spans
     }
 
     fn probes_of(&self, id: &str, patient: &PatientInfo) -> std::rc::Rc<pixl_text::Probes> {
@@ -488,11 +522,11 @@ impl Walk<'_, '_, '_> {
                             {
                                 self.probes = Some(self.deid.probes_of(id, patient));
                             }
-                            let detection = pixl_text::detect_with(text, self.probes.as_deref());
-                            for span in &detection.spans {
+                            let spans = self.deid.free_text_spans(text, self.probes.as_deref());
+                            for span in &spans {
                                 *self.counts.spans_removed.entry(span.category.as_str()).or_default() += 1;
                             }
-                            *text = pixl_text::mask_tags(text, &detection.spans);
+                            *text = pixl_text::mask_tags(text, &spans);
                         }
                     }
                 } else if !matches!(key, "code" | "system" | "version" | "unit")
@@ -692,6 +726,28 @@ mod tests {
         let patient = &bundle["entry"][1]["resource"];
         assert_eq!(patient["address"][0]["postalCode"], "B1", "the outward code only");
         assert_eq!(patient["birthDate"], "1980");
+    }
+
+    #[test]
+    fn remembered_free_text_is_still_checked_against_each_patients_probes() {
+        let keys = TestKeys;
+        let mut deid = Deidentifier::new(FhirPolicy::default(), &keys);
+        deid.learn_patient(&json!({"resourceType": "Patient", "id": "a", "name": [{"family": "Whitlock", "given": ["Ann"]}]}));
+        deid.learn_patient(&json!({"resourceType": "Patient", "id": "b", "name": [{"family": "Burrage", "given": ["Tom"]}]}));
+        let note = |patient: &str| json!({"resourceType": "Observation", "id": "o", "subject": {"reference": format!("Patient/{patient}")}, "note": [{"text": "Reviewed with Burrage today"}]});
+        let mut counts = DeidCounts::default();
+        let mut texts = Vec::new();
+        // The same short text for patient a (remembered), then b (whose surname it is), then a again.
+        for patient in ["a", "b", "a"] {
+            let mut resource = note(patient);
+            deid.deidentify(&mut resource, &mut counts);
+            texts.push(resource["note"][0]["text"].as_str().unwrap().to_owned());
+        }
+        assert!(!texts[1].contains("Burrage"), "patient b's own name is found by the probes: {}", texts[1]);
+        assert_eq!(texts[0], texts[2], "the remembered result is the same as the first");
+        let direct = pixl_text::detect_with("Reviewed with Burrage today", None).spans;
+        assert_eq!(texts[0], pixl_text::mask_tags("Reviewed with Burrage today", &direct));
+        assert_eq!(deid.generic_spans.borrow().len(), 1);
     }
 
     #[test]
