@@ -51,7 +51,23 @@ async fn load_key(auth: &AuthArgs) -> anyhow::Result<SigningKey> {
 
 /// Runs (or, with `options.status_url`, resumes) an export into `out`.
 pub async fn run(options: ExportOptions, auth: &AuthArgs, extra_ca_file: Option<&Path>, out: &Path) -> anyhow::Result<ExportSummary> {
-    let http = pixl_core::http_client::builder(extra_ca_file)?.build().context("HTTP client")?;
+    // No downgrade from https to http on a redirect, and no request that waits forever.
+    let redirects = reqwest::redirect::Policy::custom(|attempt| {
+        let downgrade = attempt.url().scheme() == "http" && attempt.previous().last().is_some_and(|u| u.scheme() == "https");
+        if downgrade {
+            attempt.error("a redirect from https to http was refused")
+        } else if attempt.previous().len() >= 5 {
+            attempt.stop()
+        } else {
+            attempt.follow()
+        }
+    });
+    let http = pixl_core::http_client::builder(extra_ca_file)?
+        .redirect(redirects)
+        .connect_timeout(std::time::Duration::from_secs(30))
+        .read_timeout(std::time::Duration::from_secs(300))
+        .build()
+        .context("HTTP client")?;
     let tokens = match &auth.client_id {
         Some(client_id) => {
             let key = load_key(auth).await?;
@@ -65,13 +81,14 @@ pub async fn run(options: ExportOptions, auth: &AuthArgs, extra_ca_file: Option<
     let shown = bar.clone();
     let files = Arc::new(std::sync::atomic::AtomicU64::new(0));
     let client = BulkClient::new(http, tokens).on_event(move |event| match event {
-        Event::KickedOff { status_url } => shown.println(format!("export started; resume with --status {status_url}")),
+        // Printed whether or not stderr is a terminal (the bar is hidden when it is not).
+        Event::KickedOff { status_url } => shown.suspend(|| eprintln!("export started; if interrupted, resume with --status {status_url}")),
         Event::Progress(progress) => shown.set_message(format!("server: {}", progress.as_deref().unwrap_or("working"))),
         Event::FileDone { file, lines } => {
             let n = files.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
             shown.set_message(format!("{n} files downloaded; last {} ({lines} resources)", file.file_name().unwrap_or_default().to_string_lossy()));
         }
-        Event::FileSkipped { file } => shown.println(format!("already complete: {}", file.file_name().unwrap_or_default().to_string_lossy())),
+        Event::FileSkipped { file } => shown.suspend(|| eprintln!("already complete: {}", file.file_name().unwrap_or_default().to_string_lossy())),
     });
     let result = client.export(&options, out).await;
     bar.finish_and_clear();
@@ -80,14 +97,17 @@ pub async fn run(options: ExportOptions, auth: &AuthArgs, extra_ca_file: Option<
 
 /// Prints what an export did (counts, never data).
 pub fn print_summary(summary: &ExportSummary, out: &Path) {
+    let printable = |text: &str| pixl_fhir_bulk::http::printable(text, 40);
     println!(
-        "export complete: {} ({} MB) in {}",
-        summary.transaction_time.as_deref().unwrap_or("no transactionTime"),
+        "export complete: transactionTime {}, {} files downloaded, {} already complete, {} MB in {}",
+        summary.transaction_time.as_deref().map(printable).unwrap_or_else(|| "(none)".to_owned()),
+        summary.files_downloaded,
+        summary.files_skipped,
         summary.bytes / 1_000_000,
         out.display()
     );
     for (resource_type, count) in &summary.resources {
-        println!("  {resource_type:<24} {count:>10} resources");
+        println!("  {:<24} {count:>10} resources", printable(resource_type));
     }
     if summary.deleted_entries > 0 {
         println!("  deleted since _since: {} (in deleted/)", summary.deleted_entries);
@@ -95,7 +115,10 @@ pub fn print_summary(summary: &ExportSummary, out: &Path) {
     if !summary.outcome_issues.is_empty() {
         println!("  server messages (in error/): {}", pixl_fhir_bulk::manifest::summarise(&summary.outcome_issues));
     }
-    println!("  job {}", if summary.job_deleted { "deleted on the server" } else { "kept on the server (--keep-job)" });
+    println!(
+        "  job {}",
+        if summary.job_deleted { "deleted on the server" } else { "not deleted on the server (--keep-job, or the DELETE failed: see the warnings)" }
+    );
     println!("next: pixl fhir convert {} --project <slug> --out <tables>", out.display());
 }
 

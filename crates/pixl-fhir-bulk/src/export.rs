@@ -235,6 +235,22 @@ pub struct FileState {
     pub bytes: u64,
 }
 
+/// A manifest page and where it came from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SavedPage {
+    pub url: String,
+    pub manifest: Value,
+}
+
+/// A file's identity across manifest pages: its URL without query or fragment (servers
+/// may re-sign or refresh a file's URL in later pages).
+fn file_key(url: &Url) -> String {
+    let mut key = url.clone();
+    key.set_query(None);
+    key.set_fragment(None);
+    key.to_string()
+}
+
 /// `<out>/bulk-state.json`.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
@@ -244,8 +260,10 @@ pub struct State {
     pub transaction_time: Option<String>,
     pub requires_access_token: Option<bool>,
     pub output_organized_by: Option<String>,
-    pub manifests: Vec<Value>,
-    /// By URL, in the order first seen.
+    /// Manifest pages as received, with the URL each came from (relative URLs in a page
+    /// resolve against it).
+    pub manifests: Vec<SavedPage>,
+    /// By file key (URL without query), in the order first seen.
     pub files: Vec<(String, FileState)>,
     pub job_deleted: bool,
     pub complete: bool,
@@ -383,7 +401,14 @@ impl BulkClient {
             return Err(ExportError::Config("patient references are for Patient- or Group-level exports, not system-level".to_owned()));
         }
         tokio::fs::create_dir_all(out).await.map_err(io_error(out))?;
-        let mut state = State::load(out)?.unwrap_or_default();
+        let loaded = State::load(out)?;
+        if loaded.is_none() && std::fs::read_dir(out).map_err(io_error(out))?.next().is_some() {
+            return Err(ExportError::Config(format!(
+                "{} is not empty and holds no export: use an empty folder, so that no other file is replaced or read as part of it",
+                out.display()
+            )));
+        }
+        let mut state = loaded.unwrap_or_default();
         let status_url = match (&options.status_url, &state.status_url) {
             (Some(given), Some(saved)) if given.as_str() != saved => {
                 return Err(ExportError::Config(format!(
@@ -416,19 +441,30 @@ impl BulkClient {
         let state = Arc::new(Mutex::new(state));
         let downloads = Downloads::new(self.clone(), options, out, state.clone());
         let poll_result = self.poll(options, &status_url, out, &state, &downloads).await;
-        let (total, failures) = downloads.finish().await;
-        poll_result?;
+        let (total, failures, counted) = downloads.finish().await;
+        if let Err(error) = poll_result {
+            if !failures.is_empty() {
+                tracing::warn!(failed = failures.len(), "files also failed to download");
+                return Err(ExportError::Config(format!(
+                    "{error}; besides, {} of {total} files could not be downloaded: {}",
+                    failures.len(),
+                    failures.join("; ")
+                )));
+            }
+            return Err(error);
+        }
         if !failures.is_empty() {
             return Err(ExportError::Downloads { failed: failures.len(), total, problems: failures });
         }
         let mut summary = summarise(out, &state.lock().expect("state lock"))?;
+        (summary.files_downloaded, summary.files_skipped) = counted;
         if !options.keep_job && !state.lock().expect("state lock").job_deleted {
-            let response = self.send(true, Some(&options.retry), || self.http.delete(status_url.clone())).await?;
-            // 404: the server already released the job (its files expired).
-            if response.status().is_success() || response.status() == StatusCode::NOT_FOUND {
-                summary.job_deleted = true;
-            } else {
-                tracing::warn!(status = %response.status(), "the export job could not be deleted on the server");
+            // Every file is here: a DELETE that fails is reported, not a failed export.
+            match self.send(true, Some(&options.retry), || self.http.delete(status_url.clone())).await {
+                // 404: the server already released the job (its files expired).
+                Ok(response) if response.status().is_success() || response.status() == StatusCode::NOT_FOUND => summary.job_deleted = true,
+                Ok(response) => tracing::warn!(status = %response.status(), "the export job could not be deleted on the server"),
+                Err(error) => tracing::warn!(%error, "the export job could not be deleted on the server"),
             }
         }
         {
@@ -448,16 +484,28 @@ impl BulkClient {
         let prefer = if options.lenient { "respond-async, handling=lenient" } else { "respond-async" };
         let body = options.params.parameters();
         let query = options.params.query();
-        let response = self
-            .send(true, Some(&options.retry), || {
-                let request = if post {
-                    self.http.post(url.clone()).header("Content-Type", "application/fhir+json").body(body.to_string())
-                } else {
-                    self.http.get(url.clone()).query(&query)
-                };
-                request.header("Accept", "application/fhir+json").header("Prefer", prefer)
-            })
-            .await?;
+        // Only 429 (an export already running) is retried: a kick-off that may have reached
+        // the server is not sent again, which could start a second job.
+        let kick_off_retry = RetryPolicy { max_tries: 1, ..options.retry.clone() };
+        let mut attempt = 0;
+        let response = loop {
+            attempt += 1;
+            let response = self
+                .send(true, Some(&kick_off_retry), || {
+                    let request = if post {
+                        self.http.post(url.clone()).header("Content-Type", "application/fhir+json").body(body.to_string())
+                    } else {
+                        self.http.get(url.clone()).query(&query)
+                    };
+                    request.header("Accept", "application/fhir+json").header("Prefer", prefer)
+                })
+                .await?;
+            if response.status() == StatusCode::TOO_MANY_REQUESTS && attempt < options.retry.max_tries {
+                tokio::time::sleep(options.retry.pause(Some(response.headers()), attempt)).await;
+                continue;
+            }
+            break response;
+        };
         let status = response.status();
         if status != StatusCode::ACCEPTED {
             let issues = response.bytes().await.ok().and_then(|b| serde_json::from_slice::<Value>(&b).ok()).map(|v| outcome_issues(&v)).unwrap_or_default();
@@ -478,18 +526,19 @@ impl BulkClient {
 
     async fn poll(&self, options: &ExportOptions, status_url: &Url, out: &Path, state: &Arc<Mutex<State>>, downloads: &Downloads) -> Result<(), ExportError> {
         // Pages already saved (a resumed run) are queued again; their complete files are skipped.
-        let saved: Vec<Value> = state.lock().expect("state lock").manifests.clone();
+        let saved: Vec<SavedPage> = state.lock().expect("state lock").manifests.clone();
         let mut pages_seen = saved.len();
+        let mut next_url = None;
         for page in &saved {
-            let manifest: Manifest = serde_json::from_value(page.clone()).map_err(|_| ExportError::BadManifest)?;
-            downloads.queue(&manifest)?;
+            let manifest: Manifest = serde_json::from_value(page.manifest.clone()).map_err(|_| ExportError::BadManifest)?;
+            let page_url = Url::parse(&page.url).map_err(|_| ExportError::BadManifest)?;
+            downloads.queue(&manifest, &page_url)?;
+            next_url = next_page(&manifest, &page_url)?;
         }
-        let mut url = match saved.last().and_then(|p| serde_json::from_value::<Manifest>(p.clone()).ok()) {
-            Some(last) => match last.next() {
-                Some(next) => status_url.join(next).map_err(|_| ExportError::BadManifest)?,
-                None => return Ok(()),
-            },
-            None => status_url.clone(),
+        let mut url = match (saved.is_empty(), next_url) {
+            (true, _) => status_url.clone(),
+            (false, Some(next)) => next,
+            (false, None) => return Ok(()),
         };
         let (mut attempt, mut transient) = (0u32, 0u32);
         loop {
@@ -519,7 +568,7 @@ impl BulkClient {
                         && let Ok(partial) = serde_json::from_slice::<Manifest>(&body)
                     {
                         // A partial manifest: its files are ready now.
-                        downloads.queue(&partial)?;
+                        downloads.queue(&partial, &url)?;
                     }
                     tokio::time::sleep(options.poll.pause(Some(&headers), attempt)).await;
                 }
@@ -533,13 +582,13 @@ impl BulkClient {
                         state.transaction_time = state.transaction_time.clone().or(manifest.transaction_time.clone());
                         state.requires_access_token = manifest.requires_access_token;
                         state.output_organized_by = manifest.output_organized_by.clone();
-                        state.manifests.push(page);
+                        state.manifests.push(SavedPage { url: url.to_string(), manifest: page });
                         state.save(out)?;
                     }
                     pages_seen += 1;
-                    downloads.queue(&manifest)?;
-                    match manifest.next() {
-                        Some(next) => url = url.join(next).map_err(|_| ExportError::BadManifest)?,
+                    downloads.queue(&manifest, &url)?;
+                    match next_page(&manifest, &url)? {
+                        Some(next) => url = next,
                         None => {
                             tracing::debug!(pages = pages_seen, "manifest complete");
                             return Ok(());
@@ -565,6 +614,15 @@ impl BulkClient {
             }
         }
     }
+}
+
+/// The URL of the page after `manifest` (which came from `page_url`), checked like every
+/// URL the token goes to.
+fn next_page(manifest: &Manifest, page_url: &Url) -> Result<Option<Url>, ExportError> {
+    let Some(next) = manifest.next() else { return Ok(None) };
+    let url = page_url.join(next).map_err(|_| ExportError::BadManifest)?;
+    http::check_scheme(&url).map_err(ExportError::Config)?;
+    Ok(Some(url))
 }
 
 /// Files left half-written by an interrupted run.
@@ -612,6 +670,8 @@ struct Downloads {
     permits: Arc<tokio::sync::Semaphore>,
     tasks: Mutex<tokio::task::JoinSet<Result<(), String>>>,
     queued: Mutex<HashSet<String>>,
+    downloaded: Arc<std::sync::atomic::AtomicUsize>,
+    skipped: std::sync::atomic::AtomicUsize,
 }
 
 impl Downloads {
@@ -624,72 +684,86 @@ impl Downloads {
             permits: Arc::new(tokio::sync::Semaphore::new(options.parallel.max(1))),
             tasks: Mutex::new(tokio::task::JoinSet::new()),
             queued: Mutex::new(HashSet::new()),
+            downloaded: Arc::default(),
+            skipped: Default::default(),
         }
     }
 
-    /// Queues every file of `manifest` not queued before; files already complete (from an
-    /// earlier run) are reported as skipped.
-    fn queue(&self, manifest: &Manifest) -> Result<(), ExportError> {
-        let requires_token = manifest.requires_access_token.unwrap_or(true);
+    /// Queues every file of `manifest` (which came from `page_url`) not queued before;
+    /// files already complete (from an earlier run) are reported as skipped.
+    fn queue(&self, manifest: &Manifest, page_url: &Url) -> Result<(), ExportError> {
         let sections = [(FileKind::Output, &manifest.output), (FileKind::Deleted, &manifest.deleted), (FileKind::Error, &manifest.error)];
-        for (kind, files) in sections {
-            for file in files {
-                if !self.queued.lock().expect("queue lock").insert(file.url.clone()) {
-                    continue;
-                }
-                let url = self.options.base.join(&file.url).map_err(|_| ExportError::BadManifest)?;
-                http::check_scheme(&url).map_err(ExportError::Config)?;
-                let entry = {
-                    let mut state = self.state.lock().expect("state lock");
-                    if state.file_mut(&file.url).is_none() {
+        let mut new_files = Vec::new();
+        {
+            let mut state = self.state.lock().expect("state lock");
+            for (kind, files) in sections {
+                for file in files {
+                    let url = page_url.join(&file.url).map_err(|_| ExportError::BadManifest)?;
+                    http::check_scheme(&url).map_err(ExportError::Config)?;
+                    let key = file_key(&url);
+                    if !self.queued.lock().expect("queue lock").insert(key.clone()) {
+                        continue;
+                    }
+                    if state.file_mut(&key).is_none() {
                         let path = file_name(&state, kind, file);
                         state.files.push((
-                            file.url.clone(),
+                            key.clone(),
                             FileState { kind, resource_type: file.resource_type.clone(), path, count: file.count, done: false, lines: 0, bytes: 0 },
                         ));
-                        state.save(&self.out)?;
                     }
-                    state.file_mut(&file.url).expect("just added").clone()
-                };
-                if entry.done && self.out.join(&entry.path).is_file() {
-                    (self.client.on_event)(&Event::FileSkipped { file: self.out.join(&entry.path) });
-                    continue;
+                    // The token goes with a file only when the manifest says so; a manifest
+                    // that does not say (it must) gets it only for files of the server's own origin.
+                    let requires_token = manifest.requires_access_token.unwrap_or_else(|| url.origin() == self.options.base.origin());
+                    new_files.push((key.clone(), url, requires_token, state.file_mut(&key).expect("just added").clone()));
                 }
-                let (client, permits, state, out) = (self.client.clone(), self.permits.clone(), self.state.clone(), self.out.clone());
-                let (retry, max_line, organized) = (self.options.retry.clone(), self.options.max_line_bytes, manifest.output_organized_by.is_some());
-                let key = file.url.clone();
-                self.tasks.lock().expect("task lock").spawn(async move {
-                    let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
-                    let target = out.join(&entry.path);
-                    let check =
-                        LineCheck { expected_type: if organized || entry.kind == FileKind::Error { None } else { entry.resource_type.clone() }, max_line };
-                    let result = client.download(&url, requires_token, &target, check, &retry).await;
-                    match result {
-                        Ok((lines, bytes)) => {
-                            if let Some(count) = entry.count
-                                && count != lines
-                            {
-                                let _ = std::fs::remove_file(&target);
-                                return Err(format!("{}: {lines} resources, the manifest says {count}", entry.path));
-                            }
-                            let mut state = state.lock().expect("state lock");
-                            let saved = state.file_mut(&key).expect("queued files are in the state");
-                            (saved.done, saved.lines, saved.bytes) = (true, lines, bytes);
-                            state.save(&out).map_err(|e| e.to_string())?;
-                            drop(state);
-                            (client.on_event)(&Event::FileDone { file: target, lines });
-                            Ok(())
-                        }
-                        Err(problem) => Err(format!("{}: {problem}", entry.path)),
-                    }
-                });
             }
+            if !new_files.is_empty() {
+                state.save(&self.out)?;
+            }
+        }
+        for (key, url, requires_token, entry) in new_files {
+            if entry.done && self.out.join(&entry.path).is_file() {
+                self.skipped.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                (self.client.on_event)(&Event::FileSkipped { file: self.out.join(&entry.path) });
+                continue;
+            }
+            let (client, permits, state, out, downloaded) =
+                (self.client.clone(), self.permits.clone(), self.state.clone(), self.out.clone(), self.downloaded.clone());
+            let retry = self.options.retry.clone();
+            let organized = manifest.output_organized_by.is_some();
+            let check = LineCheck {
+                expected_type: if organized || entry.kind == FileKind::Error { None } else { entry.resource_type.clone() },
+                max_line: self.options.max_line_bytes,
+                count: if organized { None } else { entry.count },
+            };
+            self.tasks.lock().expect("task lock").spawn(async move {
+                let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+                let target = out.join(&entry.path);
+                // Complete on disk but not recorded (the run stopped between the two): checked again, not fetched again.
+                let result = match verify_existing(&target, &check).await {
+                    Some(done) => Ok(done),
+                    None => client.download(&url, requires_token, &target, &check, &retry).await,
+                };
+                match result {
+                    Ok((lines, bytes)) => {
+                        let mut state = state.lock().expect("state lock");
+                        let saved = state.file_mut(&key).expect("queued files are in the state");
+                        (saved.done, saved.lines, saved.bytes) = (true, lines, bytes);
+                        state.save(&out).map_err(|e| e.to_string())?;
+                        drop(state);
+                        downloaded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        (client.on_event)(&Event::FileDone { file: target, lines });
+                        Ok(())
+                    }
+                    Err(problem) => Err(format!("{}: {problem}", entry.path)),
+                }
+            });
         }
         Ok(())
     }
 
     /// Waits for every queued download; returns the number of files and the failures.
-    async fn finish(self) -> (usize, Vec<String>) {
+    async fn finish(self) -> (usize, Vec<String>, (usize, usize)) {
         let mut tasks = std::mem::take(&mut *self.tasks.lock().expect("task lock"));
         let total = self.queued.lock().expect("queue lock").len();
         let mut failures = Vec::new();
@@ -700,7 +774,8 @@ impl Downloads {
                 Err(panic) => failures.push(format!("a download task failed: {panic}")),
             }
         }
-        (total, failures)
+        let counted = (self.downloaded.load(std::sync::atomic::Ordering::Relaxed), self.skipped.load(std::sync::atomic::Ordering::Relaxed));
+        (total, failures, counted)
     }
 }
 
@@ -725,6 +800,8 @@ fn file_name(state: &State, kind: FileKind, file: &OutputFile) -> String {
 struct LineCheck {
     expected_type: Option<String>,
     max_line: usize,
+    /// The manifest's `count`, checked before the file is renamed into place.
+    count: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -737,16 +814,22 @@ impl LineCheck {
     /// Checks one line (without its terminator); `Ok(true)` for a resource, `Ok(false)` for a blank line.
     fn line(&self, line: &[u8], number: u64) -> Result<bool, String> {
         let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.len() > self.max_line {
+            return Err(format!("line {number} is longer than {} bytes", self.max_line));
+        }
         if line.iter().all(u8::is_ascii_whitespace) {
             return Ok(false);
+        }
+        if line.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+            return Err(format!("line {number} is not a JSON object"));
         }
         let head: LineHead = serde_json::from_slice(line).map_err(|_| format!("line {number} is not a JSON object"))?;
         let found = head.resource_type.ok_or_else(|| format!("line {number} has no resourceType"))?;
         if let Some(expected) = &self.expected_type
             && &found != expected
         {
-            let shown = if found.len() <= 64 && found.chars().all(|c| c.is_ascii_alphanumeric()) { found } else { "(not a type name)".to_owned() };
-            return Err(format!("line {number} is a {shown}, the manifest says {expected}"));
+            // The value is not repeated: a server's data could put anything there.
+            return Err(format!("line {number} is of another resource type than the manifest's {expected}"));
         }
         Ok(true)
     }
@@ -755,7 +838,7 @@ impl LineCheck {
 impl BulkClient {
     /// Fetches one file to `target` (through `<target>.part`), checking each line; returns
     /// (resources, bytes). Retries transport errors, 429 and 5xx, from the start.
-    async fn download(&self, url: &Url, requires_token: bool, target: &Path, check: LineCheck, retry: &RetryPolicy) -> Result<(u64, u64), String> {
+    async fn download(&self, url: &Url, requires_token: bool, target: &Path, check: &LineCheck, retry: &RetryPolicy) -> Result<(u64, u64), String> {
         let part = target.with_extension("ndjson.part");
         if let Some(parent) = target.parent() {
             tokio::fs::create_dir_all(parent).await.map_err(|e| e.to_string())?;
@@ -770,7 +853,7 @@ impl BulkClient {
             if !response.status().is_success() {
                 return Err(format!("HTTP {}", response.status()));
             }
-            match self.stream_to(response, &part, &check).await {
+            match self.stream_to(response, &part, check).await {
                 Ok((lines, bytes)) => {
                     tokio::fs::rename(&part, target).await.map_err(|e| e.to_string())?;
                     return Ok((lines, bytes));
@@ -826,10 +909,34 @@ impl BulkClient {
             number += 1;
             lines += u64::from(check.line(&pending, number).map_err(StreamError::Content)?);
         }
+        if let Some(count) = check.count
+            && count != lines
+        {
+            return Err(StreamError::Content(format!("{lines} resources, the manifest says {count}")));
+        }
         file.flush().await.map_err(|e| StreamError::Content(e.to_string()))?;
         file.get_ref().sync_all().await.map_err(|e| StreamError::Content(e.to_string()))?;
         Ok((lines, bytes))
     }
+}
+
+/// (lines, bytes) of a file already at `target` that passes every check, or `None`.
+async fn verify_existing(target: &Path, check: &LineCheck) -> Option<(u64, u64)> {
+    let (target, check) = (target.to_owned(), check.clone());
+    tokio::task::spawn_blocking(move || {
+        let bytes = std::fs::read(&target).ok()?;
+        let mut lines = 0;
+        for (i, line) in bytes.split(|&b| b == b'\n').enumerate() {
+            lines += u64::from(check.line(line, i as u64 + 1).ok()?);
+        }
+        if check.count.is_some_and(|count| count != lines) {
+            return None;
+        }
+        Some((lines, bytes.len() as u64))
+    })
+    .await
+    .ok()
+    .flatten()
 }
 
 enum StreamError {
@@ -866,13 +973,17 @@ mod tests {
 
     #[test]
     fn lines_are_checked() {
-        let check = LineCheck { expected_type: Some("Patient".into()), max_line: 100 };
+        let check = LineCheck { expected_type: Some("Patient".into()), max_line: 100, count: None };
         assert_eq!(check.line(br#"{"resourceType":"Patient","id":"a"}"#, 1), Ok(true));
         assert_eq!(check.line(b"\r", 2), Ok(false));
-        assert_eq!(check.line(br#"{"resourceType":"Observation"}"#, 3), Err("line 3 is a Observation, the manifest says Patient".into()));
+        assert_eq!(check.line(br#"{"resourceType":"Observation"}"#, 3), Err("line 3 is of another resource type than the manifest's Patient".into()));
         let error = check.line(br#"{"resourceType":"Patient","name":"Jane Smith""#, 4).unwrap_err();
         assert_eq!(error, "line 4 is not a JSON object");
-        assert_eq!(check.line(br#"{"resourceType":"Jane Smith"}"#, 5), Err("line 5 is a (not a type name), the manifest says Patient".into()));
+        let error = check.line(br#"{"resourceType":"9434765919"}"#, 5).unwrap_err();
+        assert!(!error.contains("9434765919"), "{error}");
         assert_eq!(check.line(b"[1]", 6), Err("line 6 is not a JSON object".into()));
+        assert_eq!(check.line(br#"["Patient"]"#, 7), Err("line 7 is not a JSON object".into()));
+        let long = format!(r#"{{"resourceType":"Patient","text":"{}"}}"#, "x".repeat(100));
+        assert_eq!(check.line(long.as_bytes(), 8), Err("line 8 is longer than 100 bytes".into()));
     }
 }

@@ -48,7 +48,7 @@ struct Discovery {
 /// lists, when it lists them, must include `private_key_jwt` and the key's algorithm.
 pub async fn discover(client: &reqwest::Client, base: &Url, alg: Alg, retry: &RetryPolicy) -> Result<SmartConfig, AuthError> {
     let url = http::join(base, ".well-known/smart-configuration");
-    let problem = |problem: String| AuthError::Discovery { url: url.to_string(), problem };
+    let problem = |problem: String| AuthError::Discovery { url: http::origin(&url), problem };
     let response = http::send_with_retry(retry, || client.get(url.clone()).header("Accept", "application/json")).await.map_err(|e| problem(e.to_string()))?;
     if !response.status().is_success() {
         return Err(problem(format!("HTTP {}", response.status())));
@@ -58,12 +58,12 @@ pub async fn discover(client: &reqwest::Client, base: &Url, alg: Alg, retry: &Re
     if let Some(methods) = &discovery.token_endpoint_auth_methods_supported
         && !methods.iter().any(|m| m == "private_key_jwt")
     {
-        return Err(problem(format!("the server does not offer private_key_jwt (it lists {methods:?})")));
+        return Err(problem(format!("the server does not offer private_key_jwt (it lists {} other methods)", methods.len())));
     }
     if let Some(algs) = &discovery.token_endpoint_auth_signing_alg_values_supported
         && !algs.iter().any(|a| a == alg.name())
     {
-        return Err(problem(format!("the server does not accept {} client assertions (it lists {algs:?})", alg.name())));
+        return Err(problem(format!("the server does not accept {} client assertions (it lists {} other algorithms)", alg.name(), algs.len())));
     }
     let token = discovery.token_endpoint.ok_or_else(|| problem("no token_endpoint".to_owned()))?;
     let token_endpoint = base.join(&token).map_err(|_| problem("token_endpoint is not a URL".to_owned()))?;

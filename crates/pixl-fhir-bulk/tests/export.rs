@@ -72,7 +72,7 @@ async fn exports_with_rs384_and_es384_keys_then_deletes_the_job() {
         let out = tempfile::tempdir().unwrap();
         let summary = client.export(&options(&server), out.path()).await.expect("export");
         assert_eq!(summary.resources, BTreeMap::from([("Observation".to_owned(), 150), ("Patient".to_owned(), 50)]));
-        assert_eq!(summary.files_downloaded + summary.files_skipped, 0, "counted by the CLI, not here");
+        assert_eq!((summary.files_downloaded, summary.files_skipped), (server.file_count(), 0));
         assert!(summary.job_deleted);
         assert!(server.job_deleted());
         assert_files_match(&server, out.path());
@@ -308,7 +308,7 @@ async fn unavailable_and_cut_off_downloads_are_retried_but_wrong_content_fails()
     let ExportError::Downloads { failed, total, problems } = &error else { panic!("{error}") };
     assert_eq!((*failed, *total), (2, server.file_count()));
     let text = problems.join("\n");
-    assert!(text.contains("is a Basic, the manifest says Observation"), "{text}");
+    assert!(text.contains("line 21 is of another resource type than the manifest's Observation"), "{text}");
     assert!(text.contains("resources, the manifest says 31"), "{text}");
     let state = State::load(out.path()).unwrap().unwrap();
     let done: Vec<&str> = state.files.iter().filter(|(_, f)| f.done).map(|(_, f)| f.path.as_str()).collect();
@@ -425,6 +425,7 @@ async fn a_rerun_with_the_status_url_skips_complete_files_and_finishes() {
     for name in ["Patient-1", "Patient-2", "Observation-1", "Observation-4"] {
         assert_eq!(gets_of(&log, &format!("/{name}.ndjson")), 1, "{name} fetched once");
     }
+    assert_eq!((summary.files_downloaded, summary.files_skipped), (1, server.file_count() - 1));
     assert_eq!(gets_of(&log, "/Observation-3.ndjson"), 3, "the failed file: two 503s, then again on the rerun");
     assert_files_match(&server, out.path());
     // DELETE, then the job and its files are gone.
@@ -438,4 +439,53 @@ async fn a_rerun_with_the_status_url_skips_complete_files_and_finishes() {
     assert_eq!(status.json::<Value>().await.unwrap()["resourceType"], "OperationOutcome");
     let file = format!("{}/files/job1/Patient-1.ndjson", server.base);
     assert_eq!(http.get(file).bearer_auth(&token).send().await.unwrap().status(), 404);
+}
+
+#[tokio::test]
+async fn a_token_refused_before_its_announced_expiry_is_renewed_once() {
+    let key = SigningKey::generate(Alg::Es384, "k");
+    // The server says tokens last 300 s but forgets them after 1 s.
+    let script = Script { token_lifetime: Duration::from_secs(1), polls_before_done: 2, retry_after: RetryAfterStyle::Seconds(1), ..script_with(&key) };
+    let server = BulkServer::start(sample_data(5), script).await;
+    let (client, tokens) = connect(&server, key).await;
+    let mut options = options(&server);
+    options.poll.retry_after_max = Duration::from_secs(2);
+    client.export(&options, tempfile::tempdir().unwrap().path()).await.expect("export");
+    let log = server.log();
+    let refused = log.iter().filter(|r| r.status == 401).count();
+    assert!(refused >= 1, "the server refused a token");
+    assert_eq!(tokens.tokens_requested() as usize, 1 + refused, "one new token per 401, and each request retried once");
+    assert!(log.iter().filter(|r| r.path.contains("/files/")).all(|r| r.status == 200));
+}
+
+#[tokio::test]
+async fn keep_job_leaves_the_job_and_a_used_folder_is_refused() {
+    let key = SigningKey::generate(Alg::Es384, "k");
+    let server = BulkServer::start(sample_data(5), script_with(&key)).await;
+    let (client, _) = connect(&server, key).await;
+    let mut options = options(&server);
+    options.keep_job = true;
+    let out = tempfile::tempdir().unwrap();
+    let summary = client.export(&options, out.path()).await.expect("export");
+    assert!(!summary.job_deleted && !server.job_deleted());
+    assert_eq!(server.log().iter().filter(|r| r.method == "DELETE").count(), 0);
+    // A finished export's folder is not reused, nor is a folder of other files.
+    let again = client.export(&options, out.path()).await.unwrap_err();
+    assert!(again.to_string().contains("finished export"), "{again}");
+    let other = tempfile::tempdir().unwrap();
+    std::fs::write(other.path().join("Patient.001.ndjson"), "{}\n").unwrap();
+    let refused = client.export(&options, other.path()).await.unwrap_err();
+    assert!(refused.to_string().contains("not empty"), "{refused}");
+    assert_eq!(std::fs::read_to_string(other.path().join("Patient.001.ndjson")).unwrap(), "{}\n");
+}
+
+#[tokio::test]
+async fn lines_over_the_limit_fail_the_file() {
+    let key = SigningKey::generate(Alg::Es384, "k");
+    let server = BulkServer::start(sample_data(5), script_with(&key)).await;
+    let (client, _) = connect(&server, key).await;
+    let mut options = options(&server);
+    options.max_line_bytes = 200;
+    let error = client.export(&options, tempfile::tempdir().unwrap().path()).await.unwrap_err();
+    assert!(error.to_string().contains("longer than 200 bytes"), "{error}");
 }

@@ -57,12 +57,14 @@ async fn export_is_resumed_after_the_client_is_killed_and_converts() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     child.kill().unwrap();
-    child.wait().unwrap();
+    let killed = child.wait_with_output().unwrap();
     let before_kill = complete_files(&out);
     assert!(before_kill.len() < server.file_count(), "killed mid-download");
 
     let state: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("bulk-state.json")).unwrap()).unwrap();
     let status_url = state["status_url"].as_str().unwrap().to_owned();
+    // The resume hint reaches a log too (stderr is not a terminal here).
+    assert!(text(&killed).contains(&format!("--status {status_url}")), "{}", text(&killed));
     // An unfinished download is not converted.
     let convert =
         pixl(&secrets).args(["fhir", "convert", out.to_str().unwrap(), "--no-deid", "--out", dir.path().join("t0").to_str().unwrap()]).output().unwrap();
@@ -74,7 +76,10 @@ async fn export_is_resumed_after_the_client_is_killed_and_converts() {
     let resumed = pixl(&secrets).args(args).args(["--status", &status_url]).output().unwrap();
     assert!(resumed.status.success(), "{}", text(&resumed));
     assert!(text(&resumed).contains("export complete"), "{}", text(&resumed));
-    assert!(!text(&resumed).contains("Bearer") && !text(&resumed).contains("PRIVATE KEY"), "no token or key in the output");
+    for output in [&resumed, &keygen] {
+        let all = text(output);
+        assert!(!all.contains("Bearer") && !all.contains("PRIVATE KEY") && !all.contains("eyJ"), "no token, assertion or key in the output: {all}");
+    }
 
     let log = server.log();
     assert_eq!(log.iter().filter(|r| r.path.ends_with("$export")).count(), 1, "one kick-off");
