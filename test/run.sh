@@ -27,10 +27,13 @@ fi
 
 # PyPI packages: pydicom's bundled test files are the real DICOM corpus of the
 # de-identification tests; pyftpdlib with pyOpenSSL is the real FTPS server of the
-# export-api tests (test/ftps_server.py).
-python3 -c 'import pydicom, pyftpdlib, OpenSSL' 2>/dev/null || {
-  log "installing pydicom, pyftpdlib, pyopenssl"
-  python3 -m pip install -q --disable-pip-version-check pydicom pyftpdlib pyopenssl
+# export-api tests (test/ftps_server.py); pyOpenSSL's `cryptography` also checks the FHIR
+# Bulk Data client's signatures.
+# pycryptodome: the recipients' side of SS-MIX2 output encryption (ssmixtools' format),
+# the independent implementation the encryption test checks against.
+python3 -c 'import pydicom, pyftpdlib, OpenSSL, Crypto' 2>/dev/null || {
+  log "installing pydicom, pyftpdlib, pyopenssl, pycryptodome"
+  python3 -m pip install -q --disable-pip-version-check pydicom pyftpdlib pyopenssl pycryptodome
 }
 
 # --- services -------------------------------------------------------------------------

@@ -5,6 +5,7 @@
 //! Built so far: reading. Not yet: tables on disk, pseudonyms, encryption, the analytics
 //! report and `pixl ssmix2 extract` (see docs/ssmix2-design.md).
 
+pub mod crypto;
 pub mod decode;
 pub mod hl7;
 pub mod normalise;
