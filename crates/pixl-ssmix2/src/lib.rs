@@ -7,6 +7,7 @@
 
 pub mod crypto;
 pub mod decode;
+pub mod extract;
 pub mod hl7;
 pub mod normalise;
 pub mod read;

@@ -1,0 +1,344 @@
+//! From a storage to de-identified tables: patient selection (period, minimum number of
+//! visits), pseudonymous ids (keyed, with the identity tag appended as ssmixtools
+//! appends its own), timestamps as time since birth or shifted by the patient's offset,
+//! dates of birth only in their own table, every file optionally encrypted for a
+//! recipient, and a report of counts.
+//!
+//! One patient at a time; each table is written in batches (parquet or CSV) through a
+//! temporary name. An encrypted table is assembled in memory and only its encrypted form
+//! reaches the disk. (Not yet: several workers, the shuffled-number ids, superseded lab
+//! reports, free text through pixl-text.)
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use chrono::NaiveDate;
+use serde::Serialize;
+
+use crate::crypto::RecipientKey;
+use crate::read::{PatientRecords, ReadCounts, read_patient};
+use crate::records::{Record, Table, Value};
+use crate::storage;
+use crate::time;
+
+/// How timestamps are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeMode {
+    /// As ssmixtools: time since the date of birth (`23376 days 10:05:00.000003`).
+    SinceBirth,
+    /// Shifted by the patient's pixl offset (the same as their imaging dates).
+    Shift,
+}
+
+/// Whether and how dates of birth are written (only ever in `date_of_birth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BirthDates {
+    None,
+    Full,
+    Year,
+}
+
+/// The tables' file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Parquet,
+    Csv,
+}
+
+impl Format {
+    fn extension(self) -> &'static str {
+        match self {
+            Format::Parquet => "parquet",
+            Format::Csv => "csv",
+        }
+    }
+}
+
+/// The project's keys as SS-MIX2 extraction uses them.
+pub trait Ids {
+    /// The keyed pseudonym of a storage patient id (without the tag).
+    fn pseudonym(&self, pid: &str) -> String;
+    /// The patient's date shift in days.
+    fn offset_days(&self, pid: &str) -> i64;
+}
+
+/// What to extract and how.
+#[derive(Debug)]
+pub struct Options {
+    pub identity_tag: String,
+    pub time_mode: TimeMode,
+    pub birth_dates: BirthDates,
+    pub period_start: Option<NaiveDate>,
+    pub period_end: Option<NaiveDate>,
+    /// Patients with fewer date folders (days with records) are left out.
+    pub min_encounters: usize,
+    pub format: Format,
+    pub recipient: Option<RecipientKey>,
+}
+
+/// The counts of a run (the analytics JSON). Never a value of the data.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Report {
+    pub identity_tag: String,
+    /// Files per `<data type>/<condition flag>`.
+    pub files: BTreeMap<String, u64>,
+    pub messages_parsed: u64,
+    pub decode_errors: u64,
+    pub unparsable_messages: u64,
+    pub patients: u64,
+    pub patients_included: u64,
+    pub excluded_no_birth_date_or_sex: u64,
+    pub excluded_by_period: u64,
+    pub excluded_by_min_encounters: u64,
+    pub rows: BTreeMap<String, u64>,
+    pub deviations: BTreeMap<String, u64>,
+    pub files_written: Vec<String>,
+}
+
+/// The run failed (a file could not be written or the storage read).
+#[derive(Debug, thiserror::Error)]
+pub enum ExtractError {
+    #[error("{path}: {problem}")]
+    Io { path: PathBuf, problem: String },
+    #[error("writing table {table}: {problem}")]
+    Table { table: String, problem: String },
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> ExtractError + '_ {
+    move |e| ExtractError::Io { path: path.to_owned(), problem: e.to_string() }
+}
+
+enum Sink {
+    Parquet(parquet::arrow::ArrowWriter<Box<dyn Write + Send>>, Arc<Schema>),
+    Csv(csv::Writer<Box<dyn Write + Send>>),
+}
+
+/// Memory when the table is encrypted, a temporary file otherwise.
+#[derive(Clone, Default)]
+struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Write for Shared {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("buffer lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+struct TableWriter {
+    name: String,
+    columns: Vec<String>,
+    rows: Vec<Vec<Option<String>>>,
+    written: u64,
+    sink: Sink,
+    memory: Option<Shared>,
+    temp: PathBuf,
+    target: PathBuf,
+}
+
+const BATCH_ROWS: usize = 8192;
+
+impl TableWriter {
+    fn new(out: &Path, name: &str, columns: Vec<String>, options: &Options) -> Result<Self, ExtractError> {
+        let file_name = format!("{name}_{}.{}", options.identity_tag, options.format.extension());
+        let target = out.join(if options.recipient.is_some() { format!("{file_name}.bin") } else { file_name.clone() });
+        let temp = out.join(format!("{file_name}.partial"));
+        let (writer, memory): (Box<dyn Write + Send>, Option<Shared>) = if options.recipient.is_some() {
+            let memory = Shared::default();
+            (Box::new(memory.clone()), Some(memory))
+        } else {
+            (Box::new(std::io::BufWriter::new(std::fs::File::create(&temp).map_err(io(&temp))?)), None)
+        };
+        let table_error = |problem: String| ExtractError::Table { table: name.to_owned(), problem };
+        let sink = match options.format {
+            Format::Parquet => {
+                let schema = Arc::new(Schema::new(columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect::<Vec<_>>()));
+                let writer =
+                    parquet::arrow::ArrowWriter::try_new(writer, schema.clone(), None).map_err(|_| table_error("cannot start the parquet file".to_owned()))?;
+                Sink::Parquet(writer, schema)
+            }
+            Format::Csv => {
+                let mut csv = csv::Writer::from_writer(writer);
+                csv.write_record(&columns).map_err(|_| table_error("cannot write the header".to_owned()))?;
+                Sink::Csv(csv)
+            }
+        };
+        Ok(Self { name: name.to_owned(), columns, rows: Vec::new(), written: 0, sink, memory, temp, target })
+    }
+
+    fn push(&mut self, row: Vec<Option<String>>) -> Result<(), ExtractError> {
+        self.rows.push(row);
+        if self.rows.len() >= BATCH_ROWS { self.flush() } else { Ok(()) }
+    }
+
+    fn flush(&mut self) -> Result<(), ExtractError> {
+        if self.rows.is_empty() {
+            return Ok(());
+        }
+        let rows = std::mem::take(&mut self.rows);
+        self.written += rows.len() as u64;
+        // Library errors are not passed on as they are: they can quote a value.
+        let table_error = |what: &str| ExtractError::Table { table: self.name.clone(), problem: what.to_owned() };
+        match &mut self.sink {
+            Sink::Parquet(writer, schema) => {
+                let arrays: Vec<ArrayRef> =
+                    (0..self.columns.len()).map(|i| Arc::new(rows.iter().map(|r| r[i].as_deref()).collect::<StringArray>()) as ArrayRef).collect();
+                let batch = RecordBatch::try_new(schema.clone(), arrays).map_err(|_| table_error("a batch does not fit the schema"))?;
+                writer.write(&batch).map_err(|_| table_error("cannot write a batch"))?;
+            }
+            Sink::Csv(writer) => {
+                for row in rows {
+                    writer.write_record(row.iter().map(|v| v.as_deref().unwrap_or(""))).map_err(|_| table_error("cannot write a row"))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn finish(mut self, recipient: Option<&RecipientKey>) -> Result<(String, u64), ExtractError> {
+        self.flush()?;
+        let table_error = |what: &str| ExtractError::Table { table: self.name.clone(), problem: what.to_owned() };
+        match self.sink {
+            Sink::Parquet(writer, _) => {
+                let mut inner = writer.into_inner().map_err(|_| table_error("cannot finish the parquet file"))?;
+                inner.flush().map_err(|_| table_error("cannot finish the file"))?;
+            }
+            Sink::Csv(writer) => {
+                let mut inner = writer.into_inner().map_err(|_| table_error("cannot finish the CSV file"))?;
+                inner.flush().map_err(|_| table_error("cannot finish the file"))?;
+            }
+        }
+        match (self.memory, recipient) {
+            (Some(memory), Some(recipient)) => {
+                let plaintext = std::mem::take(&mut *memory.0.lock().expect("buffer lock"));
+                let sealed = recipient.seal(&plaintext);
+                let temp = self.target.with_extension("bin.partial");
+                std::fs::write(&temp, sealed).map_err(io(&temp))?;
+                std::fs::rename(&temp, &self.target).map_err(io(&self.target))?;
+            }
+            _ => std::fs::rename(&self.temp, &self.target).map_err(io(&self.target))?,
+        }
+        let name = self.target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok((name, self.written))
+    }
+}
+
+fn selected(patient: &PatientRecords, options: &Options, report: &mut Report) -> bool {
+    if patient.basics.sex.is_none() || (patient.basics.birth_date.is_none() && options.time_mode == TimeMode::SinceBirth) {
+        report.excluded_no_birth_date_or_sex += 1;
+        return false;
+    }
+    let in_period = |day: &String| {
+        let Some(day) = NaiveDate::parse_from_str(day, "%Y%m%d").ok() else { return false };
+        options.period_start.is_none_or(|start| day >= start) && options.period_end.is_none_or(|end| day <= end)
+    };
+    if (options.period_start.is_some() || options.period_end.is_some()) && !patient.date_folders.iter().any(in_period) {
+        report.excluded_by_period += 1;
+        return false;
+    }
+    if patient.date_folders.len() < options.min_encounters {
+        report.excluded_by_min_encounters += 1;
+        return false;
+    }
+    true
+}
+
+/// A value as written: text, a converted timestamp, or empty.
+fn cell(value: &Value, birth: Option<NaiveDate>, offset: i64, options: &Options) -> Option<String> {
+    match value {
+        Value::Null => None,
+        Value::Text(text) => Some(text.clone()),
+        Value::Bool(b) => Some(b.to_string()),
+        Value::Time(stamp) => match options.time_mode {
+            TimeMode::SinceBirth => birth.map(|birth| stamp.since_birth(birth)),
+            TimeMode::Shift => Some(stamp.shifted(offset)),
+        },
+    }
+}
+
+/// Extracts the storage at `root` into `out` (created; it must not hold tables of
+/// another run with the same tag). `progress` is called with (patients done, patients).
+pub fn extract(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progress: &dyn Fn(usize, usize)) -> Result<Report, ExtractError> {
+    std::fs::create_dir_all(out).map_err(io(out))?;
+    let mut counts = ReadCounts::default();
+    let dirs = storage::patients(root, &mut counts.deviations).map_err(io(root))?;
+    let mut report = Report { identity_tag: options.identity_tag.clone(), patients: dirs.len() as u64, ..Report::default() };
+    let mut writers: BTreeMap<Table, TableWriter> = BTreeMap::new();
+    for table in Table::ALL {
+        let columns = std::iter::once("patient_id").chain(table.columns().iter().copied()).map(str::to_owned).collect();
+        writers.insert(table, TableWriter::new(out, table.name(), columns, options)?);
+    }
+    let metadata_columns = ["patient_id", "sex", "number_of_date_folders", "first_visit_date", "last_visit_date", "number_of_recorded_admissions"];
+    let mut metadata = TableWriter::new(out, "patient_metadata", metadata_columns.map(str::to_owned).to_vec(), options)?;
+    let mut births = match options.birth_dates {
+        BirthDates::None => None,
+        BirthDates::Full => Some(TableWriter::new(out, "date_of_birth", vec!["patient_id".to_owned(), "date_of_birth".to_owned()], options)?),
+        BirthDates::Year => Some(TableWriter::new(out, "date_of_birth", vec!["patient_id".to_owned(), "birth_year".to_owned()], options)?),
+    };
+    for (done, path) in dirs.iter().enumerate() {
+        let dir = storage::read_patient(path, &mut counts.deviations);
+        let patient = read_patient(&dir, &mut counts);
+        progress(done + 1, dirs.len());
+        if !selected(&patient, options, &mut report) {
+            continue;
+        }
+        report.patients_included += 1;
+        let id = format!("{}{}", ids.pseudonym(&patient.pid), options.identity_tag);
+        let offset = ids.offset_days(&patient.pid);
+        let birth = patient.basics.birth_date;
+        let mut admissions = 0u64;
+        for Record { table, values } in &patient.records {
+            admissions += u64::from(*table == Table::Admissions);
+            let mut row = Vec::with_capacity(values.len() + 1);
+            row.push(Some(id.clone()));
+            row.extend(values.iter().map(|v| cell(v, birth, offset, options)));
+            writers.get_mut(table).expect("a writer per table").push(row)?;
+        }
+        let day = |d: Option<&String>| d.and_then(|d| time::parse(d)).map(|stamp| cell(&Value::Time(stamp), birth, offset, options)).unwrap_or_default();
+        metadata.push(vec![
+            Some(id.clone()),
+            patient.basics.sex.clone(),
+            Some(patient.date_folders.len().to_string()),
+            day(patient.date_folders.first()),
+            day(patient.date_folders.last()),
+            Some(admissions.to_string()),
+        ])?;
+        if let (Some(writer), Some(birth)) = (births.as_mut(), birth) {
+            let value = match options.birth_dates {
+                BirthDates::Year => birth.format("%Y").to_string(),
+                _ => birth.format("%Y-%m-%d").to_string(),
+            };
+            writer.push(vec![Some(id.clone()), Some(value)])?;
+        }
+    }
+    let recipient = options.recipient.as_ref();
+    let mut finished: Vec<(String, u64, String)> = Vec::new();
+    for (table, writer) in writers {
+        let (file, rows) = writer.finish(recipient)?;
+        finished.push((table.name().to_owned(), rows, file));
+    }
+    let (file, rows) = metadata.finish(recipient)?;
+    finished.push(("patient_metadata".to_owned(), rows, file));
+    if let Some(writer) = births {
+        let (file, rows) = writer.finish(recipient)?;
+        finished.push(("date_of_birth".to_owned(), rows, file));
+    }
+    for (table, rows, file) in finished {
+        report.rows.insert(table, rows);
+        report.files_written.push(file);
+    }
+    report.files = counts.files.iter().map(|((data_type, flag), n)| (format!("{data_type}/{flag}"), *n)).collect();
+    report.messages_parsed = counts.messages_parsed;
+    report.decode_errors = counts.decode_errors;
+    report.unparsable_messages = counts.unparsable_messages;
+    report.deviations = counts.deviations.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    let analytics = out.join(format!("analytics_{}.json", options.identity_tag));
+    std::fs::write(&analytics, serde_json::to_vec_pretty(&report).expect("the report serialises")).map_err(io(&analytics))?;
+    Ok(report)
+}

@@ -1,0 +1,182 @@
+//! Extraction of the independent generator's storage into tables: exact row counts,
+//! pseudonymous ids with the identity tag, timestamps converted, and no name, address,
+//! phone number, insurance number or storage id of the messages in any cell; encrypted
+//! output opens with the recipient's key to the same tables.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use pixl_ssmix2::crypto::{DecryptionKey, RecipientKey};
+use pixl_ssmix2::extract::{BirthDates, Format, Ids, Options, TimeMode, extract};
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ssmix2-synthetic/storage")
+}
+
+struct TestIds;
+impl Ids for TestIds {
+    fn pseudonym(&self, pid: &str) -> String {
+        format!("{:x}", pid.bytes().fold(7u64, |a, b| a.wrapping_mul(131).wrapping_add(u64::from(b))))
+    }
+    fn offset_days(&self, _: &str) -> i64 {
+        -100
+    }
+}
+
+fn options(format: Format, time_mode: TimeMode) -> Options {
+    Options {
+        identity_tag: "UT".to_owned(),
+        time_mode,
+        birth_dates: BirthDates::Year,
+        period_start: None,
+        period_end: None,
+        min_encounters: 1,
+        format,
+        recipient: None,
+    }
+}
+
+/// Names, addresses, phones, insurance numbers and ids in the fixture's messages.
+fn identifiers() -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    let mut stack = vec![fixture()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let (text, _) = pixl_ssmix2::decode::decode(&std::fs::read(&path).unwrap());
+            for segment in text.split(['\r', '\n']) {
+                let fields: Vec<&str> = segment.split('|').collect();
+                let wanted: &[usize] = match fields[0] {
+                    "PID" => &[3, 5, 11, 13, 14],
+                    "NK1" => &[2, 4, 5, 6],
+                    "IN1" => &[2, 3, 4, 36],
+                    _ => &[],
+                };
+                for &i in wanted {
+                    for part in fields.get(i).unwrap_or(&"").split(['^', '~', '&']) {
+                        let part = pixl_ssmix2::normalise::normalise(part);
+                        let digits = part.chars().all(|c| c.is_ascii_digit() || c == '-');
+                        // Short numbers (house numbers, parts of a phone number) are in any timestamp.
+                        // Kanji and kana names are often two characters; short ASCII is a code.
+                        let shortest = if digits {
+                            6
+                        } else if part.is_ascii() {
+                            4
+                        } else {
+                            2
+                        };
+                        if part.chars().count() >= shortest
+                            && !["JHSD0001", "L", "I", "P", "JPN", "PRN", "PH", "H", "B", "O", "M", "F"].contains(&part.as_str())
+                        {
+                            found.insert(part);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+fn csv_cells(dir: &Path) -> Vec<(String, String)> {
+    let mut cells = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "csv") {
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let mut reader = csv::Reader::from_path(&path).unwrap();
+            for record in reader.records() {
+                for value in record.unwrap().iter() {
+                    cells.push((name.clone(), value.to_owned()));
+                }
+            }
+        }
+    }
+    cells
+}
+
+#[test]
+fn tables_hold_every_record_and_no_identifier() {
+    let out = tempfile::tempdir().unwrap();
+    let report = extract(&fixture(), out.path(), &options(Format::Csv, TimeMode::SinceBirth), &TestIds, &|_, _| {}).unwrap();
+    let rows: Vec<(&str, u64)> = report.rows.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    assert_eq!(
+        rows,
+        [
+            ("admissions", 3),
+            ("date_of_birth", 6),
+            ("diagnoses", 12),
+            ("discharges", 3),
+            ("injection_orders", 3),
+            ("lab_results", 12),
+            ("outpatient_visits", 15),
+            ("patient_metadata", 6),
+            ("prescription_orders", 6)
+        ]
+    );
+    assert_eq!((report.patients, report.patients_included, report.messages_parsed), (6, 6, 60));
+    assert_eq!(report.files.get("ADT-12/1"), Some(&15));
+    let secrets = identifiers();
+    assert!(secrets.contains("2024647717") && secrets.len() > 30, "the scan has something to find: {}", secrets.len());
+    let cells = csv_cells(out.path());
+    for (file, cell) in &cells {
+        for secret in &secrets {
+            assert!(!cell.contains(secret.as_str()), "{file}: an identifier of the messages is in a table");
+        }
+    }
+    // The ids are pseudonyms with the tag; timestamps are time since birth.
+    let visits = std::fs::read_to_string(out.path().join("outpatient_visits_UT.csv")).unwrap();
+    let id = format!("{}UT", TestIds.pseudonym("2024647717"));
+    assert!(visits.contains(&format!("{id},102,23376 days 08:39:02.000003")), "{visits}");
+    let birth = std::fs::read_to_string(out.path().join("date_of_birth_UT.csv")).unwrap();
+    assert!(birth.contains(&format!("{id},1958")), "{birth}");
+    let analytics: serde_json::Value = serde_json::from_slice(&std::fs::read(out.path().join("analytics_UT.json")).unwrap()).unwrap();
+    assert_eq!(analytics["deviations"]["adt12_message_type_a01"], 15);
+    let text = analytics.to_string();
+    for secret in &secrets {
+        assert!(!text.contains(secret.as_str()), "the report holds counts only");
+    }
+}
+
+#[test]
+fn shifted_parquet_and_selection() {
+    let out = tempfile::tempdir().unwrap();
+    let mut options = options(Format::Parquet, TimeMode::Shift);
+    options.period_start = chrono::NaiveDate::from_ymd_opt(2022, 3, 1);
+    options.min_encounters = 3;
+    let report = extract(&fixture(), out.path(), &options, &TestIds, &|_, _| {}).unwrap();
+    // Three patients were admitted (4 date folders); the others have 2.
+    assert_eq!((report.patients_included, report.excluded_by_min_encounters + report.excluded_by_period), (3, 3));
+    assert!(out.path().join("lab_results_UT.parquet").is_file());
+    // A selected patient keeps the records outside the period too (their first visit in January).
+    assert_eq!(report.rows["outpatient_visits"], 3 * 3, "{:?}", report.rows);
+}
+
+#[test]
+fn encrypted_tables_open_with_the_recipients_key_only() {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+    use base64::Engine;
+    let private = aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let pem = |label: &str, der: &[u8]| format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", base64::engine::general_purpose::STANDARD.encode(der));
+    let private_pem = pem("PRIVATE KEY", AsDer::<Pkcs8V1Der>::as_der(&private).unwrap().as_ref());
+    let public_pem = pem("PUBLIC KEY", AsDer::<PublicKeyX509Der>::as_der(&private.public_key()).unwrap().as_ref());
+    let plain = tempfile::tempdir().unwrap();
+    extract(&fixture(), plain.path(), &options(Format::Csv, TimeMode::SinceBirth), &TestIds, &|_, _| {}).unwrap();
+    let sealed = tempfile::tempdir().unwrap();
+    let mut options = options(Format::Csv, TimeMode::SinceBirth);
+    options.recipient = Some(RecipientKey::parse(&public_pem).unwrap());
+    let report = extract(&fixture(), sealed.path(), &options, &TestIds, &|_, _| {}).unwrap();
+    assert!(report.files_written.iter().all(|f| f.ends_with(".csv.bin")), "{:?}", report.files_written);
+    let names: BTreeSet<String> = std::fs::read_dir(sealed.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert!(names.iter().all(|n| n.ends_with(".bin") || n.starts_with("analytics_")), "nothing unencrypted but the counts: {names:?}");
+    let key = DecryptionKey::parse(&private_pem).unwrap();
+    for file in &report.files_written {
+        let opened = key.open(&std::fs::read(sealed.path().join(file)).unwrap()).unwrap();
+        let expected = std::fs::read(plain.path().join(file.trim_end_matches(".bin"))).unwrap();
+        assert_eq!(opened, expected, "{file}");
+    }
+}
