@@ -15,7 +15,7 @@ use pixl_fhir::view::View;
 /// The project's keys as the FHIR de-identification uses them: the same keyed hash and
 /// date shift as the DICOM side (a patient linked by MRN gets the imaging pseudonym and
 /// offset).
-struct ProjectFhirKeys(ProjectKeys);
+pub(crate) struct ProjectFhirKeys(pub(crate) ProjectKeys);
 
 impl Keys for ProjectFhirKeys {
     fn pseudonym(&self, input: &str) -> String {

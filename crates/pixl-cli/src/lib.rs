@@ -20,3 +20,4 @@ pub mod import_pixl_db;
 pub mod populate;
 pub mod reports;
 pub mod secrets;
+pub mod ssmix2;

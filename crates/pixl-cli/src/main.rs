@@ -125,6 +125,21 @@ enum Command {
     /// FHIR: NDJSON to de-identified parquet tables through SQL-on-FHIR views.
     #[command(subcommand)]
     Fhir(FhirCommand),
+    /// SS-MIX2 standardized storages (Japanese hospitals' HL7 v2.5 archives).
+    #[command(subcommand)]
+    Ssmix2(Ssmix2Command),
+    /// Decrypt output files encrypted for you (`.bin`, ssmixtools' format) with your RSA
+    /// private key (PEM, PKCS#8 or PKCS#1).
+    Decrypt {
+        /// Encrypted files (`<name>.bin` becomes `<name>`).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        #[arg(long)]
+        key: PathBuf,
+        /// Where the decrypted files go (default: beside each file).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// De-identify a folder of DICOM files offline with a project's config and the local keys.
     Anonymise {
         /// Project slug (its config in PROJECT_CONFIGS_DIR).
@@ -419,6 +434,49 @@ enum DateOrderArg {
 
 // Variant names are the subcommands users type (`pixl bench generate-omop`).
 #[allow(clippy::enum_variant_names)]
+#[derive(Subcommand)]
+enum Ssmix2Command {
+    /// Extract visits, admissions, discharges, diagnoses, prescriptions, injections and lab
+    /// results into de-identified tables (pseudonymous ids, converted timestamps, no names,
+    /// addresses, phones or insurance numbers), optionally encrypted for a recipient.
+    Extract {
+        /// The storage's root folder.
+        root: PathBuf,
+        /// Where the tables go.
+        #[arg(long)]
+        out: PathBuf,
+        /// Project slug: its keys make the pseudonyms and date shifts.
+        #[arg(long)]
+        project: String,
+        /// Appended to every pseudonymous id (as ssmixtools' identity tag).
+        #[arg(long)]
+        identity_tag: String,
+        /// Encrypt every output file for this RSA public key (OpenSSH ssh-rsa or PEM).
+        #[arg(long)]
+        recipient_key: Option<PathBuf>,
+        /// parquet or csv.
+        #[arg(long, default_value = "parquet")]
+        format: String,
+        /// since-birth (as ssmixtools) or shift (by the patient's pixl offset).
+        #[arg(long, default_value = "since-birth")]
+        timestamps: String,
+        /// Write the date_of_birth table: none, full or year.
+        #[arg(long, default_value = "none")]
+        dob: String,
+        /// Patients with a day of records in the period are included (with all their records).
+        #[arg(long)]
+        period_start: Option<chrono::NaiveDate>,
+        #[arg(long)]
+        period_end: Option<chrono::NaiveDate>,
+        /// Patients with fewer days of records are left out.
+        #[arg(long, default_value_t = 1)]
+        min_encounters: usize,
+        /// Also write the analytics JSON here.
+        #[arg(long)]
+        log_dir: Option<PathBuf>,
+    },
+}
+
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Write a synthetic OMOP-ES extract (batched layout) of ROWS procedures to OUT.
@@ -778,6 +836,61 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let jwks = runtime.block_on(pixl_cli::fhir_export::keygen(alg, &kid, &key_secret))?;
             eprintln!("created {} key {kid:?} in secret {key_secret:?}; register this public key set with the FHIR server:", alg.name());
             println!("{}", serde_json::to_string_pretty(&jwks)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ssmix2(Ssmix2Command::Extract {
+            root,
+            out,
+            project,
+            identity_tag,
+            recipient_key,
+            format,
+            timestamps,
+            dob,
+            period_start,
+            period_end,
+            min_encounters,
+            log_dir,
+        }) => {
+            use pixl_ssmix2::extract::{BirthDates, Format, Options, TimeMode};
+            let format = match format.as_str() {
+                "parquet" => Format::Parquet,
+                "csv" => Format::Csv,
+                _ => anyhow::bail!("--format is parquet or csv"),
+            };
+            let time_mode = match timestamps.as_str() {
+                "since-birth" => TimeMode::SinceBirth,
+                "shift" => TimeMode::Shift,
+                _ => anyhow::bail!("--timestamps is since-birth or shift"),
+            };
+            let birth_dates = match dob.as_str() {
+                "none" => BirthDates::None,
+                "full" => BirthDates::Full,
+                "year" => BirthDates::Year,
+                _ => anyhow::bail!("--dob is none, full or year"),
+            };
+            if identity_tag.is_empty() || !identity_tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+                anyhow::bail!("--identity-tag is letters, digits, '-' and '_' (it becomes part of file names and ids)");
+            }
+            let recipient = match recipient_key {
+                Some(path) => {
+                    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
+                    Some(pixl_ssmix2::crypto::RecipientKey::parse(&text)?)
+                }
+                None => None,
+            };
+            let options = Options { identity_tag, time_mode, birth_dates, period_start, period_end, min_encounters, format, recipient };
+            let report = runtime.block_on(pixl_cli::ssmix2::run_extract(&settings.project_configs_dir, &project, &root, &out, options))?;
+            if let Some(dir) = log_dir {
+                std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+                let file = dir.join(format!("analytics_{}.json", report.identity_tag));
+                std::fs::copy(out.join(file.file_name().expect("a file name")), &file).with_context(|| format!("cannot write {}", file.display()))?;
+            }
+            pixl_cli::ssmix2::print_report(&report, &out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Decrypt { files, key, out } => {
+            pixl_cli::ssmix2::decrypt(&files, &key, out.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Fhir(FhirCommand::Generate { out, patients, seed }) => {

@@ -11,4 +11,5 @@ mod fhir_export;
 mod import_pixl_db;
 mod populate;
 mod report_parquet;
+mod ssmix2;
 mod support;

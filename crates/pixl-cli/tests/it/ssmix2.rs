@@ -1,0 +1,81 @@
+//! `pixl ssmix2 extract` and `pixl decrypt` through the binary on the independent
+//! generator's storage, with a recipient key made by ssh-keygen as ssmixtools' users make
+//! theirs: every output file encrypted, opened again with the key (converted to PKCS#8,
+//! as the refusal of OpenSSH's own format tells).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use pixl_testkit::dicom::project_dir;
+
+fn pixl(args: &[&str], configs: &Path, secrets: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pixl")).args(args).env("PROJECT_CONFIGS_DIR", configs).env("PIXL_SECRETS_FILE", secrets).output().expect("pixl runs")
+}
+
+fn text(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+fn fixture() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ssmix2-synthetic/storage")
+}
+
+#[test]
+fn extract_encrypted_for_an_ssh_keygen_key_then_decrypt() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = project_dir(dir.path());
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"hashing-key": "ssmix2-test-key", "check-project": "5eed5a170000c0de"}"#).unwrap();
+    let key = dir.path().join("recipient");
+    let made = Command::new("ssh-keygen").args(["-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "recipient", "-f"]).arg(&key).output().unwrap();
+    assert!(made.status.success(), "{}", text(&made));
+
+    let out = dir.path().join("tables");
+    let (root, out_s) = (fixture().display().to_string(), out.display().to_string());
+    let public = format!("{}.pub", key.display());
+    let args = [
+        "ssmix2",
+        "extract",
+        &root,
+        "--out",
+        &out_s,
+        "--project",
+        "check-project",
+        "--identity-tag",
+        "UT",
+        "--format",
+        "csv",
+        "--dob",
+        "year",
+        "--recipient-key",
+        &public,
+    ];
+    let run = pixl(&args, &configs, &secrets);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(text(&run).contains("6 patients: 6 included") && text(&run).contains("adt12_message_type_a01 15"), "{}", text(&run));
+    let mut sealed: Vec<PathBuf> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().path()).filter(|p| p.extension().is_some_and(|e| e == "bin")).collect();
+    sealed.sort();
+    assert_eq!(sealed.len(), 9, "7 record tables, patient_metadata and date_of_birth");
+
+    // OpenSSH's own private key format is refused with the way out; the converted copy works.
+    let sealed_args: Vec<String> = sealed.iter().map(|p| p.display().to_string()).collect();
+    let plain = dir.path().join("plain");
+    std::fs::create_dir_all(&plain).unwrap();
+    let mut decrypt = vec!["decrypt".to_owned()];
+    decrypt.extend(sealed_args.iter().cloned());
+    decrypt.extend(["--key".to_owned(), key.display().to_string(), "--out".to_owned(), plain.display().to_string()]);
+    let refused = pixl(&decrypt.iter().map(String::as_str).collect::<Vec<_>>(), &configs, &secrets);
+    assert!(!refused.status.success() && text(&refused).contains("ssh-keygen -p -m PKCS8"), "{}", text(&refused));
+    let converted = Command::new("ssh-keygen").args(["-q", "-p", "-m", "PKCS8", "-N", "", "-P", "", "-f"]).arg(&key).output().unwrap();
+    assert!(converted.status.success(), "{}", text(&converted));
+    let opened = pixl(&decrypt.iter().map(String::as_str).collect::<Vec<_>>(), &configs, &secrets);
+    assert!(opened.status.success(), "{}", text(&opened));
+    let visits = std::fs::read_to_string(plain.join("outpatient_visits_UT.csv")).unwrap();
+    assert_eq!(visits.lines().count(), 16, "a header and 15 visits");
+    assert!(visits.lines().nth(1).unwrap().contains("UT,"), "ids carry the tag");
+    assert!(!visits.contains("2024647717"), "no storage id");
+
+    let bad =
+        pixl(&["ssmix2", "extract", &root, "--out", &out_s, "--project", "check-project", "--identity-tag", "UT", "--format", "xlsx"], &configs, &secrets);
+    assert!(!bad.status.success() && text(&bad).contains("--format is parquet or csv"), "{}", text(&bad));
+}
