@@ -13,4 +13,5 @@ pub mod normalise;
 pub mod read;
 pub mod records;
 pub mod storage;
+pub mod synth;
 pub mod time;
