@@ -436,6 +436,16 @@ enum DateOrderArg {
 #[allow(clippy::enum_variant_names)]
 #[derive(Subcommand)]
 enum Ssmix2Command {
+    /// Write a generated SS-MIX2 storage (tests, the benchmark, trying `extract`).
+    Generate {
+        out: PathBuf,
+        #[arg(long, default_value_t = 100)]
+        patients: usize,
+        /// Add what real storages hold: deleted and superseded versions, a 13-digit order
+        /// number, a file in the wrong folder, a PID mismatch, a junk file, hour 25.
+        #[arg(long)]
+        deviations: bool,
+    },
     /// Extract visits, admissions, discharges, diagnoses, prescriptions, injections and lab
     /// results into de-identified tables (pseudonymous ids, converted timestamps, no names,
     /// addresses, phones or insurance numbers), optionally encrypted for a recipient.
@@ -887,6 +897,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 std::fs::copy(out.join(file.file_name().expect("a file name")), &file).with_context(|| format!("cannot write {}", file.display()))?;
             }
             pixl_cli::ssmix2::print_report(&report, &out);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ssmix2(Ssmix2Command::Generate { out, patients, deviations }) => {
+            let written = pixl_ssmix2::synth::write(&out, patients, deviations).with_context(|| format!("cannot write to {}", out.display()))?;
+            println!("wrote {} files ({:.1} MB) of {patients} patients to {}", written.files, written.bytes as f64 / 1e6, out.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Decrypt { files, key, out } => {

@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Benchmark of `pixl ssmix2 extract` (issue 16) against the floor of reading and decoding
+# the same files (pixl-ssmix2's `read_decode` example: walk, read, ISO-2022-JP decode,
+# nothing else), on a generated storage (`pixl ssmix2 generate`), each pinned to one core
+# (taskset -c 0). Reports messages/s, MB/s and peak RSS (GNU time), for PATIENTS and for
+# 2×PATIENTS patients (peak RSS should not grow with the number of patients).
+# Usage: bench/ssmix2.sh [PATIENTS]   (default 10000; PIXL_BENCH_PROFILE=dev: the test build)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+patients=${1:-10000}
+if [ "${PIXL_BENCH_PROFILE:-release}" = dev ]; then
+  cargo build --locked -p pixl-cli >&2
+  cargo build --locked -p pixl-ssmix2 --example read_decode >&2
+  bin=$PWD/target/debug
+else
+  cargo build --release --locked -p pixl-cli >&2
+  cargo build --release --locked -p pixl-ssmix2 --example read_decode >&2
+  bin=$PWD/target/release
+fi
+work=$PWD/target/bench-ssmix2
+rm -rf "$work" && mkdir -p "$work/configs"
+ln -s "$PWD/projects/configs/tag-operations" "$work/configs/tag-operations"
+printf 'project:\n  name: bench-ssmix2\n  modalities: [CT]\ntag_operation_files:\n  base: [base.yaml]\ndestination:\n  dicom: none\n  parquet: none\n' > "$work/configs/bench-ssmix2.yaml"
+echo '{"hashing-key": "bench-key", "bench-ssmix2": "0123456789abcdef"}' > "$work/secrets.json"
+export PROJECT_CONFIGS_DIR=$work/configs PIXL_SECRETS_FILE=$work/secrets.json
+measure() { # label, files, MB, command...
+  local label=$1 files=$2 mb=$3; shift 3
+  local start end rss
+  sync; start=$(date +%s.%N)
+  /usr/bin/time -f '%M' -o "$work/rss" taskset -c 0 "$@" > "$work/out.txt" 2>&1 || { cat "$work/out.txt" >&2; return 1; }
+  end=$(date +%s.%N)
+  rss=$(cat "$work/rss")
+  python3 -c "import sys; s=$end-$start; print(f'{sys.argv[1]:<36} {s:7.2f} s {$files/s:9.0f} messages/s {$mb/s:7.1f} MB/s  peak RSS {$rss/1024:6.0f} MB')" "$label"
+}
+echo "machine: $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p')"
+for n in "$patients" $((patients * 2)); do
+  "$bin/pixl" ssmix2 generate "$work/storage-$n" --patients "$n" > "$work/generated.txt"
+  files=$(find "$work/storage-$n" -type f | wc -l)
+  mb=$(du -sm --apparent-size "$work/storage-$n" | cut -f1)
+  echo "storage: $n patients, $files files, $mb MB"
+  measure "read + decode (floor)" "$files" "$mb" "$bin/examples/read_decode" "$work/storage-$n"
+  measure "pixl ssmix2 extract (parquet)" "$files" "$mb" "$bin/pixl" ssmix2 extract "$work/storage-$n" --out "$work/out-$n" --project bench-ssmix2 --identity-tag B
+done
