@@ -36,7 +36,8 @@ echo "machine: $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p')"
 for n in "$patients" $((patients * 2)); do
   "$bin/pixl" ssmix2 generate "$work/storage-$n" --patients "$n" > "$work/generated.txt"
   files=$(find "$work/storage-$n" -type f | wc -l)
-  mb=$(du -sm --apparent-size "$work/storage-$n" | cut -f1)
+  # The files' bytes (as the generator counted them), not the folders'.
+  mb=$(sed -n 's/.*files (\([0-9.]*\) MB).*/\1/p' "$work/generated.txt")
   echo "storage: $n patients, $files files, $mb MB"
   measure "read + decode (floor)" "$files" "$mb" "$bin/examples/read_decode" "$work/storage-$n"
   measure "pixl ssmix2 extract (parquet)" "$files" "$mb" "$bin/pixl" ssmix2 extract "$work/storage-$n" --out "$work/out-$n" --project bench-ssmix2 --identity-tag B

@@ -159,8 +159,13 @@ impl TableWriter {
         let sink = match options.format {
             Format::Parquet => {
                 let schema = Arc::new(Schema::new(columns.iter().map(|c| Field::new(c, DataType::Utf8, true)).collect::<Vec<_>>()));
-                let writer =
-                    parquet::arrow::ArrowWriter::try_new(writer, schema.clone(), None).map_err(|_| table_error("cannot start the parquet file".to_owned()))?;
+                // Row groups of 65,536 rows: memory bounded by that, not by the storage.
+                let properties = parquet::file::properties::WriterProperties::builder()
+                    .set_compression(parquet::basic::Compression::SNAPPY)
+                    .set_max_row_group_row_count(Some(65_536))
+                    .build();
+                let writer = parquet::arrow::ArrowWriter::try_new(writer, schema.clone(), Some(properties))
+                    .map_err(|_| table_error("cannot start the parquet file".to_owned()))?;
                 Sink::Parquet(writer, schema)
             }
             Format::Csv => {
