@@ -267,10 +267,46 @@ fn cell(value: &Value, birth: Option<NaiveDate>, offset: i64, options: &Options)
     }
 }
 
-/// Extracts the storage at `root` into `out` (created; it must not hold tables of
-/// another run with the same tag). `progress` is called with (patients done, patients).
+/// Every table's name.
+const TABLE_NAMES: [&str; 9] = [
+    "outpatient_visits",
+    "admissions",
+    "discharges",
+    "diagnoses",
+    "prescription_orders",
+    "injection_orders",
+    "lab_results",
+    "patient_metadata",
+    "date_of_birth",
+];
+
+/// Extracts the storage at `root` into `out` (created if needed; tables of an earlier run
+/// with the same tag are never replaced). `progress` is called with (patients done,
+/// patients). On failure no table is left half-written.
 pub fn extract(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progress: &dyn Fn(usize, usize)) -> Result<Report, ExtractError> {
     std::fs::create_dir_all(out).map_err(io(out))?;
+    for name in TABLE_NAMES {
+        for extension in ["parquet", "csv", "parquet.bin", "csv.bin"] {
+            let existing = out.join(format!("{name}_{}.{extension}", options.identity_tag));
+            if existing.exists() {
+                return Err(ExtractError::Io {
+                    path: existing,
+                    problem: "exists from an earlier run with this identity tag: not replaced; use another folder or tag".to_owned(),
+                });
+            }
+        }
+    }
+    let result = extract_into(root, out, options, ids, progress);
+    if result.is_err() {
+        for name in TABLE_NAMES {
+            let _ = std::fs::remove_file(out.join(format!("{name}_{}.{}.partial", options.identity_tag, options.format.extension())));
+            let _ = std::fs::remove_file(out.join(format!("{name}_{}.{}.bin.partial", options.identity_tag, options.format.extension())));
+        }
+    }
+    result
+}
+
+fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progress: &dyn Fn(usize, usize)) -> Result<Report, ExtractError> {
     let mut counts = ReadCounts::default();
     let dirs = storage::patients(root, &mut counts.deviations).map_err(io(root))?;
     let mut report = Report { identity_tag: options.identity_tag.clone(), patients: dirs.len() as u64, ..Report::default() };

@@ -47,6 +47,11 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
         if file.name.flag != Flag::Current {
             continue;
         }
+        // A file named for another patient is not mixed into this one's records.
+        if file.name.pid != dir.pid {
+            *counts.deviations.entry("file_of_another_patient_skipped").or_default() += 1;
+            continue;
+        }
         let Ok(bytes) = std::fs::read(&file.path) else {
             *counts.deviations.entry("unreadable_file").or_default() += 1;
             continue;

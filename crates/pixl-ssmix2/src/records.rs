@@ -172,6 +172,12 @@ fn is_local(system: &str) -> bool {
     system.starts_with("99")
 }
 
+/// A local code system's text is the hospital's own wording (it may be free text): only
+/// its code is kept. Standard masters' texts (MDCDX2, HOT, JLAC10) are kept.
+fn local_without_text(coded: Coded) -> Coded {
+    if is_local(&coded.system) { Coded { text: None, ..coded } } else { coded }
+}
+
 /// Patient basics from an ADT-00 message: PID-7 birth date, PID-8 sex.
 pub fn basics(msg: &Msg<'_>) -> Basics {
     let pid = msg.segment("PID");
@@ -242,13 +248,13 @@ fn diagnoses(reader: &mut Reader<'_, '_>) -> Vec<Record> {
         if msg.value(prb, 1, 1).as_deref() != Some("AD") {
             continue;
         }
-        let primary = msg.coded(prb, 3, |s| s == "MDCDX2").or_else(|| msg.coded(prb, 3, |_| true));
+        let primary = msg.coded(prb, 3, |s| s == "MDCDX2").or_else(|| msg.coded(prb, 3, |_| true)).map(local_without_text);
         let secondary = msg.coded(prb, 10, |s| s == "I10" || s == "ICD10");
         let diagnosis_type = msg.coded(prb, 10, |s| s == "JHSD0004").and_then(|c| c.code).map_or(Value::Null, Value::Text);
         // PRB-13 as a JHSD0005 code, or bare.
         let provisional = match msg.coded(prb, 13, |s| s == "JHSD0005").and_then(|c| c.code).or_else(|| msg.value(prb, 13, 1)) {
             Some(flag) => Value::Bool(flag == "1" || flag.eq_ignore_ascii_case("Y")),
-            None => Value::Null,
+            None => Value::Bool(false),
         };
         let mut values = coded_values(primary, true);
         values.extend(coded_values(secondary, false));
@@ -300,7 +306,7 @@ fn orders(reader: &mut Reader<'_, '_>, injections: bool) -> Vec<Record> {
             times.push(reader.time_text(raw));
         }
         if injections {
-            let injection_type = msg.coded(rxe, 2, |_| true);
+            let injection_type = msg.coded(rxe, 2, |s| s == "99I02").or_else(|| msg.coded(rxe, 2, |_| true)).map(local_without_text);
             let components: Vec<_> = group.iter().filter(|s| s.name == "RXC").collect();
             let component_rows: Vec<(Option<Coded>, Option<Coded>)> = if components.is_empty() {
                 vec![(None, None)]
@@ -308,7 +314,7 @@ fn orders(reader: &mut Reader<'_, '_>, injections: bool) -> Vec<Record> {
                 components
                     .iter()
                     .map(|rxc| {
-                        let primary = msg.coded(rxc, 2, is_hot).or_else(|| msg.coded(rxc, 2, |_| true));
+                        let primary = msg.coded(rxc, 2, is_hot).or_else(|| msg.coded(rxc, 2, |_| true)).map(local_without_text);
                         let secondary = msg.coded(rxc, 2, |s| is_local(s) && primary.as_ref().is_none_or(|p| p.system != s));
                         (primary, secondary)
                     })
@@ -322,7 +328,7 @@ fn orders(reader: &mut Reader<'_, '_>, injections: bool) -> Vec<Record> {
                 rows.push(Record { table: Table::InjectionOrders, values });
             }
         } else {
-            let primary = msg.coded(rxe, 2, is_hot).or_else(|| msg.coded(rxe, 2, |_| true));
+            let primary = msg.coded(rxe, 2, is_hot).or_else(|| msg.coded(rxe, 2, |_| true)).map(local_without_text);
             let secondary = msg.coded(rxe, 31, |s| s == "YJ" || s == "MYAK");
             let duration = tq1.and_then(|t| {
                 let amount = msg.value(t, 6, 1)?;
@@ -350,15 +356,20 @@ fn labs(reader: &mut Reader<'_, '_>) -> Vec<Record> {
             }
             "OBR" => reported = msg.value(segment, 22, 1),
             "OBX" => {
-                let lab = msg.coded(segment, 3, |s| s == "JC10").or_else(|| msg.coded(segment, 3, |_| true));
+                let lab = msg.coded(segment, 3, |s| s == "JC10").or_else(|| msg.coded(segment, 3, |_| true)).map(local_without_text);
                 let value_type = msg.value(segment, 2, 1);
-                // Free text (TX, FT) may name people: not kept unless de-identified (not built yet).
+                // Numbers are kept; a coded result keeps its text (component 2, as ssmixtools)
+                // or code; text of any other kind (TX, FT, ST, none given) may name people and
+                // is left out until it can go through pixl-text.
                 let value = match value_type.as_deref() {
-                    Some("TX" | "FT") => {
-                        count(reader.deviations, "free_text_value_removed");
+                    Some("NM" | "SN" | "NA") => msg.value(segment, 5, 0),
+                    Some("CWE" | "CE" | "CNE" | "CF") => msg.value(segment, 5, 2).or_else(|| msg.value(segment, 5, 1)),
+                    _ => {
+                        if msg.value(segment, 5, 0).is_some() {
+                            count(reader.deviations, "free_text_value_removed");
+                        }
                         None
                     }
-                    _ => msg.value(segment, 5, 0),
                 };
                 let unit = msg.coded(segment, 6, |_| true);
                 let mut values = coded_values(lab, true);

@@ -26,6 +26,8 @@ pub fn parse(text: &str) -> Option<Stamp> {
     let (main, fraction) = match text.split_once('.') {
         Some((main, fraction)) if !fraction.is_empty() && fraction.len() <= 4 && fraction.bytes().all(|b| b.is_ascii_digit()) => (main, Some(fraction)),
         Some(_) => return None,
+        // Seconds followed by 1 to 3 fraction digits without a dot (file names' event times).
+        None if (15..=17).contains(&text.len()) => (&text[..14], Some(&text[14..])),
         None => (text, None),
     };
     if !main.bytes().all(|b| b.is_ascii_digit()) {
@@ -110,6 +112,8 @@ mod tests {
         let late = parse("202201104730").unwrap();
         assert_eq!(late.at.to_string(), "2022-01-11 23:30:00");
         assert_eq!(parse("20220110100500+0900").unwrap().precision, Precision::Second);
+        assert_eq!(parse("20220110123151000").unwrap().at.to_string(), "2022-01-10 12:31:51");
+        assert_eq!(parse("202201101231515").unwrap().precision, Precision::Fraction);
         assert_eq!(parse("20220110").unwrap().shifted(-10), "2021-12-31");
         assert_eq!(parse("20220110100500").unwrap().shifted(1), "2022-01-11T10:05:00");
     }

@@ -146,14 +146,37 @@ fn tables_hold_every_record_and_no_identifier() {
 fn shifted_parquet_and_selection() {
     let out = tempfile::tempdir().unwrap();
     let mut options = options(Format::Parquet, TimeMode::Shift);
-    options.period_start = chrono::NaiveDate::from_ymd_opt(2022, 3, 1);
+    // Three patients were admitted (4 days with records); the others have 2.
     options.min_encounters = 3;
     let report = extract(&fixture(), out.path(), &options, &TestIds, &|_, _| {}).unwrap();
-    // Three patients were admitted (4 date folders); the others have 2.
-    assert_eq!((report.patients_included, report.excluded_by_min_encounters + report.excluded_by_period), (3, 3));
-    assert!(out.path().join("lab_results_UT.parquet").is_file());
-    // A selected patient keeps the records outside the period too (their first visit in January).
-    assert_eq!(report.rows["outpatient_visits"], 3 * 3, "{:?}", report.rows);
+    assert_eq!((report.patients_included, report.excluded_by_min_encounters, report.excluded_by_period), (3, 3, 0));
+    let file = std::fs::File::open(out.path().join("admissions_UT.parquet")).unwrap();
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(file).unwrap().build().unwrap();
+    let mut dates = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let column = batch.column_by_name("admission_date").unwrap().as_any().downcast_ref::<arrow_array::StringArray>().unwrap().clone();
+        dates.extend(column.iter().flatten().map(str::to_owned));
+    }
+    // 2022-03-01T14:00:00 (patient 2024647717's admission, PV1-44) shifted by -100 days.
+    assert!(dates.contains(&"2021-11-21T14:00:00".to_owned()), "{dates:?}");
+    // The same tag again in the same folder: refused, nothing replaced.
+    let again = extract(&fixture(), out.path(), &options, &TestIds, &|_, _| {}).unwrap_err();
+    assert!(again.to_string().contains("not replaced"), "{again}");
+
+    // A period after every visit excludes everyone; one that holds a single day of a
+    // patient's care includes them with all their records.
+    let later = tempfile::tempdir().unwrap();
+    let mut options = self::options(Format::Csv, TimeMode::Shift);
+    options.period_start = chrono::NaiveDate::from_ymd_opt(2030, 1, 1);
+    let report = extract(&fixture(), later.path(), &options, &TestIds, &|_, _| {}).unwrap();
+    assert_eq!((report.patients_included, report.excluded_by_period), (0, 6));
+    let one_day = tempfile::tempdir().unwrap();
+    options.period_start = chrono::NaiveDate::from_ymd_opt(2022, 3, 1);
+    options.period_end = chrono::NaiveDate::from_ymd_opt(2022, 3, 1);
+    let report = extract(&fixture(), one_day.path(), &options, &TestIds, &|_, _| {}).unwrap();
+    assert_eq!(report.patients_included, 1, "{report:?}");
+    assert_eq!(report.rows["outpatient_visits"], 3, "the patient's visits outside the period too");
 }
 
 #[test]

@@ -57,7 +57,7 @@ fn every_event_of_the_independent_storage_is_read() {
     let diagnoses = of(Table::Diagnoses);
     assert!(
         diagnoses.contains(
-            &["MDCDX2", "20064316", "2型糖尿病", "I10", "E119", "F", "∅", "20220110100500", "20211231123138", "20220109160253"].map(str::to_owned).to_vec()
+            &["MDCDX2", "20064316", "2型糖尿病", "I10", "E119", "F", "false", "20220110100500", "20211231123138", "20220109160253"].map(str::to_owned).to_vec()
         ),
         "{diagnoses:?}"
     );
