@@ -2,7 +2,8 @@
 # Benchmark of `pixl ssmix2 extract` (issue 16) against the floor of reading and decoding
 # the same files (pixl-ssmix2's `read_decode` example: walk, read, ISO-2022-JP decode,
 # nothing else), on a generated storage (`pixl ssmix2 generate`), each pinned to one core
-# (taskset -c 0). Reports messages/s, MB/s and peak RSS (GNU time), for PATIENTS and for
+# (taskset -c 0), then on all cores (the floor split over as many threads; extract with
+# as many workers, plus its writer thread). Reports messages/s, MB/s and peak RSS (GNU time), for PATIENTS and for
 # 2×PATIENTS patients (peak RSS should not grow with the number of patients).
 # Usage: bench/ssmix2.sh [PATIENTS]   (default 10000; PIXL_BENCH_PROFILE=dev: the test build)
 set -euo pipefail
@@ -23,11 +24,11 @@ ln -s "$PWD/projects/configs/tag-operations" "$work/configs/tag-operations"
 printf 'project:\n  name: bench-ssmix2\n  modalities: [CT]\ntag_operation_files:\n  base: [base.yaml]\ndestination:\n  dicom: none\n  parquet: none\n' > "$work/configs/bench-ssmix2.yaml"
 echo '{"hashing-key": "bench-key", "bench-ssmix2": "0123456789abcdef"}' > "$work/secrets.json"
 export PROJECT_CONFIGS_DIR=$work/configs PIXL_SECRETS_FILE=$work/secrets.json
-measure() { # label, files, MB, command...
-  local label=$1 files=$2 mb=$3; shift 3
+measure() { # label, cores (taskset list), files, MB, command...
+  local label=$1 cores=$2 files=$3 mb=$4; shift 4
   local start end rss
   sync; start=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$work/rss" taskset -c 0 "$@" > "$work/out.txt" 2>&1 || { cat "$work/out.txt" >&2; return 1; }
+  /usr/bin/time -f '%M' -o "$work/rss" taskset -c "$cores" "$@" > "$work/out.txt" 2>&1 || { cat "$work/out.txt" >&2; return 1; }
   end=$(date +%s.%N)
   rss=$(cat "$work/rss")
   python3 -c "import sys; s=$end-$start; print(f'{sys.argv[1]:<36} {s:7.2f} s {$files/s:9.0f} messages/s {$mb/s:7.1f} MB/s  peak RSS {$rss/1024:6.0f} MB')" "$label"
@@ -39,6 +40,9 @@ for n in "$patients" $((patients * 2)); do
   # The files' bytes (as the generator counted them), not the folders'.
   mb=$(sed -n 's/.*files (\([0-9.]*\) MB).*/\1/p' "$work/generated.txt")
   echo "storage: $n patients, $files files, $mb MB"
-  measure "read + decode (floor)" "$files" "$mb" "$bin/examples/read_decode" "$work/storage-$n"
-  measure "pixl ssmix2 extract (parquet)" "$files" "$mb" "$bin/pixl" ssmix2 extract "$work/storage-$n" --out "$work/out-$n" --project bench-ssmix2 --identity-tag B
+  all=0-$(($(nproc) - 1))
+  measure "read + decode (floor), 1 core" 0 "$files" "$mb" "$bin/examples/read_decode" "$work/storage-$n" 1
+  measure "pixl ssmix2 extract, 1 core" 0 "$files" "$mb" "$bin/pixl" ssmix2 extract "$work/storage-$n" --out "$work/out1-$n" --project bench-ssmix2 --identity-tag B --max-workers 1
+  measure "read + decode (floor), all cores" "$all" "$files" "$mb" "$bin/examples/read_decode" "$work/storage-$n" "$(nproc)"
+  measure "pixl ssmix2 extract, all cores" "$all" "$files" "$mb" "$bin/pixl" ssmix2 extract "$work/storage-$n" --out "$work/out-$n" --project bench-ssmix2 --identity-tag B --max-workers "$(nproc)"
 done

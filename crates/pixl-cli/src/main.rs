@@ -434,6 +434,47 @@ enum DateOrderArg {
 
 // Variant names are the subcommands users type (`pixl bench generate-omop`).
 #[allow(clippy::enum_variant_names)]
+#[derive(clap::Args)]
+struct Ssmix2ExtractArgs {
+    /// The storage's root folder.
+    root: PathBuf,
+    /// Where the tables go.
+    #[arg(long)]
+    out: PathBuf,
+    /// Project slug: its keys make the pseudonyms and date shifts.
+    #[arg(long)]
+    project: String,
+    /// Appended to every pseudonymous id (as ssmixtools' identity tag).
+    #[arg(long)]
+    identity_tag: String,
+    /// Encrypt every output file for this RSA public key (OpenSSH ssh-rsa or PEM).
+    #[arg(long)]
+    recipient_key: Option<PathBuf>,
+    /// parquet or csv.
+    #[arg(long, default_value = "parquet")]
+    format: String,
+    /// since-birth (as ssmixtools) or shift (by the patient's pixl offset).
+    #[arg(long, default_value = "since-birth")]
+    timestamps: String,
+    /// Write the date_of_birth table: none, full or year.
+    #[arg(long, default_value = "none")]
+    dob: String,
+    /// Patients with a day of records in the period are included (with all their records).
+    #[arg(long)]
+    period_start: Option<chrono::NaiveDate>,
+    #[arg(long)]
+    period_end: Option<chrono::NaiveDate>,
+    /// Patients with fewer days of records are left out.
+    #[arg(long, default_value_t = 1)]
+    min_encounters: usize,
+    /// Also write the analytics JSON here.
+    #[arg(long)]
+    log_dir: Option<PathBuf>,
+    /// Threads reading and parsing patients (default: the cores but one).
+    #[arg(long)]
+    max_workers: Option<usize>,
+}
+
 #[derive(Subcommand)]
 enum Ssmix2Command {
     /// Write a generated SS-MIX2 storage (tests, the benchmark, trying `extract`).
@@ -449,42 +490,7 @@ enum Ssmix2Command {
     /// Extract visits, admissions, discharges, diagnoses, prescriptions, injections and lab
     /// results into de-identified tables (pseudonymous ids, converted timestamps, no names,
     /// addresses, phones or insurance numbers), optionally encrypted for a recipient.
-    Extract {
-        /// The storage's root folder.
-        root: PathBuf,
-        /// Where the tables go.
-        #[arg(long)]
-        out: PathBuf,
-        /// Project slug: its keys make the pseudonyms and date shifts.
-        #[arg(long)]
-        project: String,
-        /// Appended to every pseudonymous id (as ssmixtools' identity tag).
-        #[arg(long)]
-        identity_tag: String,
-        /// Encrypt every output file for this RSA public key (OpenSSH ssh-rsa or PEM).
-        #[arg(long)]
-        recipient_key: Option<PathBuf>,
-        /// parquet or csv.
-        #[arg(long, default_value = "parquet")]
-        format: String,
-        /// since-birth (as ssmixtools) or shift (by the patient's pixl offset).
-        #[arg(long, default_value = "since-birth")]
-        timestamps: String,
-        /// Write the date_of_birth table: none, full or year.
-        #[arg(long, default_value = "none")]
-        dob: String,
-        /// Patients with a day of records in the period are included (with all their records).
-        #[arg(long)]
-        period_start: Option<chrono::NaiveDate>,
-        #[arg(long)]
-        period_end: Option<chrono::NaiveDate>,
-        /// Patients with fewer days of records are left out.
-        #[arg(long, default_value_t = 1)]
-        min_encounters: usize,
-        /// Also write the analytics JSON here.
-        #[arg(long)]
-        log_dir: Option<PathBuf>,
-    },
+    Extract(Box<Ssmix2ExtractArgs>),
 }
 
 #[derive(Subcommand)]
@@ -848,20 +854,22 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("{}", serde_json::to_string_pretty(&jwks)?);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ssmix2(Ssmix2Command::Extract {
-            root,
-            out,
-            project,
-            identity_tag,
-            recipient_key,
-            format,
-            timestamps,
-            dob,
-            period_start,
-            period_end,
-            min_encounters,
-            log_dir,
-        }) => {
+        Command::Ssmix2(Ssmix2Command::Extract(args)) => {
+            let Ssmix2ExtractArgs {
+                root,
+                out,
+                project,
+                identity_tag,
+                recipient_key,
+                format,
+                timestamps,
+                dob,
+                period_start,
+                period_end,
+                min_encounters,
+                log_dir,
+                max_workers,
+            } = *args;
             use pixl_ssmix2::extract::{BirthDates, Format, Options, TimeMode};
             let format = match format.as_str() {
                 "parquet" => Format::Parquet,
@@ -889,7 +897,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }
                 None => None,
             };
-            let options = Options { identity_tag, time_mode, birth_dates, period_start, period_end, min_encounters, format, recipient };
+            let max_workers = max_workers.unwrap_or_else(pixl_ssmix2::extract::default_workers).max(1);
+            let options = Options { identity_tag, time_mode, birth_dates, period_start, period_end, min_encounters, format, recipient, max_workers };
             let report = runtime.block_on(pixl_cli::ssmix2::run_extract(&settings.project_configs_dir, &project, &root, &out, options))?;
             if let Some(dir) = log_dir {
                 std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

@@ -78,6 +78,13 @@ pub struct Options {
     pub min_encounters: usize,
     pub format: Format,
     pub recipient: Option<RecipientKey>,
+    /// Threads reading and parsing patients (the tables are written by one more).
+    pub max_workers: usize,
+}
+
+/// The default number of workers: the cores but one, at least one.
+pub fn default_workers() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2).saturating_sub(1).max(1)
 }
 
 /// The counts of a run (the analytics JSON). Never a value of the data.
@@ -322,12 +329,59 @@ fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progr
         BirthDates::Full => Some(TableWriter::new(out, "date_of_birth", vec!["patient_id".to_owned(), "date_of_birth".to_owned()], options)?),
         BirthDates::Year => Some(TableWriter::new(out, "date_of_birth", vec!["patient_id".to_owned(), "birth_year".to_owned()], options)?),
     };
-    for (done, path) in dirs.iter().enumerate() {
-        let dir = storage::read_patient(path, &mut counts.deviations);
-        let patient = read_patient(&dir, &mut counts);
-        progress(done + 1, dirs.len());
-        if !selected(&patient, options, &mut report) {
-            continue;
+    let workers = options.max_workers.clamp(1, dirs.len().max(1));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    // Workers read and parse whole patients; this thread writes them in storage order
+    // (a small reorder buffer), so that the tables are the same whatever the workers.
+    std::thread::scope(|scope| -> Result<(), ExtractError> {
+        let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, PatientRecords, ReadCounts)>(workers * 4);
+        for _ in 0..workers {
+            let (sender, next, dirs) = (sender.clone(), &next, &dirs);
+            scope.spawn(move || {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(path) = dirs.get(i) else { break };
+                    let mut counts = ReadCounts::default();
+                    let dir = storage::read_patient(path, &mut counts.deviations);
+                    let patient = read_patient(&dir, &mut counts);
+                    if sender.send((i, patient, counts)).is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        drop(sender);
+        let mut pending: BTreeMap<usize, (PatientRecords, ReadCounts)> = BTreeMap::new();
+        let mut wanted = 0;
+        for (i, patient, patient_counts) in receiver {
+            pending.insert(i, (patient, patient_counts));
+            while let Some((patient, patient_counts)) = pending.remove(&wanted) {
+                wanted += 1;
+                counts.merge(patient_counts);
+                progress(wanted, dirs.len());
+                write_patient(&patient, options, ids, &mut report, &mut writers, &mut metadata, births.as_mut())?;
+            }
+        }
+        Ok(())
+    })?;
+    finish(out, options, report, counts, writers, metadata, births)
+}
+
+type Writers = BTreeMap<Table, TableWriter>;
+
+/// One patient's rows, if they are selected.
+fn write_patient(
+    patient: &PatientRecords,
+    options: &Options,
+    ids: &dyn Ids,
+    report: &mut Report,
+    writers: &mut Writers,
+    metadata: &mut TableWriter,
+    births: Option<&mut TableWriter>,
+) -> Result<(), ExtractError> {
+    {
+        if !selected(patient, options, report) {
+            return Ok(());
         }
         report.patients_included += 1;
         let id = format!("{}{}", ids.pseudonym(&patient.pid), options.identity_tag);
@@ -350,7 +404,7 @@ fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progr
             day(patient.date_folders.last()),
             Some(admissions.to_string()),
         ])?;
-        if let (Some(writer), Some(birth)) = (births.as_mut(), birth) {
+        if let (Some(writer), Some(birth)) = (births, birth) {
             let value = match options.birth_dates {
                 BirthDates::Year => birth.format("%Y").to_string(),
                 _ => birth.format("%Y-%m-%d").to_string(),
@@ -358,6 +412,19 @@ fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progr
             writer.push(vec![Some(id.clone()), Some(value)])?;
         }
     }
+    Ok(())
+}
+
+/// Closes every table (renamed or sealed) and writes the report.
+fn finish(
+    out: &Path,
+    options: &Options,
+    mut report: Report,
+    counts: ReadCounts,
+    writers: Writers,
+    metadata: TableWriter,
+    births: Option<TableWriter>,
+) -> Result<Report, ExtractError> {
     let recipient = options.recipient.as_ref();
     let mut finished: Vec<(String, u64, String)> = Vec::new();
     for (table, writer) in writers {

@@ -30,6 +30,21 @@ pub struct ReadCounts {
     pub deviations: Deviations,
 }
 
+impl ReadCounts {
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: ReadCounts) {
+        for (key, n) in other.files {
+            *self.files.entry(key).or_default() += n;
+        }
+        for (key, n) in other.deviations {
+            *self.deviations.entry(key).or_default() += n;
+        }
+        self.messages_parsed += other.messages_parsed;
+        self.decode_errors += other.decode_errors;
+        self.unparsable_messages += other.unparsable_messages;
+    }
+}
+
 fn flag_number(flag: Flag) -> u8 {
     match flag {
         Flag::Deleted => 0,

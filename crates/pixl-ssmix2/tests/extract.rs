@@ -33,6 +33,7 @@ fn options(format: Format, time_mode: TimeMode) -> Options {
         min_encounters: 1,
         format,
         recipient: None,
+        max_workers: 3,
     }
 }
 
@@ -202,4 +203,27 @@ fn encrypted_tables_open_with_the_recipients_key_only() {
         let expected = std::fs::read(plain.path().join(file.trim_end_matches(".bin"))).unwrap();
         assert_eq!(opened, expected, "{file}");
     }
+}
+
+#[test]
+fn the_tables_are_the_same_whatever_the_number_of_workers() {
+    let storage = tempfile::tempdir().unwrap();
+    pixl_ssmix2::synth::write(storage.path(), 40, true).unwrap();
+    let mut outputs = Vec::new();
+    for workers in [1, 4] {
+        let out = tempfile::tempdir().unwrap();
+        let mut options = options(Format::Csv, TimeMode::SinceBirth);
+        options.max_workers = workers;
+        let seen = std::sync::Mutex::new(Vec::new());
+        let report = extract(storage.path(), out.path(), &options, &TestIds, &|done, all| seen.lock().unwrap().push((done, all))).unwrap();
+        assert_eq!(*seen.lock().unwrap(), (1..=40).map(|d| (d, 40)).collect::<Vec<_>>(), "progress over every patient, in order");
+        let mut files: Vec<(String, String)> = std::fs::read_dir(out.path())
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read_to_string(&p).unwrap()))
+            .collect();
+        files.sort();
+        outputs.push((files, report.deviations.clone(), report.messages_parsed));
+    }
+    assert_eq!(outputs[0], outputs[1]);
 }
