@@ -12,8 +12,9 @@ log() { printf '== %s\n' "$*" >&2; }
 # dcmtk: storescu/echoscu as real DICOM peers of anon-node, dcmqrscp as the PACS;
 # orthanc: the VNA of the imaging-api tests and of `pixl demo`; orthanc-dicomweb: the
 # STOW-RS target of the export-api tests; curl: the baseline of the FTPS benchmark; strace:
-# the durability test (fsync before acknowledging).
-apt_packages=(docker-compose postgresql-client dcmtk orthanc orthanc-dicomweb curl strace)
+# the durability test (fsync before acknowledging); openssh-client: ssh-keygen makes the
+# SS-MIX2 recipient key as ssmixtools' users make theirs.
+apt_packages=(docker-compose postgresql-client dcmtk orthanc orthanc-dicomweb curl strace openssh-client)
 missing=()
 for package in "${apt_packages[@]}"; do
   dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
