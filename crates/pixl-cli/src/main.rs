@@ -473,6 +473,14 @@ struct Ssmix2ExtractArgs {
     /// Threads reading and parsing patients (default: the cores but one).
     #[arg(long)]
     max_workers: Option<usize>,
+    /// keyed (the project's pseudonyms) or shuffled (ssmixtools' numbers 1..N in a random
+    /// order; needs --id-map-key).
+    #[arg(long, default_value = "keyed")]
+    ids: String,
+    /// With --ids shuffled: the storage-id-to-number table is written only encrypted,
+    /// for this RSA public key (OpenSSH ssh-rsa or PEM).
+    #[arg(long)]
+    id_map_key: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -869,6 +877,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 min_encounters,
                 log_dir,
                 max_workers,
+                ids,
+                id_map_key,
             } = *args;
             use pixl_ssmix2::extract::{BirthDates, Format, Options, TimeMode};
             let format = match format.as_str() {
@@ -898,7 +908,29 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 None => None,
             };
             let max_workers = max_workers.unwrap_or_else(pixl_ssmix2::extract::default_workers).max(1);
-            let options = Options { identity_tag, time_mode, birth_dates, period_start, period_end, min_encounters, format, recipient, max_workers };
+            let read_key = |path: &PathBuf| -> anyhow::Result<pixl_ssmix2::crypto::RecipientKey> {
+                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+                Ok(pixl_ssmix2::crypto::RecipientKey::parse(&text)?)
+            };
+            let shuffled_ids_map_key = match (ids.as_str(), &id_map_key) {
+                ("keyed", None) => None,
+                ("keyed", Some(_)) => anyhow::bail!("--id-map-key is for --ids shuffled"),
+                ("shuffled", Some(path)) => Some(read_key(path)?),
+                ("shuffled", None) => anyhow::bail!("--ids shuffled needs --id-map-key: the table of storage ids and numbers is written only encrypted"),
+                _ => anyhow::bail!("--ids is keyed or shuffled"),
+            };
+            let options = Options {
+                identity_tag,
+                time_mode,
+                birth_dates,
+                period_start,
+                period_end,
+                min_encounters,
+                format,
+                recipient,
+                shuffled_ids_map_key,
+                max_workers,
+            };
             let report = runtime.block_on(pixl_cli::ssmix2::run_extract(&settings.project_configs_dir, &project, &root, &out, options))?;
             if let Some(dir) = log_dir {
                 std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;

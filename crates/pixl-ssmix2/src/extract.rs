@@ -78,6 +78,10 @@ pub struct Options {
     pub min_encounters: usize,
     pub format: Format,
     pub recipient: Option<RecipientKey>,
+    /// ssmixtools' ids instead of keyed pseudonyms: the numbers 1..N in an order drawn
+    /// from a CSPRNG (never a fixed seed), with the identity tag; the table of storage id
+    /// and number is written only encrypted, for this key (`patient_id_<tag>.csv.bin`).
+    pub shuffled_ids_map_key: Option<RecipientKey>,
     /// Threads reading and parsing patients (the tables are written by one more).
     pub max_workers: usize,
 }
@@ -275,7 +279,7 @@ fn cell(value: &Value, birth: Option<NaiveDate>, offset: i64, options: &Options)
 }
 
 /// Every table's name.
-const TABLE_NAMES: [&str; 9] = [
+const TABLE_NAMES: [&str; 10] = [
     "outpatient_visits",
     "admissions",
     "discharges",
@@ -285,6 +289,7 @@ const TABLE_NAMES: [&str; 9] = [
     "lab_results",
     "patient_metadata",
     "date_of_birth",
+    "patient_id",
 ];
 
 /// Extracts the storage at `root` into `out` (created if needed; tables of an earlier run
@@ -308,6 +313,7 @@ pub fn extract(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progre
         for name in TABLE_NAMES {
             let _ = std::fs::remove_file(out.join(format!("{name}_{}.{}.partial", options.identity_tag, options.format.extension())));
             let _ = std::fs::remove_file(out.join(format!("{name}_{}.{}.bin.partial", options.identity_tag, options.format.extension())));
+            let _ = std::fs::remove_file(out.join(format!("{name}_{}.csv.bin.partial", options.identity_tag)));
         }
     }
     result
@@ -329,6 +335,13 @@ fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progr
         BirthDates::Full => Some(TableWriter::new(out, "date_of_birth", vec!["patient_id".to_owned(), "date_of_birth".to_owned()], options)?),
         BirthDates::Year => Some(TableWriter::new(out, "date_of_birth", vec!["patient_id".to_owned(), "birth_year".to_owned()], options)?),
     };
+    // Shuffled ids: a random order of 1..N over every patient of the storage.
+    let numbers: Option<Vec<u64>> = options.shuffled_ids_map_key.as_ref().map(|_| {
+        let mut numbers: Vec<u64> = (1..=dirs.len() as u64).collect();
+        rand::seq::SliceRandom::shuffle(numbers.as_mut_slice(), &mut rand::rng());
+        numbers
+    });
+    let mut id_map: Vec<(String, String)> = Vec::new();
     let workers = options.max_workers.clamp(1, dirs.len().max(1));
     let next = std::sync::atomic::AtomicUsize::new(0);
     // Workers read and parse whole patients; this thread writes them in storage order
@@ -356,35 +369,62 @@ fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progr
         for (i, patient, patient_counts) in receiver {
             pending.insert(i, (patient, patient_counts));
             while let Some((patient, patient_counts)) = pending.remove(&wanted) {
+                let number = numbers.as_ref().map(|n| n[wanted]);
                 wanted += 1;
                 counts.merge(patient_counts);
                 progress(wanted, dirs.len());
-                write_patient(&patient, options, ids, &mut report, &mut writers, &mut metadata, births.as_mut())?;
+                let id = match number {
+                    Some(number) => format!("{number}{}", options.identity_tag),
+                    None => format!("{}{}", ids.pseudonym(&patient.pid), options.identity_tag),
+                };
+                if write_patient(&patient, &id, options, ids, &mut report, &mut writers, &mut metadata, births.as_mut())? && number.is_some() {
+                    id_map.push((patient.pid.clone(), id));
+                }
             }
         }
         Ok(())
     })?;
+    if let Some(key) = &options.shuffled_ids_map_key {
+        write_id_map(out, options, key, &id_map)?;
+    }
     finish(out, options, report, counts, writers, metadata, births)
+}
+
+/// The table of storage ids and their numbers, sealed for `key`; never on disk in clear.
+fn write_id_map(out: &Path, options: &Options, key: &RecipientKey, id_map: &[(String, String)]) -> Result<(), ExtractError> {
+    let mut csv = csv::Writer::from_writer(Vec::new());
+    let table_error = || ExtractError::Table { table: "patient_id".to_owned(), problem: "cannot write a row".to_owned() };
+    csv.write_record(["patient_id", "deidentified_patient_id"]).map_err(|_| table_error())?;
+    for (pid, id) in id_map {
+        csv.write_record([pid, id]).map_err(|_| table_error())?;
+    }
+    let plaintext = zeroize::Zeroizing::new(csv.into_inner().map_err(|_| table_error())?);
+    let target = out.join(format!("patient_id_{}.csv.bin", options.identity_tag));
+    let temp = out.join(format!("patient_id_{}.csv.bin.partial", options.identity_tag));
+    std::fs::write(&temp, key.seal(&plaintext)).map_err(io(&temp))?;
+    std::fs::rename(&temp, &target).map_err(io(&target))
 }
 
 type Writers = BTreeMap<Table, TableWriter>;
 
-/// One patient's rows, if they are selected.
+/// One patient's rows, if they are selected; says whether they were.
+#[allow(clippy::too_many_arguments)]
 fn write_patient(
     patient: &PatientRecords,
+    id: &str,
     options: &Options,
     ids: &dyn Ids,
     report: &mut Report,
     writers: &mut Writers,
     metadata: &mut TableWriter,
     births: Option<&mut TableWriter>,
-) -> Result<(), ExtractError> {
+) -> Result<bool, ExtractError> {
     {
         if !selected(patient, options, report) {
-            return Ok(());
+            return Ok(false);
         }
         report.patients_included += 1;
-        let id = format!("{}{}", ids.pseudonym(&patient.pid), options.identity_tag);
+        let id = id.to_owned();
         let offset = ids.offset_days(&patient.pid);
         let birth = patient.basics.birth_date;
         let mut admissions = 0u64;
@@ -412,7 +452,7 @@ fn write_patient(
             writer.push(vec![Some(id.clone()), Some(value)])?;
         }
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Closes every table (renamed or sealed) and writes the report.

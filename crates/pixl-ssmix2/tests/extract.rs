@@ -33,6 +33,7 @@ fn options(format: Format, time_mode: TimeMode) -> Options {
         min_encounters: 1,
         format,
         recipient: None,
+        shuffled_ids_map_key: None,
         max_workers: 3,
     }
 }
@@ -226,4 +227,37 @@ fn the_tables_are_the_same_whatever_the_number_of_workers() {
         outputs.push((files, report.deviations.clone(), report.messages_parsed));
     }
     assert_eq!(outputs[0], outputs[1]);
+}
+
+#[test]
+fn shuffled_ids_are_a_fresh_permutation_and_their_map_is_only_encrypted() {
+    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
+    use base64::Engine;
+    let private = aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
+    let pem = |label: &str, der: &[u8]| format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", base64::engine::general_purpose::STANDARD.encode(der));
+    let private_pem = pem("PRIVATE KEY", AsDer::<Pkcs8V1Der>::as_der(&private).unwrap().as_ref());
+    let public_pem = pem("PUBLIC KEY", AsDer::<PublicKeyX509Der>::as_der(&private.public_key()).unwrap().as_ref());
+    let storage = tempfile::tempdir().unwrap();
+    pixl_ssmix2::synth::write(storage.path(), 40, false).unwrap();
+    let mut orders = Vec::new();
+    for _ in 0..2 {
+        let out = tempfile::tempdir().unwrap();
+        let mut options = options(Format::Csv, TimeMode::SinceBirth);
+        options.shuffled_ids_map_key = Some(RecipientKey::parse(&public_pem).unwrap());
+        extract(storage.path(), out.path(), &options, &TestIds, &|_, _| {}).unwrap();
+        let metadata = std::fs::read_to_string(out.path().join("patient_metadata_UT.csv")).unwrap();
+        let ids: Vec<String> = metadata.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect();
+        let mut sorted: Vec<u64> = ids.iter().map(|id| id.strip_suffix("UT").unwrap().parse().unwrap()).collect();
+        sorted.sort();
+        assert_eq!(sorted, (1..=40).collect::<Vec<u64>>(), "the numbers 1..N with the tag");
+        assert!(!out.path().join("patient_id_UT.csv").exists());
+        let sealed = std::fs::read(out.path().join("patient_id_UT.csv.bin")).unwrap();
+        let map = String::from_utf8(DecryptionKey::parse(&private_pem).unwrap().open(&sealed).unwrap()).unwrap();
+        let pairs: Vec<(String, String)> = map.lines().skip(1).map(|l| l.split_once(',').map(|(a, b)| (a.to_owned(), b.to_owned())).unwrap()).collect();
+        // The map's order is the storage's, as the metadata rows'.
+        assert_eq!(pairs.iter().map(|(_, id)| id.clone()).collect::<Vec<_>>(), ids);
+        assert_eq!(pairs[0].0, pixl_ssmix2::synth::pid_of(0));
+        orders.push(ids);
+    }
+    assert_ne!(orders[0], orders[1], "a fresh order each run (1 in 40! to be equal)");
 }

@@ -78,4 +78,34 @@ fn extract_encrypted_for_an_ssh_keygen_key_then_decrypt() {
     let bad =
         pixl(&["ssmix2", "extract", &root, "--out", &out_s, "--project", "check-project", "--identity-tag", "UT", "--format", "xlsx"], &configs, &secrets);
     assert!(!bad.status.success() && text(&bad).contains("--format is parquet or csv"), "{}", text(&bad));
+    let no_map_key =
+        pixl(&["ssmix2", "extract", &root, "--out", &out_s, "--project", "check-project", "--identity-tag", "V", "--ids", "shuffled"], &configs, &secrets);
+    assert!(!no_map_key.status.success() && text(&no_map_key).contains("--id-map-key"), "{}", text(&no_map_key));
+    // ssmixtools' numbering: the map is sealed for the key given, the tables use the numbers.
+    let shuffled = dir.path().join("shuffled");
+    let shuffled_s = shuffled.display().to_string();
+    let args = [
+        "ssmix2",
+        "extract",
+        &root,
+        "--out",
+        &shuffled_s,
+        "--project",
+        "check-project",
+        "--identity-tag",
+        "S",
+        "--format",
+        "csv",
+        "--ids",
+        "shuffled",
+        "--id-map-key",
+        &public,
+    ];
+    let run = pixl(&args, &configs, &secrets);
+    assert!(run.status.success(), "{}", text(&run));
+    assert!(shuffled.join("patient_id_S.csv.bin").is_file() && !shuffled.join("patient_id_S.csv").exists());
+    let metadata = std::fs::read_to_string(shuffled.join("patient_metadata_S.csv")).unwrap();
+    let mut numbers: Vec<String> = metadata.lines().skip(1).map(|l| l.split(',').next().unwrap().to_owned()).collect();
+    numbers.sort();
+    assert_eq!(numbers, ["1S", "2S", "3S", "4S", "5S", "6S"]);
 }
