@@ -6,8 +6,9 @@ use std::path::Path;
 
 use crate::decode::decode;
 use crate::hl7::prepare;
-use crate::records::{self, Basics, Record};
+use crate::records::{self, Basics, Record, Value};
 use crate::storage::{self, Deviations, Flag, PatientDir};
+use crate::time::Stamp;
 
 /// One patient's records.
 #[derive(Debug, Clone)]
@@ -56,10 +57,15 @@ fn flag_number(flag: Flag) -> u8 {
 /// Reads one patient's folder.
 pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords {
     let mut patient = PatientRecords { pid: dir.pid.clone(), basics: Basics::default(), date_folders: dir.date_folders.clone(), records: Vec::new() };
+    // The first report time of each lab order: superseded versions (flag 2) of an OML-11
+    // order were reported before the current one.
+    let mut first_reports: std::collections::HashMap<&str, Stamp> = std::collections::HashMap::new();
+    let mut lab_orders: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
     for file in &dir.files {
         *counts.files.entry((file.name.data_type.clone(), flag_number(file.name.flag))).or_default() += 1;
-        // Only current versions are read (superseded lab reports: not yet).
-        if file.name.flag != Flag::Current {
+        let superseded_lab = file.name.flag == Flag::Superseded && file.name.data_type == "OML-11";
+        // Only current versions are read, and superseded lab reports for their report time.
+        if file.name.flag != Flag::Current && !superseded_lab {
             continue;
         }
         // A file named for another patient is not mixed into this one's records.
@@ -67,15 +73,8 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
             *counts.deviations.entry("file_of_another_patient_skipped").or_default() += 1;
             continue;
         }
-        let Ok(bytes) = std::fs::read(&file.path) else {
-            *counts.deviations.entry("unreadable_file").or_default() += 1;
-            continue;
-        };
-        let (text, had_errors) = decode(&bytes);
-        if had_errors {
-            counts.decode_errors += 1;
-        }
-        let Ok(prepared) = prepare(&text) else {
+        let Some(msg_text) = read_text(&file.path, counts) else { continue };
+        let Ok(prepared) = prepare(&msg_text) else {
             counts.unparsable_messages += 1;
             continue;
         };
@@ -87,13 +86,45 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
         if records::message_pid(&msg).is_some_and(|pid| pid != dir.pid) {
             *counts.deviations.entry("pid_mismatch").or_default() += 1;
         }
-        if file.name.data_type == "ADT-00" {
+        if superseded_lab {
+            if let Some(reported) = records::first_report_time(&msg) {
+                let entry = first_reports.entry(file.name.order_number.as_str()).or_insert(reported);
+                if reported.at < entry.at {
+                    *entry = reported;
+                }
+            }
+        } else if file.name.data_type == "ADT-00" {
             patient.basics = records::basics(&msg);
         } else {
+            let start = patient.records.len();
             patient.records.extend(records::records(file, &msg, &mut counts.deviations));
+            if file.name.data_type == "OML-11" {
+                lab_orders.push((file.name.order_number.as_str(), start..patient.records.len()));
+            }
+        }
+    }
+    for (order, rows) in lab_orders {
+        let Some(first) = first_reports.get(order) else { continue };
+        for record in &mut patient.records[rows] {
+            let reported = &mut record.values[records::LAB_REPORTED_TIME];
+            if !matches!(reported, Value::Time(current) if current.at <= first.at) {
+                *reported = Value::Time(*first);
+            }
         }
     }
     patient
+}
+
+fn read_text(path: &Path, counts: &mut ReadCounts) -> Option<String> {
+    let Ok(bytes) = std::fs::read(path) else {
+        *counts.deviations.entry("unreadable_file").or_default() += 1;
+        return None;
+    };
+    let (text, had_errors) = decode(&bytes);
+    if had_errors {
+        counts.decode_errors += 1;
+    }
+    Some(text)
 }
 
 /// Reads every patient of the storage at `root`.

@@ -344,6 +344,14 @@ fn orders(reader: &mut Reader<'_, '_>, injections: bool) -> Vec<Record> {
     rows
 }
 
+/// The position of `reported_time` in a lab row.
+pub const LAB_REPORTED_TIME: usize = 10;
+
+/// The earliest OBR-22 (results reported) of a lab message.
+pub fn first_report_time(msg: &Msg<'_>) -> Option<Stamp> {
+    msg.segments().filter(|s| s.name == "OBR").filter_map(|s| msg.value(s, 22, 1)).filter_map(|t| time::parse(&t)).min_by_key(|s| s.at)
+}
+
 fn labs(reader: &mut Reader<'_, '_>) -> Vec<Record> {
     let msg = reader.msg;
     let mut rows = Vec::new();
