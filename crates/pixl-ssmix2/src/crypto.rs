@@ -167,21 +167,23 @@ impl DecryptionKey {
     }
 }
 
+/// A new RSA-2048 key pair as PEM: the private key (PKCS#8) and the public key (SPKI), for
+/// tests and for trying encrypted output.
+pub fn generate_key_pair() -> (Zeroizing<String>, String) {
+    let private = PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).expect("RSA key generation");
+    let pkcs8 = AsDer::<Pkcs8V1Der>::as_der(&private).expect("PKCS#8 encoding");
+    let spki = AsDer::<aws_lc_rs::encoding::PublicKeyX509Der>::as_der(&private.public_key()).expect("SPKI encoding");
+    let pem = |label: &str, der: &[u8]| format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", STANDARD.encode(der));
+    (Zeroizing::new(pem("PRIVATE KEY", pkcs8.as_ref())), pem("PUBLIC KEY", spki.as_ref()))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn key_pair() -> (String, String) {
-        let private = PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-        let pkcs8 = AsDer::<Pkcs8V1Der>::as_der(&private).unwrap();
-        let spki = AsDer::<aws_lc_rs::encoding::PublicKeyX509Der>::as_der(&private.public_key()).unwrap();
-        let pem = |label: &str, der: &[u8]| format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", STANDARD.encode(der));
-        (pem("PRIVATE KEY", pkcs8.as_ref()), pem("PUBLIC KEY", spki.as_ref()))
-    }
-
     #[test]
     fn sealed_files_open_with_the_key_only_and_unchanged_only() {
-        let (private, public) = key_pair();
+        let (private, public) = generate_key_pair();
         let recipient = RecipientKey::parse(&public).unwrap();
         let key = DecryptionKey::parse(&private).unwrap();
         let plaintext = "patient_id,sex\n1UT,M\n".as_bytes();
@@ -193,7 +195,7 @@ mod tests {
         let last = changed.len() - 1;
         changed[last] ^= 1;
         assert_eq!(key.open(&changed), Err(CryptoError::Open));
-        let (other, _) = key_pair();
+        let (other, _) = generate_key_pair();
         assert_eq!(DecryptionKey::parse(&other).unwrap().open(&sealed), Err(CryptoError::Open));
         assert_eq!(key.open(&sealed[..100]), Err(CryptoError::Open));
     }

@@ -183,12 +183,7 @@ fn shifted_parquet_and_selection() {
 
 #[test]
 fn encrypted_tables_open_with_the_recipients_key_only() {
-    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
-    use base64::Engine;
-    let private = aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let pem = |label: &str, der: &[u8]| format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", base64::engine::general_purpose::STANDARD.encode(der));
-    let private_pem = pem("PRIVATE KEY", AsDer::<Pkcs8V1Der>::as_der(&private).unwrap().as_ref());
-    let public_pem = pem("PUBLIC KEY", AsDer::<PublicKeyX509Der>::as_der(&private.public_key()).unwrap().as_ref());
+    let (private_pem, public_pem) = pixl_ssmix2::crypto::generate_key_pair();
     let plain = tempfile::tempdir().unwrap();
     extract(&fixture(), plain.path(), &options(Format::Csv, TimeMode::SinceBirth), &TestIds, &|_, _| {}).unwrap();
     let sealed = tempfile::tempdir().unwrap();
@@ -231,12 +226,7 @@ fn the_tables_are_the_same_whatever_the_number_of_workers() {
 
 #[test]
 fn shuffled_ids_are_a_fresh_permutation_and_their_map_is_only_encrypted() {
-    use aws_lc_rs::encoding::{AsDer, Pkcs8V1Der, PublicKeyX509Der};
-    use base64::Engine;
-    let private = aws_lc_rs::rsa::PrivateDecryptingKey::generate(aws_lc_rs::rsa::KeySize::Rsa2048).unwrap();
-    let pem = |label: &str, der: &[u8]| format!("-----BEGIN {label}-----\n{}\n-----END {label}-----\n", base64::engine::general_purpose::STANDARD.encode(der));
-    let private_pem = pem("PRIVATE KEY", AsDer::<Pkcs8V1Der>::as_der(&private).unwrap().as_ref());
-    let public_pem = pem("PUBLIC KEY", AsDer::<PublicKeyX509Der>::as_der(&private.public_key()).unwrap().as_ref());
+    let (private_pem, public_pem) = pixl_ssmix2::crypto::generate_key_pair();
     let storage = tempfile::tempdir().unwrap();
     pixl_ssmix2::synth::write(storage.path(), 40, false).unwrap();
     let mut orders = Vec::new();
