@@ -40,15 +40,15 @@ pub fn policy_path(configs_dir: &Path, project: &ProjectSlug) -> PathBuf {
 }
 
 /// `--extract OMOP_DIR`: the extract's project (which `--project`, if given, must name
-/// too) and its `fhir/` folder in the export tree.
-pub fn extract_output(export_root: &Path, extract: &Path, project: Option<&str>) -> anyhow::Result<(String, PathBuf)> {
+/// too) and its folder `folder` (`fhir`, `ssmix2`) in the export tree.
+pub fn extract_output(export_root: &Path, extract: &Path, project: Option<&str>, folder: &str) -> anyhow::Result<(String, PathBuf)> {
     let (slug, extract_datetime) = crate::cohort::omop::read_summary(extract)?;
     if let Some(project) = project
         && project != slug.as_str()
     {
         anyhow::bail!("--project {project} is not the extract's project ({}, in its extract_summary.json)", slug.as_str());
     }
-    let dir = pixl_core::export_tree::extract_dir(export_root, &slug, extract_datetime).join(FHIR_DIR);
+    let dir = pixl_core::export_tree::extract_dir(export_root, &slug, extract_datetime).join(folder);
     Ok((slug.as_str().to_owned(), dir))
 }
 

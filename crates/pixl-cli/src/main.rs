@@ -439,11 +439,17 @@ struct Ssmix2ExtractArgs {
     /// The storage's root folder.
     root: PathBuf,
     /// Where the tables go.
+    #[arg(long, required_unless_present = "extract", conflicts_with = "extract")]
+    out: Option<PathBuf>,
+    /// The OMOP-ES extract these patients belong to: the parquet tables are written into
+    /// its export tree (<HOST_EXPORT_ROOT_DIR>/<slug>/all_extracts/<time>/ssmix2/), where
+    /// `pixl export-patient-data` checks and uploads them with the extract's other files.
     #[arg(long)]
-    out: PathBuf,
-    /// Project slug: its keys make the pseudonyms and date shifts.
-    #[arg(long)]
-    project: String,
+    extract: Option<PathBuf>,
+    /// Project slug: its keys make the pseudonyms and date shifts (default with --extract:
+    /// the extract's project).
+    #[arg(long, required_unless_present = "extract")]
+    project: Option<String>,
     /// Appended to every pseudonymous id (as ssmixtools' identity tag).
     #[arg(long)]
     identity_tag: String,
@@ -481,6 +487,11 @@ struct Ssmix2ExtractArgs {
     /// for this RSA public key (OpenSSH ssh-rsa or PEM).
     #[arg(long)]
     id_map_key: Option<PathBuf>,
+    /// Free-text lab results (TX, FT, ST) and local code systems' wording: remove (left
+    /// out, counted) or deidentify (through pixl-text with the patient's own names,
+    /// address, phone numbers and ids as probes).
+    #[arg(long, default_value = "remove")]
+    free_text: String,
 }
 
 #[derive(Subcommand)]
@@ -776,7 +787,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Fhir(FhirCommand::Convert { input, out, extract, project, no_deid: _, views }) => {
             let (project, out) = match (extract, out) {
                 (Some(extract), _) => {
-                    let (slug, dir) = pixl_cli::fhir::extract_output(&settings.host_export_root_dir, &extract, project.as_deref())?;
+                    let (slug, dir) = pixl_cli::fhir::extract_output(&settings.host_export_root_dir, &extract, project.as_deref(), pixl_cli::fhir::FHIR_DIR)?;
                     (Some(slug), dir)
                 }
                 (None, Some(out)) => (project, out),
@@ -879,6 +890,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 max_workers,
                 ids,
                 id_map_key,
+                extract,
+                free_text,
             } = *args;
             use pixl_ssmix2::extract::{BirthDates, Format, Options, TimeMode};
             let format = match format.as_str() {
@@ -919,6 +932,19 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("shuffled", None) => anyhow::bail!("--ids shuffled needs --id-map-key: the table of storage ids and numbers is written only encrypted"),
                 _ => anyhow::bail!("--ids is keyed or shuffled"),
             };
+            let free_text = match free_text.as_str() {
+                "remove" => pixl_ssmix2::read::FreeText::Remove,
+                "deidentify" => pixl_ssmix2::read::FreeText::Deidentify,
+                _ => anyhow::bail!("--free-text is remove or deidentify"),
+            };
+            let (project, out) = match (extract, out) {
+                (Some(extract), _) => {
+                    pixl_cli::ssmix2::check_export_tree_options(format, recipient.is_some(), shuffled_ids_map_key.is_some(), birth_dates)?;
+                    pixl_cli::fhir::extract_output(&settings.host_export_root_dir, &extract, project.as_deref(), pixl_cli::ssmix2::SSMIX2_DIR)?
+                }
+                (None, Some(out)) => (project.expect("clap requires --project without --extract"), out),
+                (None, None) => anyhow::bail!("--out or --extract says where the tables go"),
+            };
             let options = Options {
                 identity_tag,
                 time_mode,
@@ -930,6 +956,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 recipient,
                 shuffled_ids_map_key,
                 max_workers,
+                free_text,
             };
             let report = runtime.block_on(pixl_cli::ssmix2::run_extract(&settings.project_configs_dir, &project, &root, &out, options))?;
             if let Some(dir) = log_dir {

@@ -8,7 +8,7 @@ use anyhow::Context;
 use pixl_core::ids::ProjectSlug;
 use pixl_fhir::deid::Keys;
 use pixl_ssmix2::crypto::DecryptionKey;
-use pixl_ssmix2::extract::{Ids, Options, Report, extract};
+use pixl_ssmix2::extract::{BirthDates, Format, Ids, Options, Report, extract};
 
 use crate::fhir::ProjectFhirKeys;
 
@@ -20,6 +20,31 @@ impl Ids for ProjectFhirKeys {
     fn offset_days(&self, pid: &str) -> i64 {
         Keys::offset_days(self, pid)
     }
+}
+
+/// The SS-MIX2 tables' folder in an extract's export tree.
+pub const SSMIX2_DIR: &str = "ssmix2";
+
+/// What may go into an extract's export tree: export-api checks every parquet file for
+/// raw identifiers and uploads it, so the tables are parquet, not encrypted (the
+/// destination is the channel), with the project's pseudonyms (which link them to the
+/// extract's images and FHIR tables), and a date of birth at most as its year.
+pub fn check_export_tree_options(format: Format, encrypted: bool, shuffled_ids: bool, birth_dates: BirthDates) -> anyhow::Result<()> {
+    if format != Format::Parquet {
+        anyhow::bail!("--extract writes parquet (export-api checks and uploads parquet files): leave out --format");
+    }
+    if encrypted {
+        anyhow::bail!(
+            "--extract and --recipient-key: the export tree is checked for identifiers and uploaded by export-api, so its tables are not encrypted; use --out for files sent to a recipient"
+        );
+    }
+    if shuffled_ids {
+        anyhow::bail!("--extract uses the project's pseudonyms (they link the tables to the extract's images and FHIR tables): leave out --ids shuffled");
+    }
+    if birth_dates == BirthDates::Full {
+        anyhow::bail!("--extract and --dob full: a full date of birth does not go into the export tree; use --dob year");
+    }
+    Ok(())
 }
 
 /// Extracts `root` into `out` with the project's keys.
@@ -52,6 +77,18 @@ pub fn print_report(report: &Report, out: &Path) {
     println!("{} messages parsed, {} decode errors, {} unparsable", report.messages_parsed, report.decode_errors, report.unparsable_messages);
     for (table, rows) in &report.rows {
         println!("  {table:<22} {rows:>10} rows");
+    }
+    let free_text = &report.free_text;
+    if free_text.deidentified > 0 {
+        let spans: Vec<String> = free_text.spans_masked.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!(
+            "free text: {} values through pixl-text, spans masked: {}",
+            free_text.deidentified,
+            if spans.is_empty() { "none".to_owned() } else { spans.join(", ") }
+        );
+    }
+    if free_text.removed > 0 {
+        println!("free text: {} values left out (--free-text deidentify keeps them through pixl-text)", free_text.removed);
     }
     if !report.deviations.is_empty() {
         let deviations: Vec<String> = report.deviations.iter().map(|(k, v)| format!("{k} {v}")).collect();

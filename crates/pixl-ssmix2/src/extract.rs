@@ -4,10 +4,9 @@
 //! dates of birth only in their own table, every file optionally encrypted for a
 //! recipient, and a report of counts.
 //!
-//! One patient at a time; each table is written in batches (parquet or CSV) through a
-//! temporary name. An encrypted table is assembled in memory and only its encrypted form
-//! reaches the disk. (Not yet: several workers, the shuffled-number ids, superseded lab
-//! reports, free text through pixl-text.)
+//! Workers read, parse and (for free text) de-identify whole patients; one writer writes
+//! each table in batches (parquet or CSV) through a temporary name, in storage order. An
+//! encrypted table is assembled in memory and only its encrypted form reaches the disk.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -20,7 +19,7 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::crypto::RecipientKey;
-use crate::read::{PatientRecords, ReadCounts, read_patient};
+use crate::read::{FreeText, FreeTextCounts, PatientRecords, ReadCounts, read_patient, resolve_free_text};
 use crate::records::{Record, Table, Value};
 use crate::storage;
 use crate::time;
@@ -84,6 +83,8 @@ pub struct Options {
     pub shuffled_ids_map_key: Option<RecipientKey>,
     /// Threads reading and parsing patients (the tables are written by one more).
     pub max_workers: usize,
+    /// Free-text results and local wording: left out, or through pixl-text.
+    pub free_text: FreeText,
 }
 
 /// The default number of workers: the cores but one, at least one.
@@ -107,6 +108,7 @@ pub struct Report {
     pub excluded_by_min_encounters: u64,
     pub rows: BTreeMap<String, u64>,
     pub deviations: BTreeMap<String, u64>,
+    pub free_text: FreeTextCounts,
     pub files_written: Vec<String>,
 }
 
@@ -271,6 +273,8 @@ fn cell(value: &Value, birth: Option<NaiveDate>, offset: i64, options: &Options)
         Value::Null => None,
         Value::Text(text) => Some(text.clone()),
         Value::Bool(b) => Some(b.to_string()),
+        // Resolved by the worker; never written as it is.
+        Value::FreeText(_) => None,
         Value::Time(stamp) => match options.time_mode {
             TimeMode::SinceBirth => birth.map(|birth| stamp.since_birth(birth)),
             TimeMode::Shift => Some(stamp.shifted(offset)),
@@ -356,7 +360,8 @@ fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progr
                     let Some(path) = dirs.get(i) else { break };
                     let mut counts = ReadCounts::default();
                     let dir = storage::read_patient(path, &mut counts.deviations);
-                    let patient = read_patient(&dir, &mut counts);
+                    let mut patient = read_patient(&dir, &mut counts);
+                    resolve_free_text(&mut patient, options.free_text, &mut counts.free_text);
                     if sender.send((i, patient, counts)).is_err() {
                         break;
                     }
@@ -486,6 +491,7 @@ fn finish(
     report.decode_errors = counts.decode_errors;
     report.unparsable_messages = counts.unparsable_messages;
     report.deviations = counts.deviations.iter().map(|(k, v)| ((*k).to_owned(), *v)).collect();
+    report.free_text = counts.free_text;
     let analytics = out.join(format!("analytics_{}.json", options.identity_tag));
     std::fs::write(&analytics, serde_json::to_vec_pretty(&report).expect("the report serialises")).map_err(io(&analytics))?;
     Ok(report)

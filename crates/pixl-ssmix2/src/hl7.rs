@@ -73,6 +73,26 @@ impl<'a> Msg<'a> {
         self.text(raw)
     }
 
+    /// Every repetition of a field, as its components (escape-decoded and normalised;
+    /// `None` for an empty one). Empty repetitions are left out.
+    pub fn repeats(&self, segment: &Segment<'_>, field: usize) -> Vec<Vec<Option<String>>> {
+        let Some(field) = field_of(segment, field) else { return Vec::new() };
+        let component = self.message.separators.component;
+        field
+            .repeats()
+            .map(|r| r.raw_value().split(component).map(|c| self.text(c)).collect::<Vec<_>>())
+            .filter(|parts| parts.iter().any(Option::is_some))
+            .collect()
+    }
+
+    /// A text field's repetitions as lines (components kept as written, escape-decoded and
+    /// normalised); `None` when empty.
+    pub fn lines(&self, segment: &Segment<'_>, field: usize) -> Option<String> {
+        let field = field_of(segment, field)?;
+        let lines: Vec<String> = field.repeats().filter_map(|r| self.text(r.raw_value())).collect();
+        (!lines.is_empty()).then(|| lines.join("\n"))
+    }
+
     /// A raw value escape-decoded and normalised; `None` when empty.
     pub fn text(&self, raw: &str) -> Option<String> {
         let decoded = self.message.separators.decode(raw).to_string();

@@ -1,5 +1,4 @@
-//! Reading a whole storage into records, patient by patient (one thread for now; the
-//! tables, pseudonyms, encryption and report of issue 16 build on this).
+//! Reading a patient's folder, or a whole storage, into records.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -7,7 +6,7 @@ use std::path::Path;
 use crate::decode::decode;
 use crate::hl7::prepare;
 use crate::records::{self, Basics, Record, Value};
-use crate::storage::{self, Deviations, Flag, PatientDir};
+use crate::storage::{self, DataFile, Deviations, Flag, PatientDir};
 use crate::time::Stamp;
 
 /// One patient's records.
@@ -29,6 +28,18 @@ pub struct ReadCounts {
     pub decode_errors: u64,
     pub unparsable_messages: u64,
     pub deviations: Deviations,
+    pub free_text: FreeTextCounts,
+}
+
+/// What became of free text (lab results of type TX/FT/ST, local code systems' wording).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FreeTextCounts {
+    /// Values left out (`FreeText::Remove`).
+    pub removed: u64,
+    /// Values written after pixl-text.
+    pub deidentified: u64,
+    /// Spans pixl-text masked, by category.
+    pub spans_masked: std::collections::BTreeMap<&'static str, u64>,
 }
 
 impl ReadCounts {
@@ -43,6 +54,11 @@ impl ReadCounts {
         self.messages_parsed += other.messages_parsed;
         self.decode_errors += other.decode_errors;
         self.unparsable_messages += other.unparsable_messages;
+        self.free_text.removed += other.free_text.removed;
+        self.free_text.deidentified += other.free_text.deidentified;
+        for (key, n) in other.free_text.spans_masked {
+            *self.free_text.spans_masked.entry(key).or_default() += n;
+        }
     }
 }
 
@@ -61,6 +77,7 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
     // order were reported before the current one.
     let mut first_reports: std::collections::HashMap<&str, Stamp> = std::collections::HashMap::new();
     let mut lab_orders: Vec<(&str, std::ops::Range<usize>)> = Vec::new();
+    let latest = latest_current_orders(dir);
     for file in &dir.files {
         *counts.files.entry((file.name.data_type.clone(), flag_number(file.name.flag))).or_default() += 1;
         let superseded_lab = file.name.flag == Flag::Superseded && file.name.data_type == "OML-11";
@@ -71,6 +88,15 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
         // A file named for another patient is not mixed into this one's records.
         if file.name.pid != dir.pid {
             *counts.deviations.entry("file_of_another_patient_skipped").or_default() += 1;
+            continue;
+        }
+        // One current version per order: a second one (a copy in another folder, a message
+        // filed twice) would double the order's rows.
+        if file.name.flag == Flag::Current
+            && let Some(kept) = latest.get(&(file.name.data_type.as_str(), file.name.order_number.as_str()))
+            && !std::ptr::eq(*kept, file)
+        {
+            *counts.deviations.entry("duplicate_current_order_skipped").or_default() += 1;
             continue;
         }
         let Some(msg_text) = read_text(&file.path, counts) else { continue };
@@ -113,6 +139,56 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
         }
     }
     patient
+}
+
+/// Data types whose files are versions of one order (its order number).
+const ORDER_TYPES: [&str; 3] = ["OMP-01", "OMP-02", "OML-11"];
+
+/// Of the current files of each order, the one with the latest event time (then path).
+fn latest_current_orders(dir: &PatientDir) -> std::collections::HashMap<(&str, &str), &DataFile> {
+    let mut latest: std::collections::HashMap<(&str, &str), &DataFile> = std::collections::HashMap::new();
+    let current_orders = dir.files.iter().filter(|f| f.name.flag == Flag::Current && f.name.pid == dir.pid && ORDER_TYPES.contains(&f.name.data_type.as_str()));
+    for file in current_orders {
+        let kept = latest.entry((file.name.data_type.as_str(), file.name.order_number.as_str())).or_insert(file);
+        if (file.name.event_time.as_str(), &file.path) > (kept.name.event_time.as_str(), &kept.path) {
+            *kept = file;
+        }
+    }
+    latest
+}
+
+/// What is done with free text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum FreeText {
+    /// Left out (the default): the column is empty and the value counted.
+    #[default]
+    Remove,
+    /// Through pixl-text with the patient's own names, address, phone numbers, ids and
+    /// date of birth as probes; every span it finds becomes `[CATEGORY]`.
+    Deidentify,
+}
+
+/// Replaces every free-text value of `patient` as `mode` says; no free text is left.
+pub fn resolve_free_text(patient: &mut PatientRecords, mode: FreeText, counts: &mut FreeTextCounts) {
+    let mut probes: Option<pixl_text::Probes> = None;
+    for value in patient.records.iter_mut().flat_map(|r| r.values.iter_mut()) {
+        let Value::FreeText(text) = value else { continue };
+        *value = match mode {
+            FreeText::Remove => {
+                counts.removed += 1;
+                Value::Null
+            }
+            FreeText::Deidentify => {
+                let probes = probes.get_or_insert_with(|| pixl_text::Probes::new(&patient.basics.known));
+                let detection = pixl_text::detect_with(text, Some(probes));
+                for span in &detection.spans {
+                    *counts.spans_masked.entry(span.category.as_str()).or_default() += 1;
+                }
+                counts.deidentified += 1;
+                Value::Text(pixl_text::mask_tags(text, &detection.spans))
+            }
+        };
+    }
 }
 
 fn read_text(path: &Path, counts: &mut ReadCounts) -> Option<String> {

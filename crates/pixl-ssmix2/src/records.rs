@@ -15,6 +15,9 @@ pub enum Value {
     Text(String),
     Time(Stamp),
     Bool(bool),
+    /// Text that may name people: a free-text result (TX, FT, ST) or a local code system's
+    /// wording. Written only after pixl-text, or not at all (`extract::FreeText`).
+    FreeText(String),
 }
 
 /// The tables of records (the patient tables are made from ADT-00 and the folders).
@@ -114,10 +117,13 @@ pub struct Record {
 }
 
 /// What ADT-00 says of the patient.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct Basics {
     pub birth_date: Option<NaiveDate>,
     pub sex: Option<String>,
+    /// Names, address, phone numbers and ids (PID-3/5/11/13/14, NK1-2/4/5), only as
+    /// probes for pixl-text: never written to a table. Its `Debug` shows no value.
+    pub known: pixl_text::Patient,
 }
 
 fn count(deviations: &mut Deviations, kind: &'static str) {
@@ -154,10 +160,16 @@ impl Reader<'_, '_> {
     }
 }
 
+/// A coded value's system, code and (with `with_text`) text. A local code system's text
+/// is the hospital's own wording, which may be free text: it is [`Value::FreeText`].
+/// Standard masters' texts (MDCDX2, HOT, JLAC10) are kept as they are.
 fn coded_values(coded: Option<Coded>, with_text: bool) -> Vec<Value> {
     let text = |v: Option<String>| v.map_or(Value::Null, Value::Text);
     match coded {
-        Some(c) if with_text => vec![Value::Text(c.system), text(c.code), text(c.text)],
+        Some(c) if with_text => {
+            let wording = if is_local(&c.system) { c.text.map_or(Value::Null, Value::FreeText) } else { text(c.text) };
+            vec![Value::Text(c.system), text(c.code), wording]
+        }
         Some(c) => vec![Value::Text(c.system), text(c.code)],
         None if with_text => vec![Value::Null, Value::Null, Value::Null],
         None => vec![Value::Null, Value::Null],
@@ -172,18 +184,39 @@ fn is_local(system: &str) -> bool {
     system.starts_with("99")
 }
 
-/// A local code system's text is the hospital's own wording (it may be free text): only
-/// its code is kept. Standard masters' texts (MDCDX2, HOT, JLAC10) are kept.
-fn local_without_text(coded: Coded) -> Coded {
-    if is_local(&coded.system) { Coded { text: None, ..coded } } else { coded }
-}
-
-/// Patient basics from an ADT-00 message: PID-7 birth date, PID-8 sex.
+/// Patient basics from an ADT-00 message: PID-7 birth date, PID-8 sex, and what pixl-text
+/// needs to find the patient in free text.
 pub fn basics(msg: &Msg<'_>) -> Basics {
     let pid = msg.segment("PID");
     let birth_date = pid.and_then(|p| msg.value(p, 7, 1)).and_then(|d| time::parse(&d)).map(|s| s.at.date());
     let sex = pid.and_then(|p| msg.value(p, 8, 1));
-    Basics { birth_date, sex }
+    let mut known = pixl_text::Patient::default();
+    for segment in msg.segments().filter(|s| s.name == "PID" || s.name == "NK1") {
+        let (names, address, phones): (usize, usize, &[usize]) = if segment.name == "PID" { (5, 11, &[13, 14]) } else { (2, 4, &[5, 6]) };
+        // Every repetition: SS-MIX2 writes the kanji name, then the kana reading.
+        for name in msg.repeats(segment, names) {
+            known.surnames.extend(name.first().cloned().flatten());
+            known.first_names.extend(name.get(1).cloned().flatten());
+        }
+        for place in msg.repeats(segment, address) {
+            // Street, other, city, prefecture, postal code.
+            known.postcodes.extend(place.into_iter().take(5).flatten());
+        }
+        for &field in phones {
+            for phone in msg.repeats(segment, field) {
+                // XTN-1 (the number as written) or XTN-12 (unformatted).
+                known.phones.extend(phone.first().cloned().flatten());
+                known.phones.extend(phone.get(11).cloned().flatten());
+            }
+        }
+        if segment.name == "PID" {
+            for id in msg.repeats(segment, 3) {
+                known.identifiers.extend(id.first().cloned().flatten());
+            }
+        }
+    }
+    known.dates_of_birth.extend(birth_date.map(|d| d.format("%Y-%m-%d").to_string()));
+    Basics { birth_date, sex, known }
 }
 
 /// The patient id a message names (PID-3, first component).
@@ -248,7 +281,7 @@ fn diagnoses(reader: &mut Reader<'_, '_>) -> Vec<Record> {
         if msg.value(prb, 1, 1).as_deref() != Some("AD") {
             continue;
         }
-        let primary = msg.coded(prb, 3, |s| s == "MDCDX2").or_else(|| msg.coded(prb, 3, |_| true)).map(local_without_text);
+        let primary = msg.coded(prb, 3, |s| s == "MDCDX2").or_else(|| msg.coded(prb, 3, |_| true));
         let secondary = msg.coded(prb, 10, |s| s == "I10" || s == "ICD10");
         let diagnosis_type = msg.coded(prb, 10, |s| s == "JHSD0004").and_then(|c| c.code).map_or(Value::Null, Value::Text);
         // PRB-13 as a JHSD0005 code, or bare.
@@ -306,7 +339,7 @@ fn orders(reader: &mut Reader<'_, '_>, injections: bool) -> Vec<Record> {
             times.push(reader.time_text(raw));
         }
         if injections {
-            let injection_type = msg.coded(rxe, 2, |s| s == "99I02").or_else(|| msg.coded(rxe, 2, |_| true)).map(local_without_text);
+            let injection_type = msg.coded(rxe, 2, |s| s == "99I02").or_else(|| msg.coded(rxe, 2, |_| true));
             let components: Vec<_> = group.iter().filter(|s| s.name == "RXC").collect();
             let component_rows: Vec<(Option<Coded>, Option<Coded>)> = if components.is_empty() {
                 vec![(None, None)]
@@ -314,7 +347,7 @@ fn orders(reader: &mut Reader<'_, '_>, injections: bool) -> Vec<Record> {
                 components
                     .iter()
                     .map(|rxc| {
-                        let primary = msg.coded(rxc, 2, is_hot).or_else(|| msg.coded(rxc, 2, |_| true)).map(local_without_text);
+                        let primary = msg.coded(rxc, 2, is_hot).or_else(|| msg.coded(rxc, 2, |_| true));
                         let secondary = msg.coded(rxc, 2, |s| is_local(s) && primary.as_ref().is_none_or(|p| p.system != s));
                         (primary, secondary)
                     })
@@ -328,7 +361,7 @@ fn orders(reader: &mut Reader<'_, '_>, injections: bool) -> Vec<Record> {
                 rows.push(Record { table: Table::InjectionOrders, values });
             }
         } else {
-            let primary = msg.coded(rxe, 2, is_hot).or_else(|| msg.coded(rxe, 2, |_| true)).map(local_without_text);
+            let primary = msg.coded(rxe, 2, is_hot).or_else(|| msg.coded(rxe, 2, |_| true));
             let secondary = msg.coded(rxe, 31, |s| s == "YJ" || s == "MYAK");
             let duration = tq1.and_then(|t| {
                 let amount = msg.value(t, 6, 1)?;
@@ -364,28 +397,27 @@ fn labs(reader: &mut Reader<'_, '_>) -> Vec<Record> {
             }
             "OBR" => reported = msg.value(segment, 22, 1),
             "OBX" => {
-                let lab = msg.coded(segment, 3, |s| s == "JC10").or_else(|| msg.coded(segment, 3, |_| true)).map(local_without_text);
+                let lab = msg.coded(segment, 3, |s| s == "JC10").or_else(|| msg.coded(segment, 3, |_| true));
                 let value_type = msg.value(segment, 2, 1);
                 // Numbers are kept; a coded result keeps its text (component 2, as ssmixtools)
-                // or code; text of any other kind (TX, FT, ST, none given) may name people and
-                // is left out until it can go through pixl-text.
+                // or code; text of any other kind (TX, FT, ST, none given) may name people:
+                // it is free text, every repetition a line.
                 let value = match value_type.as_deref() {
-                    Some("NM" | "SN" | "NA") => msg.value(segment, 5, 0),
-                    Some("CWE" | "CE" | "CNE" | "CF") => msg.value(segment, 5, 2).or_else(|| msg.value(segment, 5, 1)),
-                    _ => {
-                        if msg.value(segment, 5, 0).is_some() {
-                            count(reader.deviations, "free_text_value_removed");
-                        }
-                        None
-                    }
+                    Some("NM" | "SN" | "NA") => msg.value(segment, 5, 0).map(Value::Text),
+                    Some("CWE" | "CE" | "CNE" | "CF") => msg.value(segment, 5, 2).or_else(|| msg.value(segment, 5, 1)).map(Value::Text),
+                    _ => msg.lines(segment, 5).map(Value::FreeText),
                 };
                 let unit = msg.coded(segment, 6, |_| true);
                 let mut values = coded_values(lab, true);
                 values.push(value_type.map_or(Value::Null, Value::Text));
-                values.push(value.map_or(Value::Null, Value::Text));
-                let unit_values = coded_values(unit, true);
-                // ssmixtools' order: unit_text, unit_code, unit_coding_system.
-                values.extend([unit_values[2].clone(), unit_values[1].clone(), unit_values[0].clone()]);
+                values.push(value.unwrap_or(Value::Null));
+                // ssmixtools' order: unit_text, unit_code, unit_coding_system. A unit's text
+                // is a unit, in a local system too.
+                let text = |v: Option<String>| v.map_or(Value::Null, Value::Text);
+                match unit {
+                    Some(unit) => values.extend([text(unit.text), text(unit.code), Value::Text(unit.system)]),
+                    None => values.extend([Value::Null, Value::Null, Value::Null]),
+                }
                 let tested = msg.value(segment, 14, 1);
                 for raw in [sampled.clone(), tested, reported.clone()] {
                     values.push(reader.time_text(raw));

@@ -1,11 +1,13 @@
 //! A generator of SS-MIX2 storages for tests and the benchmark (deterministic, no
 //! randomness). Every patient has an ADT-00 with a kanji name whose JIS bytes collide
 //! with HL7 delimiters, a PPR-01 diagnosis, and 2–4 days of care, each with an outpatient
-//! visit (ADT-12), a prescription (OMP-01) and a lab order with two results (OML-11).
+//! visit (ADT-12), a prescription (OMP-01) and a lab order with two results and a
+//! free-text comment naming the patient (OML-11).
 //! Even patients' files end segments with CR, odd ones with LF. With `deviations`, the
 //! first patient also gets what real storages hold: a deleted and a superseded lab file,
-//! a 13-digit order number, a file in another day's folder, a message whose PID-3 is not
-//! the folder's, a junk file, and an order time with hour 25.
+//! a lab report filed twice as current, a 13-digit order number, a file in another day's
+//! folder, a message whose PID-3 is not the folder's, a junk file, and an order time with
+//! hour 25.
 
 use std::path::Path;
 
@@ -85,6 +87,7 @@ pub fn write(root: &Path, patients: usize, deviations: bool) -> std::io::Result<
             let name = format!("{family}^{given}^^^^^L^I");
             seg("PID", &[(3, &id), (5, &name), (7, &birth), (8, sex), (11, "東京都^^日本橋1-2-3"), (13, "03-1234-5678")])
         };
+        let comment = format!("Repeat test advised. Called {family} {given} on 03-1234-5678~{family}{given}様に電話連絡");
         let first_day = day_of(i, 0);
         let adt00 = [msh("ADT^A08^ADT_A01", &format!("{first_day}090000")), format!("EVN||{first_day}090000"), pid_segment(&pid), "PV1||O".to_owned()];
         w.file(&pid, "-", "ADT-00", &format!("{pid}_-_ADT-00_999999999999999_{first_day}090000000_-_1"), &adt00, terminator)?;
@@ -136,12 +139,16 @@ pub fn write(root: &Path, patients: usize, deviations: bool) -> std::io::Result<
                     "ORC|SC".to_owned(),
                     seg("OBX", &[(2, "NM"), (3, "3D046000001920402^HbA1c^JC10"), (5, value), (6, "%^%^99XYZ"), (11, "F")]),
                     seg("OBX", &[(2, "NM"), (3, "3C015000002327101^クレアチニン^JC10"), (5, "0.9"), (6, "mg/dL^mg/dL^99XYZ"), (11, "F")]),
+                    // A free-text comment under a local code, naming the patient: two lines.
+                    seg("OBX", &[(2, "TX"), (3, "9Z001^検査コメント^99LAB"), (5, &comment), (11, "F")]),
                 ]
             };
             w.file(&pid, &day, "OML-11", &format!("{pid}_{day}_OML-11_{}_{day}123000000_102_1", order(3)), &lab("7.2", "123000"), terminator)?;
             if deviations && i == 0 && k == 0 {
                 w.file(&pid, &day, "OML-11", &format!("{pid}_{day}_OML-11_{}_{day}113000000_102_2", order(3)), &lab("7.1", "113000"), terminator)?;
                 w.file(&pid, &day, "OML-11", &format!("{pid}_{day}_OML-11_{}_{day}103000000_102_0", order(4)), &lab("9.9", "103000"), terminator)?;
+                // The same order's current version filed twice: the earlier copy is not read.
+                w.file(&pid, &day, "OML-11", &format!("{pid}_{day}_OML-11_{}_{day}120000000_102_1", order(3)), &lab("6.9", "120000"), terminator)?;
             }
         }
         if deviations && i == 0 {

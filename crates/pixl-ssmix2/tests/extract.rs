@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 
 use pixl_ssmix2::crypto::{DecryptionKey, RecipientKey};
 use pixl_ssmix2::extract::{BirthDates, Format, Ids, Options, TimeMode, extract};
+use pixl_ssmix2::read::FreeText;
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ssmix2-synthetic/storage")
@@ -35,6 +36,7 @@ fn options(format: Format, time_mode: TimeMode) -> Options {
         recipient: None,
         shuffled_ids_map_key: None,
         max_workers: 3,
+        free_text: FreeText::Remove,
     }
 }
 
@@ -250,4 +252,42 @@ fn shuffled_ids_are_a_fresh_permutation_and_their_map_is_only_encrypted() {
         orders.push(ids);
     }
     assert_ne!(orders[0], orders[1], "a fresh order each run (1 in 40! to be equal)");
+}
+
+#[test]
+fn free_text_is_left_out_or_goes_through_pixl_text_with_the_patients_probes() {
+    let storage = tempfile::tempdir().unwrap();
+    pixl_ssmix2::synth::write(storage.path(), 6, false).unwrap();
+    let labs = |mode: FreeText| {
+        let out = tempfile::tempdir().unwrap();
+        let mut options = options(Format::Csv, TimeMode::SinceBirth);
+        options.free_text = mode;
+        let report = extract(storage.path(), out.path(), &options, &TestIds, &|_, _| {}).unwrap();
+        let mut reader = csv::Reader::from_path(out.path().join("lab_results_UT.csv")).unwrap();
+        let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+        (report, rows)
+    };
+    // Column 3 is lab_text, 4 value_type, 5 value.
+    let (report, rows) = labs(FreeText::Remove);
+    let comments: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[4] == "TX").collect();
+    let days: usize = (0..6).map(pixl_ssmix2::synth::days_of).sum();
+    assert_eq!(comments.len(), days);
+    assert!(comments.iter().all(|r| r[5].is_empty() && r[3].is_empty() && &r[2] == "9Z001"), "value and local wording left out, code kept");
+    assert_eq!((report.free_text.removed, report.free_text.deidentified), (2 * days as u64, 0), "each comment's value and local wording");
+
+    let (report, rows) = labs(FreeText::Deidentify);
+    let comments: Vec<&csv::StringRecord> = rows.iter().filter(|r| &r[4] == "TX").collect();
+    assert_eq!(comments.len(), days);
+    assert_eq!((report.free_text.removed, report.free_text.deidentified), (0, 2 * days as u64));
+    assert!(report.free_text.spans_masked.get("NAME").is_some_and(|n| *n >= days as u64), "{:?}", report.free_text);
+    let all_names: Vec<&str> = ["日本", "京本", "日野", "本田", "東京", "太郎", "京子", "日出男", "本子", "剤子"].into();
+    for row in comments {
+        let value = &row[5];
+        assert!(value.starts_with("Repeat test advised. Called "), "what is not identifying is kept: {value}");
+        assert!(value.contains('\n'), "the repetitions are lines: {value}");
+        for name in &all_names {
+            assert!(!value.contains(name), "a name is left in {value}");
+        }
+        assert!(!value.contains("1234") && !value.contains("5678"), "the phone number is left in {value}");
+    }
 }

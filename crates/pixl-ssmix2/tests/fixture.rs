@@ -18,6 +18,7 @@ fn text(value: &Value) -> String {
         Value::Text(t) => t.clone(),
         Value::Time(s) => s.at.format("%Y%m%d%H%M%S").to_string(),
         Value::Bool(b) => b.to_string(),
+        Value::FreeText(t) => format!("free text: {t}"),
     }
 }
 

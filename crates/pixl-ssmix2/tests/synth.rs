@@ -24,14 +24,17 @@ fn a_generated_storage_with_every_deviation_reads_exactly() {
     }
     assert_eq!(
         rows,
-        BTreeMap::from([(Table::OutpatientVisits, days + 2), (Table::Diagnoses, 7), (Table::PrescriptionOrders, days), (Table::LabResults, 2 * days),])
+        BTreeMap::from([(Table::OutpatientVisits, days + 2), (Table::Diagnoses, 7), (Table::PrescriptionOrders, days), (Table::LabResults, 3 * days),])
     );
     let deviations: Vec<(&str, u64)> = counts.deviations.iter().map(|(k, v)| (*k, *v)).collect();
-    assert_eq!(deviations, [("file_in_wrong_folder", 1), ("junk_file", 1), ("order_number_not_15_digits", 1), ("pid_mismatch", 1)]);
+    assert_eq!(
+        deviations,
+        [("duplicate_current_order_skipped", 1), ("file_in_wrong_folder", 1), ("junk_file", 1), ("order_number_not_15_digits", 1), ("pid_mismatch", 1)]
+    );
     assert_eq!(counts.files.get(&("OML-11".to_owned(), 0)), Some(&1));
     assert_eq!(counts.files.get(&("OML-11".to_owned(), 2)), Some(&1));
     assert_eq!(counts.messages_parsed as usize, 7 * 2 + 3 * days + 2 + 1, "and the superseded lab report");
-    assert_eq!(written.files, counts.messages_parsed as usize + 1, "every file but the deleted version was parsed");
+    assert_eq!(written.files, counts.messages_parsed as usize + 2, "every file but the deleted version and the duplicate was parsed");
     assert_eq!((counts.decode_errors, counts.unparsable_messages), (0, 0));
 
     // Birth dates and sex of every patient (read from PID-7/8 past a name whose bytes hold delimiters).
@@ -52,14 +55,18 @@ fn a_generated_storage_with_every_deviation_reads_exactly() {
         })
         .collect();
     assert!(starts.contains(&"2022-01-04 01:30".to_owned()), "{starts:?}");
-    // The superseded report (7.1) and the deleted order (9.9) are not in the results.
+    // The superseded report (7.1), the deleted order (9.9) and the earlier duplicate of a
+    // current report (6.9) are not in the results.
     let values: Vec<String> = first
         .records
         .iter()
         .filter(|r| r.table == Table::LabResults)
         .filter_map(|r| if let Value::Text(v) = &r.values[4] { Some(v.clone()) } else { None })
         .collect();
-    assert!(values.contains(&"7.2".to_owned()) && !values.contains(&"7.1".to_owned()) && !values.contains(&"9.9".to_owned()), "{values:?}");
+    assert!(
+        values.contains(&"7.2".to_owned()) && !values.contains(&"7.1".to_owned()) && !values.contains(&"9.9".to_owned()) && !values.contains(&"6.9".to_owned()),
+        "{values:?}"
+    );
     // The current report's results carry the first report time, from the superseded version.
     let reported: Vec<String> = first
         .records
@@ -67,8 +74,8 @@ fn a_generated_storage_with_every_deviation_reads_exactly() {
         .filter(|r| r.table == Table::LabResults)
         .filter_map(|r| if let Value::Time(t) = &r.values[10] { Some(t.at.format("%Y-%m-%d %H:%M").to_string()) } else { None })
         .collect();
-    assert_eq!(reported[..2], ["2022-01-03 11:30", "2022-01-03 11:30"], "{reported:?}");
-    assert!(reported[2..].iter().all(|r| r.ends_with("12:30")), "{reported:?}");
+    assert_eq!(reported[..3], ["2022-01-03 11:30", "2022-01-03 11:30", "2022-01-03 11:30"], "{reported:?}");
+    assert!(reported[3..].iter().all(|r| r.ends_with("12:30")), "{reported:?}");
 }
 
 #[test]
