@@ -3,7 +3,8 @@
 # the same files (pixl-ssmix2's `read_decode` example: walk, read, ISO-2022-JP decode,
 # nothing else), on a generated storage (`pixl ssmix2 generate`), each pinned to one core
 # (taskset -c 0), then on all cores (the floor split over as many threads; extract with
-# as many workers, plus its writer thread). Reports messages/s, MB/s and peak RSS (GNU time), for PATIENTS and for
+# as many workers, plus its writer thread; and with the generator's lab comments through
+# pixl-text, `--free-text deidentify`). Reports messages/s, MB/s and peak RSS (GNU time), for PATIENTS and for
 # 2×PATIENTS patients (peak RSS should not grow with the number of patients).
 # Usage: bench/ssmix2.sh [PATIENTS]   (default 10000; PIXL_BENCH_PROFILE=dev: the test build)
 set -euo pipefail
@@ -45,4 +46,5 @@ for n in "$patients" $((patients * 2)); do
   measure "pixl ssmix2 extract, 1 core" 0 "$files" "$mb" "$bin/pixl" ssmix2 extract "$work/storage-$n" --out "$work/out1-$n" --project bench-ssmix2 --identity-tag B --max-workers 1
   measure "read + decode (floor), all cores" "$all" "$files" "$mb" "$bin/examples/read_decode" "$work/storage-$n" "$(nproc)"
   measure "pixl ssmix2 extract, all cores" "$all" "$files" "$mb" "$bin/pixl" ssmix2 extract "$work/storage-$n" --out "$work/out-$n" --project bench-ssmix2 --identity-tag B --max-workers "$(nproc)"
+  measure "  with --free-text deidentify" "$all" "$files" "$mb" "$bin/pixl" ssmix2 extract "$work/storage-$n" --out "$work/outd-$n" --project bench-ssmix2 --identity-tag B --max-workers "$(nproc)" --free-text deidentify
 done

@@ -910,6 +910,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "year" => BirthDates::Year,
                 _ => anyhow::bail!("--dob is none, full or year"),
             };
+            if extract.is_some() {
+                pixl_cli::ssmix2::check_export_tree_options(format, recipient_key.is_some(), ids == "shuffled", birth_dates)?;
+            }
             if identity_tag.is_empty() || !identity_tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 anyhow::bail!("--identity-tag is letters, digits, '-' and '_' (it becomes part of file names and ids)");
             }
@@ -939,7 +942,6 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             let (project, out) = match (extract, out) {
                 (Some(extract), _) => {
-                    pixl_cli::ssmix2::check_export_tree_options(format, recipient.is_some(), shuffled_ids_map_key.is_some(), birth_dates)?;
                     pixl_cli::fhir::extract_output(&settings.host_export_root_dir, &extract, project.as_deref(), pixl_cli::ssmix2::SSMIX2_DIR)?
                 }
                 (None, Some(out)) => (project.expect("clap requires --project without --extract"), out),

@@ -109,3 +109,81 @@ fn extract_encrypted_for_an_ssh_keygen_key_then_decrypt() {
     numbers.sort();
     assert_eq!(numbers, ["1S", "2S", "3S", "4S", "5S", "6S"]);
 }
+
+/// `--extract`: the tables go into the extract's export tree (`ssmix2/`), where
+/// export-api's identifier check and upload find every parquet file; what may not go
+/// there (encrypted or CSV tables, run-local numbers, full dates of birth) is refused.
+/// `--free-text deidentify` keeps generated lab comments through pixl-text.
+#[test]
+fn extract_into_an_export_tree_with_free_text_through_pixl_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let configs = project_dir(dir.path());
+    let secrets = dir.path().join("secrets.json");
+    std::fs::write(&secrets, r#"{"hashing-key": "ssmix2-test-key", "check-project": "5eed5a170000c0de"}"#).unwrap();
+    let storage = dir.path().join("storage");
+    let generated = pixl(&["ssmix2", "generate", storage.to_str().unwrap(), "--patients", "5"], &configs, &secrets);
+    assert!(generated.status.success(), "{}", text(&generated));
+    let extract = dir.path().join("omop-extract");
+    std::fs::create_dir_all(&extract).unwrap();
+    std::fs::write(extract.join("extract_summary.json"), r#"{"datetime": "2024-05-06 07:08:09", "settings": {"cdm_source_name": "check-project"}}"#).unwrap();
+    let export_root = dir.path().join("exports");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["ssmix2", "extract", storage.to_str().unwrap(), "--extract", extract.to_str().unwrap(), "--identity-tag", "E"];
+        args.extend_from_slice(extra);
+        Command::new(env!("CARGO_BIN_EXE_pixl"))
+            .args(&args)
+            .env("PROJECT_CONFIGS_DIR", &configs)
+            .env("PIXL_SECRETS_FILE", &secrets)
+            .env("HOST_EXPORT_ROOT_DIR", &export_root)
+            .output()
+            .unwrap()
+    };
+    for (extra, said) in [
+        (&["--format", "csv"][..], "--extract writes parquet"),
+        (&["--recipient-key", "key.pub"][..], "not encrypted"),
+        (&["--dob", "full"][..], "--dob year"),
+        (&["--project", "another-project"][..], "not the extract's project"),
+        (&["--free-text", "keep"][..], "--free-text is remove or deidentify"),
+    ] {
+        let refused = run(extra);
+        assert!(!refused.status.success() && text(&refused).contains(said), "{extra:?}: {}", text(&refused));
+    }
+    assert!(!export_root.exists(), "nothing written by a refused run");
+
+    let done = run(&["--free-text", "deidentify", "--dob", "year"]);
+    assert!(done.status.success(), "{}", text(&done));
+    let days: usize = (0..5).map(pixl_ssmix2::synth::days_of).sum();
+    assert!(text(&done).contains(&format!("free text: {} values through pixl-text", 2 * days)), "{}", text(&done));
+    let tree = export_root.join("check-project/all_extracts/2024-05-06t07-08-09/ssmix2");
+    let mut files: Vec<String> = std::fs::read_dir(&tree).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    files.sort();
+    assert_eq!(
+        files,
+        [
+            "admissions_E.parquet",
+            "analytics_E.json",
+            "date_of_birth_E.parquet",
+            "diagnoses_E.parquet",
+            "discharges_E.parquet",
+            "injection_orders_E.parquet",
+            "lab_results_E.parquet",
+            "outpatient_visits_E.parquet",
+            "patient_metadata_E.parquet",
+            "prescription_orders_E.parquet"
+        ]
+    );
+    // The comments are kept, without the patients' names or phone number.
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(std::fs::File::open(tree.join("lab_results_E.parquet")).unwrap())
+        .unwrap()
+        .build()
+        .unwrap();
+    let mut comments = Vec::new();
+    for batch in reader {
+        let batch = batch.unwrap();
+        let column = |name: &str| batch.column_by_name(name).unwrap().as_any().downcast_ref::<arrow_array::StringArray>().unwrap().clone();
+        let (types, values) = (column("value_type"), column("value"));
+        comments.extend((0..batch.num_rows()).filter(|&i| types.value(i) == "TX").map(|i| values.value(i).to_owned()));
+    }
+    assert_eq!(comments.len(), days);
+    assert!(comments.iter().all(|c| c.starts_with("Repeat test advised.") && !c.contains("5678") && !c.contains("日本")), "{comments:?}");
+}

@@ -52,23 +52,22 @@ async fn directory_destination_gets_the_linker_and_none_exports_nothing() {
     let settled = wait_for(&f.ctx, &f.studies, &["exported", "failed"]).await;
     assert!(settled.iter().all(|(state, _, to)| state == "exported" && to.as_deref() == Some("directory")), "{settled:?}");
     let destination = f.dir.path().join("research-export");
+    // SS-MIX2 tables written into the extract's tree (as `pixl ssmix2 extract --extract`
+    // writes them) pass the identifier check and are uploaded with the rest.
+    let ssmix2_tables = ssmix2_into_tree(&f.ctx.settings.host_export_root_dir.join(PROJECT).join("all_extracts/2024-01-01t00-00-00/ssmix2"));
     let (status, text) =
         post(&api, serde_json::json!({"project_name": "Test Extract - UCLH OMOP CDM", "extract_datetime": "2024-01-01 00:00:00", "output_dir": "/ignored"}))
             .await;
     assert_eq!(status, 200, "{text}");
     let answer: PatientDataExported = serde_json::from_str(&text).unwrap();
     assert_eq!(answer.linked_studies, 2);
-    // The image linker, the reports (none yet: ehr-api did not run) and the release report.
+    // The image linker, the reports (none yet: ehr-api did not run), the SS-MIX2 tables
+    // and the release report.
     let root = format!("{PROJECT}/2024-01-01t00-00-00/parquet");
-    assert_eq!(
-        answer.uploaded,
-        [
-            format!("{root}/radiology/IMAGE_LINKER.parquet"),
-            format!("{root}/radiology/radiology.parquet"),
-            format!("{root}/release-report.json"),
-            format!("{root}/release-report.html")
-        ]
-    );
+    let mut wanted = vec![format!("{root}/radiology/IMAGE_LINKER.parquet"), format!("{root}/radiology/radiology.parquet")];
+    wanted.extend(ssmix2_tables.iter().map(|table| format!("{root}/ssmix2/{table}")));
+    wanted.extend([format!("{root}/release-report.json"), format!("{root}/release-report.html")]);
+    assert_eq!(answer.uploaded, wanted);
     assert_eq!((answer.reports, answer.reports_withheld), (0, 0));
     let mut files: Vec<String> = Vec::new();
     let mut found = Vec::new();
@@ -102,6 +101,40 @@ async fn directory_destination_gets_the_linker_and_none_exports_nothing() {
     assert_eq!(after.len(), expected.len(), "nothing more in the destination");
     api.stop().await;
     f.ctx.teardown().await;
+}
+
+/// The independent generator's SS-MIX2 storage extracted into `dir`; the parquet files'
+/// names, sorted.
+fn ssmix2_into_tree(dir: &std::path::Path) -> Vec<String> {
+    struct Ids;
+    impl pixl_ssmix2::extract::Ids for Ids {
+        fn pseudonym(&self, pid: &str) -> String {
+            format!("{:016x}", pid.bytes().fold(7u64, |a, b| a.wrapping_mul(131).wrapping_add(u64::from(b))))
+        }
+        fn offset_days(&self, _: &str) -> i64 {
+            -30
+        }
+    }
+    let storage = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures/ssmix2-synthetic/storage");
+    let options = pixl_ssmix2::extract::Options {
+        identity_tag: "T".to_owned(),
+        time_mode: pixl_ssmix2::extract::TimeMode::Shift,
+        birth_dates: pixl_ssmix2::extract::BirthDates::Year,
+        period_start: None,
+        period_end: None,
+        min_encounters: 1,
+        format: pixl_ssmix2::extract::Format::Parquet,
+        recipient: None,
+        shuffled_ids_map_key: None,
+        max_workers: 1,
+        free_text: pixl_ssmix2::read::FreeText::Remove,
+    };
+    let report = pixl_ssmix2::extract::extract(&storage, dir, &options, &Ids, &|_, _| {}).unwrap();
+    assert_eq!(report.patients_included, 6);
+    let mut tables: Vec<String> = report.files_written.into_iter().filter(|f| f.ends_with(".parquet")).collect();
+    tables.sort();
+    assert_eq!(tables.len(), 9, "seven record tables, patient_metadata and date_of_birth: {tables:?}");
+    tables
 }
 
 #[tokio::test]
