@@ -95,8 +95,11 @@ impl<'a> Msg<'a> {
 
     /// A raw value escape-decoded and normalised; `None` when empty.
     pub fn text(&self, raw: &str) -> Option<String> {
-        let decoded = self.message.separators.decode(raw).to_string();
-        let value = normalise(&decoded);
+        if raw.is_empty() {
+            return None;
+        }
+        // Escape sequences (`\F\`, `\X..\`) only where the escape character is.
+        let value = if raw.contains(self.message.separators.escape) { normalise(&self.message.separators.decode(raw).to_string()) } else { normalise(raw) };
         (!value.is_empty()).then_some(value)
     }
 
