@@ -5,7 +5,8 @@
 # (taskset -c 0), then on all cores (the floor split over as many threads; extract with
 # as many workers, plus its writer thread; and with the generator's lab comments through
 # pixl-text, `--free-text deidentify`). Reports messages/s, MB/s and peak RSS (GNU time), for PATIENTS and for
-# 2×PATIENTS patients (peak RSS should not grow with the number of patients).
+# 2×PATIENTS patients (peak RSS should not grow with the number of patients). Each figure
+# is the median of 3 runs (the floor's time varies by 2x from run to run on this VM).
 # Usage: bench/ssmix2.sh [PATIENTS]   (default 10000; PIXL_BENCH_PROFILE=dev: the test build)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -25,14 +26,18 @@ ln -s "$PWD/projects/configs/tag-operations" "$work/configs/tag-operations"
 printf 'project:\n  name: bench-ssmix2\n  modalities: [CT]\ntag_operation_files:\n  base: [base.yaml]\ndestination:\n  dicom: none\n  parquet: none\n' > "$work/configs/bench-ssmix2.yaml"
 echo '{"hashing-key": "bench-key", "bench-ssmix2": "0123456789abcdef"}' > "$work/secrets.json"
 export PROJECT_CONFIGS_DIR=$work/configs PIXL_SECRETS_FILE=$work/secrets.json
-measure() { # label, cores (taskset list), files, MB, command...
+measure() { # label, cores (taskset list), files, MB, command...   (median of 3 runs)
   local label=$1 cores=$2 files=$3 mb=$4; shift 4
-  local start end rss
-  sync; start=$(date +%s.%N)
-  /usr/bin/time -f '%M' -o "$work/rss" taskset -c "$cores" "$@" > "$work/out.txt" 2>&1 || { cat "$work/out.txt" >&2; return 1; }
-  end=$(date +%s.%N)
-  rss=$(cat "$work/rss")
-  python3 -c "import sys; s=$end-$start; print(f'{sys.argv[1]:<36} {s:7.2f} s {$files/s:9.0f} messages/s {$mb/s:7.1f} MB/s  peak RSS {$rss/1024:6.0f} MB')" "$label"
+  local start end times=() rss=0 r
+  for _ in 1 2 3; do
+    rm -rf "$work"/out*
+    sync; start=$(date +%s.%N)
+    /usr/bin/time -f '%M' -o "$work/rss" taskset -c "$cores" "$@" > "$work/out.txt" 2>&1 || { cat "$work/out.txt" >&2; return 1; }
+    end=$(date +%s.%N)
+    times+=("$(python3 -c "print($end-$start)")")
+    r=$(cat "$work/rss"); ((r > rss)) && rss=$r
+  done
+  python3 -c "import sys; s=sorted(map(float, sys.argv[2:]))[1]; print(f'{sys.argv[1]:<36} {s:7.2f} s {$files/s:9.0f} messages/s {$mb/s:7.1f} MB/s  peak RSS {$rss/1024:6.0f} MB')" "$label" "${times[@]}"
 }
 echo "machine: $(nproc) cores: $(lscpu | sed -n 's/^Model name: *//p')"
 for n in "$patients" $((patients * 2)); do

@@ -12,8 +12,10 @@ fn main() {
     let mut stack = vec![root];
     while let Some(dir) = stack.pop() {
         for entry in std::fs::read_dir(&dir).expect("a readable folder") {
-            let path = entry.expect("an entry").path();
-            if path.is_dir() { stack.push(path) } else { files.push(path) }
+            let entry = entry.expect("an entry");
+            // The listing's own file type, as the extraction's walk uses it.
+            let is_dir = entry.file_type().expect("a file type").is_dir();
+            if is_dir { stack.push(entry.path()) } else { files.push(entry.path()) }
         }
     }
     let chunk = files.len().div_ceil(threads).max(1);

@@ -25,11 +25,29 @@ pub struct Prepared {
 
 /// Splits `text` into segments on CR, LF or CRLF, drops blank ones.
 pub fn prepare(text: &str) -> Result<Prepared, Hl7Error> {
-    let segments: Vec<&str> = text.split(['\r', '\n']).filter(|s| !s.trim().is_empty()).collect();
-    if !segments.first().is_some_and(|s| s.starts_with("MSH")) {
+    prepare_segments(text, None)
+}
+
+/// As [`prepare`], keeping only the segments named in `keep` (MSH always): what is not
+/// read is not parsed either.
+pub fn prepare_only(text: &str, keep: &[&str]) -> Result<Prepared, Hl7Error> {
+    prepare_segments(text, Some(keep))
+}
+
+fn prepare_segments(text: &str, keep: Option<&[&str]>) -> Result<Prepared, Hl7Error> {
+    let mut segments = text.split(['\r', '\n']).filter(|s| !s.trim().is_empty());
+    let Some(msh) = segments.next().filter(|s| s.starts_with("MSH")) else {
         return Err(Hl7Error::NoMsh);
+    };
+    let mut joined = String::with_capacity(text.len());
+    joined.push_str(msh);
+    for segment in segments {
+        if keep.is_none_or(|keep| segment.get(..3).is_some_and(|name| keep.contains(&name))) {
+            joined.push('\r');
+            joined.push_str(segment);
+        }
     }
-    Ok(Prepared { text: segments.join("\r") })
+    Ok(Prepared { text: joined })
 }
 
 /// A parsed message.
@@ -173,6 +191,17 @@ mod tests {
             assert_eq!(msg.value(msg.segment("PV1").unwrap(), 10, 0).as_deref(), Some("102"));
         }
         assert_eq!(prepare("PID|1").unwrap_err(), Hl7Error::NoMsh);
+    }
+
+    #[test]
+    fn only_the_segments_read_are_parsed() {
+        let text = "MSH|^~\\&|||||20220110||ADT^A08|1|P|2.5\nPID|||123||日本^太郎\n\nNK1|1|日本^花子\nIN1|1|保険者番号\nDB1|1\r\nNK1|2|京本^一郎";
+        let prepared = prepare_only(text, &["PID", "NK1"]).unwrap();
+        let msg = prepared.parse().unwrap();
+        let names: Vec<&str> = msg.segments().map(|s| s.name).collect();
+        assert_eq!(names, ["MSH", "PID", "NK1", "NK1"]);
+        assert_eq!(msg.value(msg.segments().nth(3).unwrap(), 2, 1).as_deref(), Some("京本"));
+        assert_eq!(prepare_only("PID|1\rMSH|^~\\&", &["PID"]).unwrap_err(), Hl7Error::NoMsh);
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use crate::decode::decode;
-use crate::hl7::prepare;
+use crate::hl7::prepare_only;
 use crate::records::{self, Basics, Record, Value};
 use crate::storage::{self, DataFile, Deviations, Flag, PatientDir};
 use crate::time::Stamp;
@@ -99,8 +99,9 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
             *counts.deviations.entry("duplicate_current_order_skipped").or_default() += 1;
             continue;
         }
+        let Some(segments) = records::segments_read(&file.name.data_type) else { continue };
         let Some(msg_text) = read_text(&file.path, counts) else { continue };
-        let Ok(prepared) = prepare(&msg_text) else {
+        let Ok(prepared) = prepare_only(&msg_text, segments) else {
             counts.unparsable_messages += 1;
             continue;
         };

@@ -219,6 +219,20 @@ pub fn basics(msg: &Msg<'_>) -> Basics {
     Basics { birth_date, sex, known }
 }
 
+/// The segments the records of a data type read (PID too, for the id check), or `None`
+/// for a data type that makes no rows: its files are counted, not parsed. The others
+/// (IN1, DB1, AL1, RXR...) are never parsed.
+pub fn segments_read(data_type: &str) -> Option<&'static [&'static str]> {
+    Some(match data_type {
+        "ADT-00" => &["PID", "NK1"],
+        "ADT-12" | "ADT-22" | "ADT-52" => &["EVN", "PID", "PV1"],
+        "PPR-01" => &["PID", "PRB"],
+        "OMP-01" | "OMP-02" => &["PID", "ORC", "RXE", "TQ1", "RXC"],
+        "OML-11" => &["PID", "SPM", "OBR", "OBX"],
+        _ => return None,
+    })
+}
+
 /// The patient id a message names (PID-3, first component).
 pub fn message_pid(msg: &Msg<'_>) -> Option<String> {
     msg.segment("PID").and_then(|p| msg.value(p, 3, 1))

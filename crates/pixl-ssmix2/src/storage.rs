@@ -106,11 +106,32 @@ pub struct PatientDir {
 /// Deviations from the guideline, by kind.
 pub type Deviations = BTreeMap<&'static str, u64>;
 
-fn names(dir: &Path) -> Vec<(String, PathBuf)> {
-    let mut entries: Vec<(String, PathBuf)> = std::fs::read_dir(dir)
-        .map(|entries| entries.filter_map(|e| e.ok()).map(|e| (e.file_name().to_string_lossy().into_owned(), e.path())).collect())
+/// An entry of a folder: its name, path, and whether it is a folder or a file (from the
+/// directory listing itself: no `stat` per entry, except through a symbolic link).
+struct Entry {
+    name: String,
+    path: PathBuf,
+    dir: bool,
+    file: bool,
+}
+
+fn names(dir: &Path) -> Vec<Entry> {
+    let mut entries: Vec<Entry> = std::fs::read_dir(dir)
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok())
+                .map(|e| {
+                    let path = e.path();
+                    let (dir, file) = match e.file_type() {
+                        Ok(kind) if !kind.is_symlink() => (kind.is_dir(), kind.is_file()),
+                        _ => (path.is_dir(), path.is_file()),
+                    };
+                    Entry { name: e.file_name().to_string_lossy().into_owned(), path, dir, file }
+                })
+                .collect()
+        })
         .unwrap_or_default();
-    entries.sort();
+    entries.sort_by(|a, b| a.name.cmp(&b.name));
     entries
 }
 
@@ -119,18 +140,18 @@ fn names(dir: &Path) -> Vec<(String, PathBuf)> {
 pub fn patients(root: &Path, deviations: &mut Deviations) -> std::io::Result<Vec<PathBuf>> {
     std::fs::read_dir(root)?;
     let mut found = Vec::new();
-    for (first, first_path) in names(root) {
-        if !first_path.is_dir() {
+    for Entry { name: first, path: first_path, dir, .. } in names(root) {
+        if !dir {
             *deviations.entry("junk_file").or_default() += 1;
             continue;
         }
-        for (second, second_path) in names(&first_path) {
-            if !second_path.is_dir() {
+        for Entry { name: second, path: second_path, dir, .. } in names(&first_path) {
+            if !dir {
                 *deviations.entry("junk_file").or_default() += 1;
                 continue;
             }
-            for (pid, path) in names(&second_path) {
-                if !path.is_dir() {
+            for Entry { name: pid, path, dir, .. } in names(&second_path) {
+                if !dir {
                     *deviations.entry("junk_file").or_default() += 1;
                     continue;
                 }
@@ -150,8 +171,8 @@ pub fn patients(root: &Path, deviations: &mut Deviations) -> std::io::Result<Vec
 pub fn read_patient(path: &Path, deviations: &mut Deviations) -> PatientDir {
     let pid = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let mut patient = PatientDir { pid: pid.clone(), path: path.to_owned(), date_folders: Vec::new(), files: Vec::new() };
-    for (day, day_path) in names(path) {
-        if !day_path.is_dir() {
+    for Entry { name: day, path: day_path, dir, .. } in names(path) {
+        if !dir {
             *deviations.entry("junk_file").or_default() += 1;
             continue;
         }
@@ -166,13 +187,13 @@ pub fn read_patient(path: &Path, deviations: &mut Deviations) -> PatientDir {
         if let Some(date) = &folder_date {
             patient.date_folders.push(date.clone());
         }
-        for (data_type, type_path) in names(&day_path) {
-            if !type_path.is_dir() {
+        for Entry { name: data_type, path: type_path, dir, .. } in names(&day_path) {
+            if !dir {
                 *deviations.entry("junk_file").or_default() += 1;
                 continue;
             }
-            for (file, file_path) in names(&type_path) {
-                if !file_path.is_file() {
+            for Entry { name: file, path: file_path, file: is_file, .. } in names(&type_path) {
+                if !is_file {
                     *deviations.entry("junk_file").or_default() += 1;
                     continue;
                 }
