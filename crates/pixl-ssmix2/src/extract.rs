@@ -268,10 +268,10 @@ fn selected(patient: &PatientRecords, options: &Options, report: &mut Report) ->
 }
 
 /// A value as written: text, a converted timestamp, or empty.
-fn cell(value: &Value, birth: Option<NaiveDate>, offset: i64, options: &Options) -> Option<String> {
+fn cell(value: Value, birth: Option<NaiveDate>, offset: i64, options: &Options) -> Option<String> {
     match value {
         Value::Null => None,
-        Value::Text(text) => Some(text.clone()),
+        Value::Text(text) => Some(text),
         Value::Bool(b) => Some(b.to_string()),
         // Resolved by the worker; never written as it is.
         Value::FreeText(_) => None,
@@ -382,8 +382,11 @@ fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progr
                     Some(number) => format!("{number}{}", options.identity_tag),
                     None => format!("{}{}", ids.pseudonym(&patient.pid), options.identity_tag),
                 };
-                if write_patient(&patient, &id, options, ids, &mut report, &mut writers, &mut metadata, births.as_mut())? && number.is_some() {
-                    id_map.push((patient.pid.clone(), id));
+                let pid = number.is_some().then(|| patient.pid.clone());
+                if write_patient(patient, &id, options, ids, &mut report, &mut writers, &mut metadata, births.as_mut())?
+                    && let Some(pid) = pid
+                {
+                    id_map.push((pid, id));
                 }
             }
         }
@@ -415,7 +418,7 @@ type Writers = BTreeMap<Table, TableWriter>;
 /// One patient's rows, if they are selected; says whether they were.
 #[allow(clippy::too_many_arguments)]
 fn write_patient(
-    patient: &PatientRecords,
+    patient: PatientRecords,
     id: &str,
     options: &Options,
     ids: &dyn Ids,
@@ -425,7 +428,7 @@ fn write_patient(
     births: Option<&mut TableWriter>,
 ) -> Result<bool, ExtractError> {
     {
-        if !selected(patient, options, report) {
+        if !selected(&patient, options, report) {
             return Ok(false);
         }
         report.patients_included += 1;
@@ -433,14 +436,14 @@ fn write_patient(
         let offset = ids.offset_days(&patient.pid);
         let birth = patient.basics.birth_date;
         let mut admissions = 0u64;
-        for Record { table, values } in &patient.records {
-            admissions += u64::from(*table == Table::Admissions);
+        for Record { table, values } in patient.records {
+            admissions += u64::from(table == Table::Admissions);
             let mut row = Vec::with_capacity(values.len() + 1);
             row.push(Some(id.clone()));
-            row.extend(values.iter().map(|v| cell(v, birth, offset, options)));
-            writers.get_mut(table).expect("a writer per table").push(row)?;
+            row.extend(values.into_iter().map(|v| cell(v, birth, offset, options)));
+            writers.get_mut(&table).expect("a writer per table").push(row)?;
         }
-        let day = |d: Option<&String>| d.and_then(|d| time::parse(d)).map(|stamp| cell(&Value::Time(stamp), birth, offset, options)).unwrap_or_default();
+        let day = |d: Option<&String>| d.and_then(|d| time::parse(d)).map(|stamp| cell(Value::Time(stamp), birth, offset, options)).unwrap_or_default();
         metadata.push(vec![
             Some(id.clone()),
             patient.basics.sex.clone(),

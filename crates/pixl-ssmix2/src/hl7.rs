@@ -28,23 +28,37 @@ pub fn prepare(text: &str) -> Result<Prepared, Hl7Error> {
     prepare_segments(text, None)
 }
 
-/// As [`prepare`], keeping only the segments named in `keep` (MSH always): what is not
-/// read is not parsed either.
-pub fn prepare_only(text: &str, keep: &[&str]) -> Result<Prepared, Hl7Error> {
+/// As [`prepare`], keeping only the segments named in `keep`, each up to its last field
+/// (0: whole), and MSH up to MSH-9: what is not read is not parsed either.
+pub fn prepare_only(text: &str, keep: &[(&str, usize)]) -> Result<Prepared, Hl7Error> {
     prepare_segments(text, Some(keep))
 }
 
-fn prepare_segments(text: &str, keep: Option<&[&str]>) -> Result<Prepared, Hl7Error> {
+/// `segment` up to field `last` (its text before the separator that ends it).
+fn up_to_field(segment: &str, separator: char, last: usize) -> &str {
+    match segment.match_indices(separator).nth(last) {
+        Some((end, _)) => &segment[..end],
+        None => segment,
+    }
+}
+
+fn prepare_segments(text: &str, keep: Option<&[(&str, usize)]>) -> Result<Prepared, Hl7Error> {
     let mut segments = text.split(['\r', '\n']).filter(|s| !s.trim().is_empty());
     let Some(msh) = segments.next().filter(|s| s.starts_with("MSH")) else {
         return Err(Hl7Error::NoMsh);
     };
+    let separator = msh[3..].chars().next().unwrap_or('|');
     let mut joined = String::with_capacity(text.len());
-    joined.push_str(msh);
+    // MSH-1 is the separator itself: MSH-9 ends at the ninth.
+    joined.push_str(if keep.is_some() { up_to_field(msh, separator, 8) } else { msh });
     for segment in segments {
-        if keep.is_none_or(|keep| segment.get(..3).is_some_and(|name| keep.contains(&name))) {
+        let last = match keep {
+            None => Some(0),
+            Some(keep) => segment.get(..3).and_then(|name| keep.iter().find(|(wanted, _)| *wanted == name)).map(|(_, last)| *last),
+        };
+        if let Some(last) = last {
             joined.push('\r');
-            joined.push_str(segment);
+            joined.push_str(if last == 0 { segment } else { up_to_field(segment, separator, last) });
         }
     }
     Ok(Prepared { text: joined })
@@ -196,12 +210,18 @@ mod tests {
     #[test]
     fn only_the_segments_read_are_parsed() {
         let text = "MSH|^~\\&|||||20220110||ADT^A08|1|P|2.5\nPID|||123||日本^太郎\n\nNK1|1|日本^花子\nIN1|1|保険者番号\nDB1|1\r\nNK1|2|京本^一郎";
-        let prepared = prepare_only(text, &["PID", "NK1"]).unwrap();
+        let prepared = prepare_only(text, &[("PID", 3), ("NK1", 0)]).unwrap();
         let msg = prepared.parse().unwrap();
         let names: Vec<&str> = msg.segments().map(|s| s.name).collect();
         assert_eq!(names, ["MSH", "PID", "NK1", "NK1"]);
+        assert_eq!(msg.message_type(), "ADT^A08");
+        assert_eq!(msg.value(msg.segment("MSH").unwrap(), 7, 1).as_deref(), Some("20220110"));
+        assert_eq!(msg.value(msg.segment("MSH").unwrap(), 10, 1), None, "MSH ends at MSH-9");
+        let pid = msg.segment("PID").unwrap();
+        assert_eq!(msg.value(pid, 3, 1).as_deref(), Some("123"));
+        assert_eq!(msg.value(pid, 5, 1), None, "PID ends at PID-3: the name is not parsed");
         assert_eq!(msg.value(msg.segments().nth(3).unwrap(), 2, 1).as_deref(), Some("京本"));
-        assert_eq!(prepare_only("PID|1\rMSH|^~\\&", &["PID"]).unwrap_err(), Hl7Error::NoMsh);
+        assert_eq!(prepare_only("PID|1\rMSH|^~\\&", &[("PID", 0)]).unwrap_err(), Hl7Error::NoMsh);
     }
 
     #[test]

@@ -219,16 +219,17 @@ pub fn basics(msg: &Msg<'_>) -> Basics {
     Basics { birth_date, sex, known }
 }
 
-/// The segments the records of a data type read (PID too, for the id check), or `None`
-/// for a data type that makes no rows: its files are counted, not parsed. The others
-/// (IN1, DB1, AL1, RXR...) are never parsed.
-pub fn segments_read(data_type: &str) -> Option<&'static [&'static str]> {
+/// The segments the records of a data type read, each with the last field read (0: the
+/// whole segment), or `None` for a data type that makes no rows: its files are counted,
+/// not parsed. MSH is read up to MSH-9. What is not read is not parsed either: IN1, DB1,
+/// AL1, RXR..., and the names and addresses of PID but in ADT-00 (for pixl-text's probes).
+pub fn segments_read(data_type: &str) -> Option<&'static [(&'static str, usize)]> {
     Some(match data_type {
-        "ADT-00" => &["PID", "NK1"],
-        "ADT-12" | "ADT-22" | "ADT-52" => &["EVN", "PID", "PV1"],
-        "PPR-01" => &["PID", "PRB"],
-        "OMP-01" | "OMP-02" => &["PID", "ORC", "RXE", "TQ1", "RXC"],
-        "OML-11" => &["PID", "SPM", "OBR", "OBX"],
+        "ADT-00" => &[("PID", 0), ("NK1", 0)],
+        "ADT-12" | "ADT-22" | "ADT-52" => &[("EVN", 2), ("PID", 3), ("PV1", 45)],
+        "PPR-01" => &[("PID", 3), ("PRB", 16)],
+        "OMP-01" | "OMP-02" => &[("PID", 3), ("ORC", 9), ("RXE", 31), ("TQ1", 8), ("RXC", 2)],
+        "OML-11" => &[("PID", 3), ("SPM", 17), ("OBR", 22), ("OBX", 14)],
         _ => return None,
     })
 }
