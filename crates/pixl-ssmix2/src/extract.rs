@@ -347,51 +347,67 @@ fn extract_into(root: &Path, out: &Path, options: &Options, ids: &dyn Ids, progr
     });
     let mut id_map: Vec<(String, String)> = Vec::new();
     let workers = options.max_workers.clamp(1, dirs.len().max(1));
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    // Workers read and parse whole patients; this thread writes them in storage order
-    // (a small reorder buffer), so that the tables are the same whatever the workers.
-    std::thread::scope(|scope| -> Result<(), ExtractError> {
-        let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, PatientRecords, ReadCounts)>(workers * 4);
-        for _ in 0..workers {
-            let (sender, next, dirs) = (sender.clone(), &next, &dirs);
-            scope.spawn(move || {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(path) = dirs.get(i) else { break };
-                    let mut counts = ReadCounts::default();
-                    let dir = storage::read_patient(path, &mut counts.deviations);
-                    let mut patient = read_patient(&dir, &mut counts);
-                    resolve_free_text(&mut patient, options.free_text, &mut counts.free_text);
-                    if sender.send((i, patient, counts)).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        drop(sender);
-        let mut pending: BTreeMap<usize, (PatientRecords, ReadCounts)> = BTreeMap::new();
-        let mut wanted = 0;
-        for (i, patient, patient_counts) in receiver {
-            pending.insert(i, (patient, patient_counts));
-            while let Some((patient, patient_counts)) = pending.remove(&wanted) {
-                let number = numbers.as_ref().map(|n| n[wanted]);
-                wanted += 1;
-                counts.merge(patient_counts);
-                progress(wanted, dirs.len());
-                let id = match number {
-                    Some(number) => format!("{number}{}", options.identity_tag),
-                    None => format!("{}{}", ids.pseudonym(&patient.pid), options.identity_tag),
-                };
-                let pid = number.is_some().then(|| patient.pid.clone());
-                if write_patient(patient, &id, options, ids, &mut report, &mut writers, &mut metadata, births.as_mut())?
-                    && let Some(pid) = pid
-                {
-                    id_map.push((pid, id));
-                }
-            }
+    let read_one = |path: &PathBuf| {
+        let mut counts = ReadCounts::default();
+        let dir = storage::read_patient(path, &mut counts.deviations);
+        let mut patient = read_patient(&dir, &mut counts);
+        resolve_free_text(&mut patient, options.free_text, &mut counts.free_text);
+        (patient, counts)
+    };
+    let mut write_next = |index: usize, patient: PatientRecords, patient_counts: ReadCounts| -> Result<(), ExtractError> {
+        let number = numbers.as_ref().map(|n| n[index]);
+        counts.merge(patient_counts);
+        progress(index + 1, dirs.len());
+        let id = match number {
+            Some(number) => format!("{number}{}", options.identity_tag),
+            None => format!("{}{}", ids.pseudonym(&patient.pid), options.identity_tag),
+        };
+        let pid = number.is_some().then(|| patient.pid.clone());
+        if write_patient(patient, &id, options, ids, &mut report, &mut writers, &mut metadata, births.as_mut())?
+            && let Some(pid) = pid
+        {
+            id_map.push((pid, id));
         }
         Ok(())
-    })?;
+    };
+    if workers == 1 {
+        // One worker: this thread reads and writes (no hand-over between threads).
+        for (index, path) in dirs.iter().enumerate() {
+            let (patient, patient_counts) = read_one(path);
+            write_next(index, patient, patient_counts)?;
+        }
+    } else {
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        // Workers read and parse whole patients; this thread writes them in storage order
+        // (a small reorder buffer), so that the tables are the same whatever the workers.
+        std::thread::scope(|scope| -> Result<(), ExtractError> {
+            let (sender, receiver) = std::sync::mpsc::sync_channel::<(usize, PatientRecords, ReadCounts)>(workers * 4);
+            for _ in 0..workers {
+                let (sender, next, dirs, read_one) = (sender.clone(), &next, &dirs, &read_one);
+                scope.spawn(move || {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(path) = dirs.get(i) else { break };
+                        let (patient, counts) = read_one(path);
+                        if sender.send((i, patient, counts)).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            drop(sender);
+            let mut pending: BTreeMap<usize, (PatientRecords, ReadCounts)> = BTreeMap::new();
+            let mut wanted = 0;
+            for (i, patient, patient_counts) in receiver {
+                pending.insert(i, (patient, patient_counts));
+                while let Some((patient, patient_counts)) = pending.remove(&wanted) {
+                    write_next(wanted, patient, patient_counts)?;
+                    wanted += 1;
+                }
+            }
+            Ok(())
+        })?;
+    }
     if let Some(key) = &options.shuffled_ids_map_key {
         write_id_map(out, options, key, &id_map)?;
     }
