@@ -453,16 +453,17 @@ struct Ssmix2ExtractArgs {
     /// Appended to every pseudonymous id (as ssmixtools' identity tag).
     #[arg(long)]
     identity_tag: String,
-    /// Encrypt every output file for this RSA public key (OpenSSH ssh-rsa or PEM).
+    /// Encrypt every output file for this RSA public key (OpenSSH ssh-rsa or PEM); not
+    /// with --extract.
     #[arg(long)]
     recipient_key: Option<PathBuf>,
-    /// parquet or csv.
+    /// parquet or csv (with --extract: parquet).
     #[arg(long, default_value = "parquet")]
     format: String,
     /// since-birth (as ssmixtools) or shift (by the patient's pixl offset).
     #[arg(long, default_value = "since-birth")]
     timestamps: String,
-    /// Write the date_of_birth table: none, full or year.
+    /// Write the date_of_birth table: none, full or year (with --extract: none or year).
     #[arg(long, default_value = "none")]
     dob: String,
     /// Patients with a day of records in the period are included (with all their records).
@@ -480,16 +481,17 @@ struct Ssmix2ExtractArgs {
     #[arg(long)]
     max_workers: Option<usize>,
     /// keyed (the project's pseudonyms) or shuffled (ssmixtools' numbers 1..N in a random
-    /// order; needs --id-map-key).
+    /// order; needs --id-map-key; not with --extract).
     #[arg(long, default_value = "keyed")]
     ids: String,
     /// With --ids shuffled: the storage-id-to-number table is written only encrypted,
     /// for this RSA public key (OpenSSH ssh-rsa or PEM).
     #[arg(long)]
     id_map_key: Option<PathBuf>,
-    /// Free-text lab results (TX, FT, ST) and local code systems' wording: remove (left
-    /// out, counted) or deidentify (through pixl-text with the patient's own names,
-    /// address, phone numbers and ids as probes).
+    /// Free-text lab results (TX, FT, ST, text in numeric results) and local code
+    /// systems' wording: remove (left out, counted) or deidentify (through pixl-text with
+    /// the patient's own names, address, phone numbers and ids as probes; Japanese runs
+    /// masked whole; a value pixl-text's second check doubts is left out).
     #[arg(long, default_value = "remove")]
     free_text: String,
 }

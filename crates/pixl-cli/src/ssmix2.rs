@@ -79,12 +79,13 @@ pub fn print_report(report: &Report, out: &Path) {
         println!("  {table:<22} {rows:>10} rows");
     }
     let free_text = &report.free_text;
-    if free_text.deidentified > 0 {
+    if free_text.deidentified + free_text.withheld > 0 {
         let spans: Vec<String> = free_text.spans_masked.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!(
-            "free text: {} values through pixl-text, spans masked: {}",
+            "free text: {} values through pixl-text, spans masked: {}; {} left out because pixl-text's second check doubted them",
             free_text.deidentified,
-            if spans.is_empty() { "none".to_owned() } else { spans.join(", ") }
+            if spans.is_empty() { "none".to_owned() } else { spans.join(", ") },
+            free_text.withheld
         );
     }
     if free_text.removed > 0 {

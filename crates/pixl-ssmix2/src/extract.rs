@@ -5,7 +5,8 @@
 //! recipient, and a report of counts.
 //!
 //! Workers read, parse and (for free text) de-identify whole patients; one writer writes
-//! each table in batches (parquet or CSV) through a temporary name, in storage order. An
+//! each table in batches (parquet or CSV) through a temporary name, in storage order (with
+//! one worker, one thread does both). An
 //! encrypted table is assembled in memory and only its encrypted form reaches the disk.
 
 use std::collections::BTreeMap;
@@ -81,7 +82,8 @@ pub struct Options {
     /// from a CSPRNG (never a fixed seed), with the identity tag; the table of storage id
     /// and number is written only encrypted, for this key (`patient_id_<tag>.csv.bin`).
     pub shuffled_ids_map_key: Option<RecipientKey>,
-    /// Threads reading and parsing patients (the tables are written by one more).
+    /// Threads reading and parsing patients (the tables are written by one more; with one
+    /// worker, a single thread does both).
     pub max_workers: usize,
     /// Free-text results and local wording: left out, or through pixl-text.
     pub free_text: FreeText,

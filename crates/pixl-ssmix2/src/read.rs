@@ -38,6 +38,8 @@ pub struct FreeTextCounts {
     pub removed: u64,
     /// Values written after pixl-text.
     pub deidentified: u64,
+    /// Values pixl-text's second check doubted after masking: left out.
+    pub withheld: u64,
     /// Spans pixl-text masked, by category.
     pub spans_masked: std::collections::BTreeMap<&'static str, u64>,
 }
@@ -56,6 +58,7 @@ impl ReadCounts {
         self.unparsable_messages += other.unparsable_messages;
         self.free_text.removed += other.free_text.removed;
         self.free_text.deidentified += other.free_text.deidentified;
+        self.free_text.withheld += other.free_text.withheld;
         for (key, n) in other.free_text.spans_masked {
             *self.free_text.spans_masked.entry(key).or_default() += n;
         }
@@ -93,7 +96,7 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
         // One current version per order: a second one (a copy in another folder, a message
         // filed twice) would double the order's rows.
         if file.name.flag == Flag::Current
-            && let Some(kept) = latest.get(&(file.name.data_type.as_str(), file.name.order_number.as_str()))
+            && let Some(kept) = latest.get(&(file.name.data_type.as_str(), file.name.order_number.as_str(), file.name.date.as_deref()))
             && !std::ptr::eq(*kept, file)
         {
             *counts.deviations.entry("duplicate_current_order_skipped").or_default() += 1;
@@ -145,12 +148,22 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
 /// Data types whose files are versions of one order (its order number).
 const ORDER_TYPES: [&str; 3] = ["OMP-01", "OMP-02", "OML-11"];
 
+/// An order: data type, order number and the day in the file name.
+type OrderKey<'a> = (&'a str, &'a str, Option<&'a str>);
+
 /// Of the current files of each order, the one with the latest event time (then path).
-fn latest_current_orders(dir: &PatientDir) -> std::collections::HashMap<(&str, &str), &DataFile> {
-    let mut latest: std::collections::HashMap<(&str, &str), &DataFile> = std::collections::HashMap::new();
-    let current_orders = dir.files.iter().filter(|f| f.name.flag == Flag::Current && f.name.pid == dir.pid && ORDER_TYPES.contains(&f.name.data_type.as_str()));
+fn latest_current_orders(dir: &PatientDir) -> std::collections::HashMap<OrderKey<'_>, &DataFile> {
+    let mut latest: std::collections::HashMap<OrderKey<'_>, &DataFile> = std::collections::HashMap::new();
+    // A placeholder order number (all 0s or 9s) names no order: such files are all read.
+    let placeholder = |number: &str| number.bytes().all(|b| b == b'0') || number.bytes().all(|b| b == b'9');
+    let current_orders = dir.files.iter().filter(|f| {
+        f.name.flag == Flag::Current && f.name.pid == dir.pid && ORDER_TYPES.contains(&f.name.data_type.as_str()) && !placeholder(&f.name.order_number)
+    });
     for file in current_orders {
-        let kept = latest.entry((file.name.data_type.as_str(), file.name.order_number.as_str())).or_insert(file);
+        // The day in the name too: a copy in another folder keeps its name; an order
+        // number used again on another day is another order.
+        let key = (file.name.data_type.as_str(), file.name.order_number.as_str(), file.name.date.as_deref());
+        let kept = latest.entry(key).or_insert(file);
         if (file.name.event_time.as_str(), &file.path) > (kept.name.event_time.as_str(), &kept.path) {
             *kept = file;
         }
@@ -165,8 +178,34 @@ pub enum FreeText {
     #[default]
     Remove,
     /// Through pixl-text with the patient's own names, address, phone numbers, ids and
-    /// date of birth as probes; every span it finds becomes `[CATEGORY]`.
+    /// date of birth as probes; every span it finds becomes `[CATEGORY]`. pixl-text knows
+    /// no Japanese words, so every run of letters and digits that holds a kanji or kana is
+    /// masked whole (`[OTHER]`). pixl-text's second check then reads the result with the
+    /// patient's probes: a value it doubts is withheld (empty, counted).
     Deidentify,
+}
+
+/// A run of letters and digits holding Japanese script (no spaces separate Japanese
+/// words, so the run is a phrase: names, dates and places inside it go with it).
+static JAPANESE_RUN: std::sync::LazyLock<regex::Regex> =
+    std::sync::LazyLock::new(|| regex::Regex::new(r"[\p{L}\p{N}ー・]*[\p{Han}\p{Hiragana}\p{Katakana}][\p{L}\p{N}ー・]*").expect("the pattern compiles"));
+
+/// One free-text value through pixl-text and the Japanese rule, then the second check:
+/// the masked text, or `None` when the check doubts it.
+fn deidentify(text: &str, probes: &pixl_text::Probes, known: &pixl_text::Patient, counts: &mut FreeTextCounts) -> Option<String> {
+    let mut spans = pixl_text::detect_with(text, Some(probes)).spans;
+    spans.extend(JAPANESE_RUN.find_iter(text).map(|m| pixl_text::Span { start: m.start(), end: m.end(), category: pixl_text::Category::Other }));
+    let spans = pixl_text::merge(spans);
+    let masked = pixl_text::mask_tags(text, &spans);
+    if !pixl_text::check::check(&masked, Some(known)).is_empty() {
+        counts.withheld += 1;
+        return None;
+    }
+    for span in &spans {
+        *counts.spans_masked.entry(span.category.as_str()).or_default() += 1;
+    }
+    counts.deidentified += 1;
+    Some(masked)
 }
 
 /// Replaces every free-text value of `patient` as `mode` says; no free text is left.
@@ -181,12 +220,7 @@ pub fn resolve_free_text(patient: &mut PatientRecords, mode: FreeText, counts: &
             }
             FreeText::Deidentify => {
                 let probes = probes.get_or_insert_with(|| pixl_text::Probes::new(&patient.basics.known));
-                let detection = pixl_text::detect_with(text, Some(probes));
-                for span in &detection.spans {
-                    *counts.spans_masked.entry(span.category.as_str()).or_default() += 1;
-                }
-                counts.deidentified += 1;
-                Value::Text(pixl_text::mask_tags(text, &detection.spans))
+                deidentify(text, probes, &patient.basics.known, counts).map_or(Value::Null, Value::Text)
             }
         };
     }
@@ -214,4 +248,38 @@ pub fn read_storage(root: &Path) -> std::io::Result<(Vec<PatientRecords>, ReadCo
         patients.push(read_patient(&dir, &mut counts));
     }
     Ok((patients, counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::records::{Basics, Record, Table};
+
+    fn resolved(text: &str, known: pixl_text::Patient) -> (Value, FreeTextCounts) {
+        let record = Record { table: Table::LabResults, values: vec![Value::FreeText(text.to_owned())] };
+        let basics = Basics { known, ..Basics::default() };
+        let mut patient = PatientRecords { pid: "1".to_owned(), basics, date_folders: Vec::new(), records: vec![record] };
+        let mut counts = FreeTextCounts::default();
+        resolve_free_text(&mut patient, FreeText::Deidentify, &mut counts);
+        (patient.records.remove(0).values.remove(0), counts)
+    }
+
+    #[test]
+    fn japanese_runs_are_masked_whole_digits_and_names_with_them() {
+        let known = pixl_text::Patient { surnames: vec!["日本".to_owned()], first_names: vec!["太郎".to_owned()], ..Default::default() };
+        let (value, counts) = resolved("日本太郎様は2022年1月10日に来院。Repeat test advised.", known);
+        let Value::Text(out) = value else { panic!("{counts:?}") };
+        assert!(out.starts_with('[') && out.ends_with("]。Repeat test advised."), "{out}");
+        assert!(!out.chars().any(|c| c.is_numeric() || ('\u{3040}'..='\u{9FFF}').contains(&c) && c != '。'), "{out}");
+        assert_eq!((counts.deidentified, counts.withheld), (1, 0));
+    }
+
+    #[test]
+    fn the_patients_own_name_is_masked_where_no_word_list_would() {
+        // Names that are also English words: only the probes know them here.
+        let known = pixl_text::Patient { surnames: vec!["Bishop".to_owned()], first_names: vec!["Will".to_owned()], ..Default::default() };
+        let (value, _) = resolved("Result discussed with Will Bishop today.", known);
+        let Value::Text(out) = value else { panic!("withheld") };
+        assert!(!out.contains("Will") && !out.contains("Bishop") && out.starts_with("Result discussed with "), "{out}");
+    }
 }

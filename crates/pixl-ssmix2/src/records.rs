@@ -1,6 +1,7 @@
 //! The records of each data type, as rows of the output tables. Only the fields the
-//! tables name are read: names, addresses, phone numbers and insurance numbers (PID-5,
-//! PID-11, PID-13, NK1, IN1) never are.
+//! tables name go into rows: names, addresses, phone numbers and insurance numbers (PID-5,
+//! PID-11, PID-13, NK1, IN1) never do. The first four are read from ADT-00 only into
+//! [`Basics::known`], pixl-text's probes for free text; IN1 is never parsed.
 
 use chrono::NaiveDate;
 
@@ -8,16 +9,28 @@ use crate::hl7::{Coded, Msg};
 use crate::storage::{DataFile, Deviations};
 use crate::time::{self, Stamp};
 
-/// A value of a row.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A value of a row. Its `Debug` shows no free text.
+#[derive(Clone, PartialEq, Eq)]
 pub enum Value {
     Null,
     Text(String),
     Time(Stamp),
     Bool(bool),
     /// Text that may name people: a free-text result (TX, FT, ST) or a local code system's
-    /// wording. Written only after pixl-text, or not at all (`extract::FreeText`).
+    /// wording. Written only after pixl-text, or not at all (`read::FreeText`).
     FreeText(String),
+}
+
+impl std::fmt::Debug for Value {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Value::Null => f.write_str("Null"),
+            Value::Text(text) => f.debug_tuple("Text").field(text).finish(),
+            Value::Time(stamp) => f.debug_tuple("Time").field(stamp).finish(),
+            Value::Bool(b) => f.debug_tuple("Bool").field(b).finish(),
+            Value::FreeText(text) => write!(f, "FreeText({} bytes)", text.len()),
+        }
+    }
 }
 
 /// The tables of records (the patient tables are made from ADT-00 and the folders).
@@ -121,7 +134,7 @@ pub struct Record {
 pub struct Basics {
     pub birth_date: Option<NaiveDate>,
     pub sex: Option<String>,
-    /// Names, address, phone numbers and ids (PID-3/5/11/13/14, NK1-2/4/5), only as
+    /// Names, address, phone numbers and ids (PID-3/5/11/13/14, NK1-2/4/5/6), only as
     /// probes for pixl-text: never written to a table. Its `Debug` shows no value.
     pub known: pixl_text::Patient,
 }
@@ -392,6 +405,12 @@ fn orders(reader: &mut Reader<'_, '_>, injections: bool) -> Vec<Record> {
     rows
 }
 
+/// A numeric result as HL7 writes one (NM `-1.5`, SN `>^5`, `^1^:^128`, NA `1^2^3`):
+/// digits, signs, comparators, separators and white space only.
+fn numeric(value: &str) -> bool {
+    value.chars().any(|c| c.is_ascii_digit()) && value.chars().all(|c| c.is_ascii_digit() || " .+-<>=^:/~".contains(c))
+}
+
 /// The position of `reported_time` in a lab row.
 pub const LAB_REPORTED_TIME: usize = 10;
 
@@ -417,9 +436,18 @@ fn labs(reader: &mut Reader<'_, '_>) -> Vec<Record> {
                 // Numbers are kept; a coded result keeps its text (component 2, as ssmixtools)
                 // or code; text of any other kind (TX, FT, ST, none given) may name people:
                 // it is free text, every repetition a line.
+                // A number that is not one (text typed into a numeric result) is free text; so
+                // is a coded result's wording from a local (`99…`) system.
                 let value = match value_type.as_deref() {
-                    Some("NM" | "SN" | "NA") => msg.value(segment, 5, 0).map(Value::Text),
-                    Some("CWE" | "CE" | "CNE" | "CF") => msg.value(segment, 5, 2).or_else(|| msg.value(segment, 5, 1)).map(Value::Text),
+                    Some("NM" | "SN" | "NA") => msg.value(segment, 5, 0).map(|v| if numeric(&v) { Value::Text(v) } else { Value::FreeText(v) }),
+                    Some("CWE" | "CE" | "CNE" | "CF") => {
+                        let local = msg.value(segment, 5, 3).is_some_and(|system| is_local(&system));
+                        match msg.value(segment, 5, 2) {
+                            Some(text) if local => Some(Value::FreeText(text)),
+                            Some(text) => Some(Value::Text(text)),
+                            None => msg.value(segment, 5, 1).map(Value::Text),
+                        }
+                    }
                     _ => msg.lines(segment, 5).map(Value::FreeText),
                 };
                 let unit = msg.coded(segment, 6, |_| true);
@@ -443,4 +471,45 @@ fn labs(reader: &mut Reader<'_, '_>) -> Vec<Record> {
         }
     }
     rows
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_probes_are_every_name_address_phone_and_id_of_adt00() {
+        let text = [
+            "MSH|^~\\&|HIS|H|SSMIX2|H|20220110090000||ADT^A08^ADT_A01|1|P|2.5",
+            "PID|||0001234567^^^^PI||日本^太郎^^^^^L^I~ニホン^タロウ^^^^^L^P||19580110|M|||東京都文京区本郷7-3-1^^^^113-8655^JPN^H||03-1234-5678^PRN^PH~^^^^^^^^^^^0312345679",
+            "NK1|1|日本^花子^^^^^L^I|SPO^配偶者^HL70063|大阪府^^^^530-0001|06-1111-2222|07-3333-4444",
+            "IN1|1|06123456^^^^IN|保険者|東京都^^^^100-0001|||||||||||||||||||||||||||||||||||12345678",
+        ]
+        .join("\r");
+        let prepared = crate::hl7::prepare_only(&text, segments_read("ADT-00").unwrap()).unwrap();
+        let msg = prepared.parse().unwrap();
+        let basics = basics(&msg);
+        assert_eq!(basics.birth_date.unwrap().to_string(), "1958-01-10");
+        assert_eq!(basics.sex.as_deref(), Some("M"));
+        let known = basics.known;
+        assert_eq!(known.surnames, ["日本", "ニホン", "日本"]);
+        assert_eq!(known.first_names, ["太郎", "タロウ", "花子"]);
+        assert_eq!(known.identifiers, ["0001234567"]);
+        assert_eq!(known.phones, ["03-1234-5678", "0312345679", "06-1111-2222", "07-3333-4444"]);
+        assert_eq!(known.postcodes, ["東京都文京区本郷7-3-1", "113-8655", "大阪府", "530-0001"]);
+        assert_eq!(known.dates_of_birth, ["1958-01-10"]);
+        assert!(!format!("{known:?}").contains("日本"), "no value in Debug");
+        // IN1 is not parsed at all.
+        assert!(msg.segment("IN1").is_none());
+    }
+
+    #[test]
+    fn numbers_are_numbers_and_typed_text_is_free_text() {
+        for number in ["-1.5", "7.2", ">^5", "^1^:^128", "1^2^3", " 12 "] {
+            assert!(numeric(number), "{number}");
+        }
+        for text in ["", "see comment", "日本", "5 (Dr Smith)", "N/A"] {
+            assert!(!numeric(text), "{text}");
+        }
+    }
 }

@@ -132,6 +132,20 @@ fn tables_hold_every_record_and_no_identifier() {
             assert!(!cell.contains(secret.as_str()), "{file}: an identifier of the messages is in a table");
         }
     }
+    // With free text kept through pixl-text too.
+    let kept = tempfile::tempdir().unwrap();
+    let mut with_text = options(Format::Csv, TimeMode::SinceBirth);
+    with_text.free_text = FreeText::Deidentify;
+    let report_kept = extract(&fixture(), kept.path(), &with_text, &TestIds, &|_, _| {}).unwrap();
+    assert_eq!(report_kept.rows, report.rows);
+    assert_eq!(report_kept.free_text.removed, 0);
+    assert!(report.free_text.removed > 0, "the storage has free text (local wording) to keep or remove");
+    assert_eq!(report_kept.free_text.deidentified + report_kept.free_text.withheld, report.free_text.removed);
+    for (file, cell) in &csv_cells(kept.path()) {
+        for secret in &secrets {
+            assert!(!cell.contains(secret.as_str()), "{file}: an identifier of the messages is in a table (--free-text deidentify)");
+        }
+    }
     // The ids are pseudonyms with the tag; timestamps are time since birth.
     let visits = std::fs::read_to_string(out.path().join("outpatient_visits_UT.csv")).unwrap();
     let id = format!("{}UT", TestIds.pseudonym("2024647717"));
