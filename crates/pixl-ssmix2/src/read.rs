@@ -124,7 +124,17 @@ pub fn read_patient(dir: &PatientDir, counts: &mut ReadCounts) -> PatientRecords
                 }
             }
         } else if file.name.data_type == "ADT-00" {
+            // The last one read (names sort by event time) gives birth date and sex; the
+            // names and numbers of every one are probes.
+            let earlier = std::mem::take(&mut patient.basics.known);
             patient.basics = records::basics(&msg);
+            let known = &mut patient.basics.known;
+            known.first_names.extend(earlier.first_names);
+            known.surnames.extend(earlier.surnames);
+            known.identifiers.extend(earlier.identifiers);
+            known.dates_of_birth.extend(earlier.dates_of_birth);
+            known.phones.extend(earlier.phones);
+            known.postcodes.extend(earlier.postcodes);
         } else {
             let start = patient.records.len();
             patient.records.extend(records::records(file, &msg, &mut counts.deviations));

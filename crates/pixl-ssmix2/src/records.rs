@@ -208,8 +208,15 @@ pub fn basics(msg: &Msg<'_>) -> Basics {
         let (names, address, phones): (usize, usize, &[usize]) = if segment.name == "PID" { (5, 11, &[13, 14]) } else { (2, 4, &[5, 6]) };
         // Every repetition: SS-MIX2 writes the kanji name, then the kana reading.
         for name in msg.repeats(segment, names) {
-            known.surnames.extend(name.first().cloned().flatten());
-            known.first_names.extend(name.get(1).cloned().flatten());
+            // A name may be written whole in one component ("山田 太郎"): its words too.
+            for (component, list) in [(0, &mut known.surnames), (1, &mut known.first_names)] {
+                let Some(Some(value)) = name.get(component) else { continue };
+                let words: Vec<&str> = value.split_whitespace().collect();
+                if words.len() > 1 {
+                    list.extend(words.iter().map(|w| (*w).to_owned()));
+                }
+                list.push(value.clone());
+            }
         }
         for place in msg.repeats(segment, address) {
             // Street, other, city, prefecture, postal code.
@@ -481,7 +488,7 @@ mod tests {
     fn the_probes_are_every_name_address_phone_and_id_of_adt00() {
         let text = [
             "MSH|^~\\&|HIS|H|SSMIX2|H|20220110090000||ADT^A08^ADT_A01|1|P|2.5",
-            "PID|||0001234567^^^^PI||日本^太郎^^^^^L^I~ニホン^タロウ^^^^^L^P||19580110|M|||東京都文京区本郷7-3-1^^^^113-8655^JPN^H||03-1234-5678^PRN^PH~^^^^^^^^^^^0312345679",
+            "PID|||0001234567^^^^PI||日本^太郎^^^^^L^I~ニホン^タロウ^^^^^L^P~NIHON TARO^^^^^^L^A||19580110|M|||東京都文京区本郷7-3-1^^^^113-8655^JPN^H||03-1234-5678^PRN^PH~^^^^^^^^^^^0312345679",
             "NK1|1|日本^花子^^^^^L^I|SPO^配偶者^HL70063|大阪府^^^^530-0001|06-1111-2222|07-3333-4444",
             "IN1|1|06123456^^^^IN|保険者|東京都^^^^100-0001|||||||||||||||||||||||||||||||||||12345678",
         ]
@@ -492,7 +499,7 @@ mod tests {
         assert_eq!(basics.birth_date.unwrap().to_string(), "1958-01-10");
         assert_eq!(basics.sex.as_deref(), Some("M"));
         let known = basics.known;
-        assert_eq!(known.surnames, ["日本", "ニホン", "日本"]);
+        assert_eq!(known.surnames, ["日本", "ニホン", "NIHON", "TARO", "NIHON TARO", "日本"]);
         assert_eq!(known.first_names, ["太郎", "タロウ", "花子"]);
         assert_eq!(known.identifiers, ["0001234567"]);
         assert_eq!(known.phones, ["03-1234-5678", "0312345679", "06-1111-2222", "07-3333-4444"]);
