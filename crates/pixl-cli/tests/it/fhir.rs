@@ -92,21 +92,9 @@ async fn converted_tables_are_pseudonymous_and_linked_to_imaging_when_the_projec
         std::fs::read_to_string(ndjson.join("Patient.ndjson")).unwrap().lines().take(12).map(|l| format!("{l}\n")).collect::<String>(),
     )
     .unwrap();
-    let extract = dir.path().join("omop-extract");
-    std::fs::create_dir_all(&extract).unwrap();
-    std::fs::write(extract.join("extract_summary.json"), r#"{"datetime": "2024-05-06 07:08:09", "settings": {"cdm_source_name": "check-project"}}"#).unwrap();
-    let export_root = dir.path().join("exports");
-    let convert_into_extract = |extra: &[&str]| {
-        let mut args = vec!["fhir", "convert", ndjson.to_str().unwrap(), "--extract", extract.to_str().unwrap()];
-        args.extend_from_slice(extra);
-        std::process::Command::new(env!("CARGO_BIN_EXE_pixl"))
-            .args(&args)
-            .env("PROJECT_CONFIGS_DIR", &configs)
-            .env("PIXL_SECRETS_FILE", &secrets)
-            .env("HOST_EXPORT_ROOT_DIR", &export_root)
-            .output()
-            .unwrap()
-    };
+    let into = crate::support::IntoExtract::new(dir.path(), &configs, &secrets);
+    let export_root = into.export_root.clone();
+    let convert_into_extract = |extra: &[&str]| into.run(&["fhir", "convert", ndjson.to_str().unwrap()], extra);
     let out = convert_into_extract(&[]);
     assert!(out.status.success(), "{}", text(&out));
     let tree = export_root.join("check-project/all_extracts/2024-05-06t07-08-09/fhir");

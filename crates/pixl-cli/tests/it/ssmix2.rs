@@ -123,21 +123,9 @@ fn extract_into_an_export_tree_with_free_text_through_pixl_text() {
     let storage = dir.path().join("storage");
     let generated = pixl(&["ssmix2", "generate", storage.to_str().unwrap(), "--patients", "5"], &configs, &secrets);
     assert!(generated.status.success(), "{}", text(&generated));
-    let extract = dir.path().join("omop-extract");
-    std::fs::create_dir_all(&extract).unwrap();
-    std::fs::write(extract.join("extract_summary.json"), r#"{"datetime": "2024-05-06 07:08:09", "settings": {"cdm_source_name": "check-project"}}"#).unwrap();
-    let export_root = dir.path().join("exports");
-    let run = |extra: &[&str]| {
-        let mut args = vec!["ssmix2", "extract", storage.to_str().unwrap(), "--extract", extract.to_str().unwrap(), "--identity-tag", "E"];
-        args.extend_from_slice(extra);
-        Command::new(env!("CARGO_BIN_EXE_pixl"))
-            .args(&args)
-            .env("PROJECT_CONFIGS_DIR", &configs)
-            .env("PIXL_SECRETS_FILE", &secrets)
-            .env("HOST_EXPORT_ROOT_DIR", &export_root)
-            .output()
-            .unwrap()
-    };
+    let into = crate::support::IntoExtract::new(dir.path(), &configs, &secrets);
+    let export_root = into.export_root.clone();
+    let run = |extra: &[&str]| into.run(&["ssmix2", "extract", storage.to_str().unwrap(), "--identity-tag", "E"], extra);
     for (extra, said) in [
         (&["--format", "csv"][..], "--extract writes parquet"),
         (&["--recipient-key", "key.pub"][..], "not encrypted"),

@@ -80,3 +80,36 @@ pub struct StudyRow {
     pub state: String,
     pub extract_datetime: String,
 }
+
+/// An OMOP-ES extract of project `check-project` (extracted 2024-05-06 07:08:09) and an
+/// export root, for commands that write into an extract's export tree (`--extract`).
+pub struct IntoExtract {
+    pub extract: PathBuf,
+    pub export_root: PathBuf,
+    configs: PathBuf,
+    secrets: PathBuf,
+}
+
+impl IntoExtract {
+    pub fn new(dir: &Path, configs: &Path, secrets: &Path) -> Self {
+        let extract = dir.join("omop-extract");
+        std::fs::create_dir_all(&extract).unwrap();
+        std::fs::write(extract.join("extract_summary.json"), r#"{"datetime": "2024-05-06 07:08:09", "settings": {"cdm_source_name": "check-project"}}"#)
+            .unwrap();
+        Self { extract, export_root: dir.join("exports"), configs: configs.to_owned(), secrets: secrets.to_owned() }
+    }
+
+    /// Runs `pixl ARGS... --extract EXTRACT EXTRA...`.
+    pub fn run(&self, args: &[&str], extra: &[&str]) -> std::process::Output {
+        std::process::Command::new(env!("CARGO_BIN_EXE_pixl"))
+            .args(args)
+            .arg("--extract")
+            .arg(&self.extract)
+            .args(extra)
+            .env("PROJECT_CONFIGS_DIR", &self.configs)
+            .env("PIXL_SECRETS_FILE", &self.secrets)
+            .env("HOST_EXPORT_ROOT_DIR", &self.export_root)
+            .output()
+            .unwrap()
+    }
+}
