@@ -432,6 +432,37 @@ enum DateOrderArg {
     MonthFirst,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FormatArg {
+    Parquet,
+    Csv,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum TimestampsArg {
+    SinceBirth,
+    Shift,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum DobArg {
+    None,
+    Full,
+    Year,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum IdsArg {
+    Keyed,
+    Shuffled,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum FreeTextArg {
+    Remove,
+    Deidentify,
+}
+
 // Variant names are the subcommands users type (`pixl bench generate-omop`).
 #[allow(clippy::enum_variant_names)]
 #[derive(clap::Args)]
@@ -458,14 +489,14 @@ struct Ssmix2ExtractArgs {
     #[arg(long)]
     recipient_key: Option<PathBuf>,
     /// parquet or csv (with --extract: parquet).
-    #[arg(long, default_value = "parquet")]
-    format: String,
+    #[arg(long, value_enum, default_value_t = FormatArg::Parquet)]
+    format: FormatArg,
     /// since-birth (as ssmixtools) or shift (by the patient's pixl offset).
-    #[arg(long, default_value = "since-birth")]
-    timestamps: String,
+    #[arg(long, value_enum, default_value_t = TimestampsArg::SinceBirth)]
+    timestamps: TimestampsArg,
     /// Write the date_of_birth table: none, full or year (with --extract: none or year).
-    #[arg(long, default_value = "none")]
-    dob: String,
+    #[arg(long, value_enum, default_value_t = DobArg::None)]
+    dob: DobArg,
     /// Patients with a day of records in the period are included (with all their records).
     #[arg(long)]
     period_start: Option<chrono::NaiveDate>,
@@ -482,8 +513,8 @@ struct Ssmix2ExtractArgs {
     max_workers: Option<usize>,
     /// keyed (the project's pseudonyms) or shuffled (ssmixtools' numbers 1..N in a random
     /// order; needs --id-map-key; not with --extract).
-    #[arg(long, default_value = "keyed")]
-    ids: String,
+    #[arg(long, value_enum, default_value_t = IdsArg::Keyed)]
+    ids: IdsArg,
     /// With --ids shuffled: the storage-id-to-number table is written only encrypted,
     /// for this RSA public key (OpenSSH ssh-rsa or PEM).
     #[arg(long)]
@@ -492,8 +523,8 @@ struct Ssmix2ExtractArgs {
     /// systems' wording: remove (left out, counted) or deidentify (through pixl-text with
     /// the patient's own names, address, phone numbers and ids as probes; Japanese runs
     /// masked whole; a value pixl-text's second check doubts is left out).
-    #[arg(long, default_value = "remove")]
-    free_text: String,
+    #[arg(long, value_enum, default_value_t = FreeTextArg::Remove)]
+    free_text: FreeTextArg,
 }
 
 #[derive(Subcommand)]
@@ -896,51 +927,36 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 free_text,
             } = *args;
             use pixl_ssmix2::extract::{BirthDates, Format, Options, TimeMode};
-            let format = match format.as_str() {
-                "parquet" => Format::Parquet,
-                "csv" => Format::Csv,
-                _ => anyhow::bail!("--format is parquet or csv"),
+            let format = match format {
+                FormatArg::Parquet => Format::Parquet,
+                FormatArg::Csv => Format::Csv,
             };
-            let time_mode = match timestamps.as_str() {
-                "since-birth" => TimeMode::SinceBirth,
-                "shift" => TimeMode::Shift,
-                _ => anyhow::bail!("--timestamps is since-birth or shift"),
+            let time_mode = match timestamps {
+                TimestampsArg::SinceBirth => TimeMode::SinceBirth,
+                TimestampsArg::Shift => TimeMode::Shift,
             };
-            let birth_dates = match dob.as_str() {
-                "none" => BirthDates::None,
-                "full" => BirthDates::Full,
-                "year" => BirthDates::Year,
-                _ => anyhow::bail!("--dob is none, full or year"),
+            let birth_dates = match dob {
+                DobArg::None => BirthDates::None,
+                DobArg::Full => BirthDates::Full,
+                DobArg::Year => BirthDates::Year,
             };
             if extract.is_some() {
-                pixl_cli::ssmix2::check_export_tree_options(format, recipient_key.is_some(), ids == "shuffled", birth_dates)?;
+                pixl_cli::ssmix2::check_export_tree_options(format, recipient_key.is_some(), ids == IdsArg::Shuffled, birth_dates)?;
             }
             if identity_tag.is_empty() || !identity_tag.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
                 anyhow::bail!("--identity-tag is letters, digits, '-' and '_' (it becomes part of file names and ids)");
             }
-            let recipient = match recipient_key {
-                Some(path) => {
-                    let text = std::fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
-                    Some(pixl_ssmix2::crypto::RecipientKey::parse(&text)?)
-                }
-                None => None,
-            };
+            let recipient = recipient_key.as_deref().map(pixl_cli::ssmix2::read_recipient_key).transpose()?;
             let max_workers = max_workers.unwrap_or_else(pixl_ssmix2::extract::default_workers).max(1);
-            let read_key = |path: &PathBuf| -> anyhow::Result<pixl_ssmix2::crypto::RecipientKey> {
-                let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-                Ok(pixl_ssmix2::crypto::RecipientKey::parse(&text)?)
+            let shuffled_ids_map_key = match (ids, &id_map_key) {
+                (IdsArg::Keyed, None) => None,
+                (IdsArg::Keyed, Some(_)) => anyhow::bail!("--id-map-key is for --ids shuffled"),
+                (IdsArg::Shuffled, Some(path)) => Some(pixl_cli::ssmix2::read_recipient_key(path)?),
+                (IdsArg::Shuffled, None) => anyhow::bail!("--ids shuffled needs --id-map-key: the table of storage ids and numbers is written only encrypted"),
             };
-            let shuffled_ids_map_key = match (ids.as_str(), &id_map_key) {
-                ("keyed", None) => None,
-                ("keyed", Some(_)) => anyhow::bail!("--id-map-key is for --ids shuffled"),
-                ("shuffled", Some(path)) => Some(read_key(path)?),
-                ("shuffled", None) => anyhow::bail!("--ids shuffled needs --id-map-key: the table of storage ids and numbers is written only encrypted"),
-                _ => anyhow::bail!("--ids is keyed or shuffled"),
-            };
-            let free_text = match free_text.as_str() {
-                "remove" => pixl_ssmix2::read::FreeText::Remove,
-                "deidentify" => pixl_ssmix2::read::FreeText::Deidentify,
-                _ => anyhow::bail!("--free-text is remove or deidentify"),
+            let free_text = match free_text {
+                FreeTextArg::Remove => pixl_ssmix2::read::FreeText::Remove,
+                FreeTextArg::Deidentify => pixl_ssmix2::read::FreeText::Deidentify,
             };
             let (project, out) = match (extract, out) {
                 (Some(extract), _) => {

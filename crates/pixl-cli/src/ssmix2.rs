@@ -22,6 +22,12 @@ impl Ids for ProjectFhirKeys {
     }
 }
 
+/// An RSA public key file (OpenSSH `ssh-rsa` or PEM) to seal output for.
+pub fn read_recipient_key(path: &Path) -> anyhow::Result<pixl_ssmix2::crypto::RecipientKey> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(pixl_ssmix2::crypto::RecipientKey::parse(&text)?)
+}
+
 /// The SS-MIX2 tables' folder in an extract's export tree.
 pub const SSMIX2_DIR: &str = "ssmix2";
 
